@@ -1,0 +1,51 @@
+"""One exception hierarchy for every mistake a user can make; CLIs print these as one line."""
+
+
+class ProjectError(Exception):
+    """Base of the errors caused by input, options or files rather than by a bug."""
+
+
+class ParameterError(ProjectError, ValueError):
+    """A setting or argument has a value outside what is allowed."""
+
+
+class NotFittedError(ProjectError, AttributeError):
+    """A model was used for prediction before it was trained or loaded."""
+
+
+class ModelFileError(ProjectError):
+    """A model file is missing, damaged, from a newer version or for another pipeline."""
+
+
+class DataError(ProjectError):
+    """An input file (audio, image, data folder) cannot be used."""
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` if it is one of ``choices``, else raise a ParameterError naming them."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ParameterError(f"{name} must be one of {allowed}; got {value!r}")
+    return value
+
+
+def check_number(name, value, *, low=None, high=None, low_open=False, high_open=False, integer=False):
+    """Return ``value`` if it is a number in the given range, else raise a ParameterError.
+
+    ``low_open``/``high_open`` exclude the bound itself; ``integer`` requires a whole number.
+    """
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        integer and not float(value).is_integer()
+    ):
+        raise ParameterError(f"{name} must be {kind}; got {value!r}")
+    if value != value:  # NaN
+        raise ParameterError(f"{name} must be {kind}; got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ParameterError(f"{name} must be {kind} in {span}; got {value!r}")
+    return int(value) if integer else value

@@ -1,0 +1,27 @@
+"""Safe file writing: write to a temporary name beside the target, then rename into place."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    An exception or an interruption leaves ``path`` exactly as it was, so a good model or
+    plot is never replaced by half a file. ``suffix`` keeps an extension that writers
+    such as ``numpy.savez`` or matplotlib look at.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part", dir=path.parent)
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()

@@ -1,0 +1,37 @@
+"""Shared fixtures: where the real data sets are, and a fresh feature cache per test."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_VARIABLE = "INKVOICE_DATA"
+
+
+def real_data_dir(name):
+    """The folder ``$INKVOICE_DATA/<name>``, or a pytest skip explaining how to provide it."""
+    root = os.environ.get(DATA_VARIABLE)
+    if not root:
+        pytest.skip(f"real data not configured: set {DATA_VARIABLE} to the folder holding {name}/")
+    folder = Path(root) / name
+    if not folder.is_dir():
+        pytest.skip(f"real data set missing: {folder} does not exist")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir():
+    """The Free Spoken Digit Dataset's folder (holding recordings/)."""
+    return real_data_dir("fsdd")
+
+
+@pytest.fixture(scope="session")
+def cedar_dir():
+    """The CEDAR signature database's folder (holding full_org/ and full_forg/)."""
+    return real_data_dir("cedar")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test's feature cache out of the user's home folder."""
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))
