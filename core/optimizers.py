@@ -1,0 +1,97 @@
+"""Optimisers that update a list of parameter arrays in place from their gradients."""
+
+import numpy as np
+
+from core.errors import check_choice, check_number
+
+
+class Sgd:
+    """Stochastic gradient descent with (optionally Nesterov) momentum.
+
+    Parameters
+    ----------
+    learning_rate : float > 0
+    momentum : float in [0, 1)
+    nesterov : bool
+        Look ahead along the velocity before taking the gradient step (Sutskever et al., 2013).
+    """
+
+    name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, nesterov=False):
+        self.learning_rate = check_number("learning_rate", learning_rate, low=0, low_open=True)
+        self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
+        self.nesterov = bool(nesterov)
+        self._velocities = None
+
+    def step(self, parameters, gradients):
+        if self._velocities is None:
+            self._velocities = [np.zeros_like(p) for p in parameters]
+        rate = parameters[0].dtype.type(self.learning_rate)
+        momentum = parameters[0].dtype.type(self.momentum)
+        for parameter, gradient, velocity in zip(parameters, gradients, self._velocities):
+            velocity *= momentum
+            velocity -= rate * gradient
+            if self.nesterov:
+                parameter += momentum * velocity - rate * gradient
+            else:
+                parameter += velocity
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015), with optional decoupled weight decay (AdamW).
+
+    Parameters
+    ----------
+    learning_rate : float > 0
+    beta1, beta2 : float in [0, 1)
+    epsilon : float > 0
+    weight_decay : float >= 0
+        Shrinks weights by ``learning_rate * weight_decay`` per step, apart from the gradient
+        (Loshchilov & Hutter, 2019); the L2 penalty of the loss is the other, coupled, way.
+    """
+
+    name = "adam"
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay=0.0):
+        self.learning_rate = check_number("learning_rate", learning_rate, low=0, low_open=True)
+        self.beta1 = check_number("beta1", beta1, low=0, high=1, high_open=True)
+        self.beta2 = check_number("beta2", beta2, low=0, high=1, high_open=True)
+        self.epsilon = check_number("epsilon", epsilon, low=0, low_open=True)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0)
+        self._moments = None
+        self._steps = 0
+
+    def step(self, parameters, gradients):
+        if self._moments is None:
+            self._moments = [(np.zeros_like(p), np.zeros_like(p)) for p in parameters]
+        self._steps += 1
+        dtype = parameters[0].dtype.type
+        # Bias corrections folded into the step size, as in the paper's efficient version.
+        rate = dtype(
+            self.learning_rate * np.sqrt(1 - self.beta2**self._steps) / (1 - self.beta1**self._steps)
+        )
+        beta1, beta2, epsilon = dtype(self.beta1), dtype(self.beta2), dtype(self.epsilon)
+        decay = dtype(self.learning_rate * self.weight_decay)
+        for parameter, gradient, (first, second) in zip(parameters, gradients, self._moments):
+            first *= beta1
+            first += (1 - beta1) * gradient
+            second *= beta2
+            second += (1 - beta2) * (gradient * gradient)
+            if decay and parameter.ndim > 1:
+                parameter -= decay * parameter
+            update = np.sqrt(second)
+            update += epsilon
+            np.divide(first, update, out=update)
+            update *= rate
+            parameter -= update
+
+
+OPTIMIZERS = {cls.name: cls for cls in (Sgd, Adam)}
+
+
+def make_optimizer(name, **settings):
+    """Build the optimiser called ``name`` with the settings it accepts."""
+    cls = OPTIMIZERS[check_choice("optimizer", name, tuple(OPTIMIZERS))]
+    accepted = cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount]
+    return cls(**{key: value for key, value in settings.items() if key in accepted})
