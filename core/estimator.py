@@ -16,6 +16,7 @@ from core.optimizers import OPTIMIZERS, make_optimizer
 from core.scaling import Standardizer
 from core.activations import ACTIVATIONS
 from core.schedules import SCHEDULES, make_schedule
+from core.threads import training_threads
 from core.training import History, train
 
 DTYPES = ("float32", "float64")
@@ -60,6 +61,9 @@ class MlpClassifier:
         ``fit`` continues from the current weights, classes and standardiser (fine-tuning).
     random_state : None, int or numpy.random.Generator
         Seeds initial weights, splits, shuffling and dropout; an int makes runs repeatable.
+    n_threads : int > 0 or None
+        BLAS threads while training; None uses one for small networks and every core for
+        large ones (see ``core.threads``).
     """
 
     _estimator_type = "classifier"
@@ -87,6 +91,7 @@ class MlpClassifier:
         standardize=True,
         warm_start=False,
         random_state=None,
+        n_threads=None,
     ):
         self.hidden_sizes = hidden_sizes
         self.activation = activation
@@ -109,6 +114,7 @@ class MlpClassifier:
         self.standardize = standardize
         self.warm_start = warm_start
         self.random_state = random_state
+        self.n_threads = n_threads
 
     # --- settings -------------------------------------------------------------------------
 
@@ -165,6 +171,8 @@ class MlpClassifier:
             check_choice("schedule", self.schedule, tuple(SCHEDULES))
         check_number("dropout", self.dropout, low=0, high=1, high_open=True)
         check_number("l2", self.l2, low=0)
+        if self.n_threads is not None:
+            check_number("n_threads", self.n_threads, low=1, integer=True)
         try:
             dtype_name = np.dtype(self.dtype).name
         except TypeError:
@@ -340,6 +348,7 @@ class MlpClassifier:
             schedule=make_schedule(self.schedule, self.learning_rate, int(self.max_epochs)),
             callback=callback,
             history=self.history_ if warm else None,
+            n_threads=training_threads(self.network_.layer_sizes, int(self.batch_size), self.n_threads),
         )
         self.n_epochs_ = len(self.history_.records)
         return self
@@ -381,6 +390,7 @@ class MlpClassifier:
             early_stopping=False,
             l2=self.l2,
             history=self.history_,
+            n_threads=training_threads(self.network_.layer_sizes, int(self.batch_size), self.n_threads),
         )
         self.n_epochs_ = len(self.history_.records)
         return self

@@ -1,9 +1,12 @@
 """Mini-batch training with validation, early stopping, schedules, progress and clean Ctrl-C."""
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from core.threads import blas_threads
 
 
 @dataclass
@@ -73,6 +76,7 @@ def train(
     schedule=None,
     callback=None,
     history=None,
+    n_threads=None,
 ):
     """Train ``network`` in place and return its History.
 
@@ -93,10 +97,20 @@ def train(
         Called with each epoch's record; returning False stops training.
     history : History or None
         Continue this history (fine-tuning, partial_fit) instead of starting a new one.
+    n_threads : int or None
+        BLAS threads for the products; None leaves the library's own setting.
 
     Ctrl-C ends training cleanly: the best weights so far are kept and the history says so.
     """
     history = history if history is not None else History()
+    with contextlib.nullcontext() if n_threads is None else blas_threads(n_threads):
+        _run_epochs(network, loss, optimizer, X, targets, rng, sample_weight, validation, batch_size, max_epochs,
+                    early_stopping, patience, min_delta, l2, schedule, callback, history)
+    return history
+
+
+def _run_epochs(network, loss, optimizer, X, targets, rng, sample_weight, validation, batch_size, max_epochs,
+                early_stopping, patience, min_delta, l2, schedule, callback, history):
     first_epoch = len(history.records) + 1
     n_samples = len(X)
     best_score, best_weights, waited = math.inf, None, 0
@@ -146,7 +160,6 @@ def train(
         history.interrupted = True
     if early_stopping and best_weights is not None:
         network.set_weights(best_weights)
-    return history
 
 
 def _batch_mean(batch_accuracies, n_samples, batch_size):

@@ -1,0 +1,196 @@
+"""Training speed of the core MLP against scikit-learn's MLPClassifier and PyTorch on the CPU.
+
+Same architecture, batch size, epochs and optimiser (Adam, learning rate 1e-3, no weight
+penalty, no early stopping) on two synthetic problems; every implementation runs in its own
+process so peak memory is its own. Prints a table of seconds per epoch, test accuracy,
+memory and, on the large problem, the achieved GFLOP/s against numpy's float32 matmul.
+
+Peers are installed only for this script::
+
+    pip install scikit-learn torch==2.13.0
+    python bench/core_speed.py                 # both problems
+    python bench/core_speed.py --problem small --epochs 10
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBLEMS = {
+    # name: (n_train, n_test, n_features, hidden_sizes, n_classes, batch_size, epochs)
+    "small": (2250, 750, 78, (256, 128), 10, 64, 30),
+    "large": (60000, 10000, 784, (512, 256), 10, 256, 3),
+}
+IMPLEMENTATIONS = ("inkvoice", "sklearn", "torch")
+
+
+def make_problem(name, seed=0):
+    """A 10-class mixture: each class is 3 Gaussian clusters, so the classes are not linearly separable."""
+    n_train, n_test, n_features, _, n_classes, _, _ = PROBLEMS[name]
+    rng = np.random.default_rng(seed)
+    # Centre spreads chosen so that a few epochs give roughly 80-95% test accuracy, not 100%.
+    spread = 0.5 if n_features < 100 else 0.15
+    centres = spread * rng.normal(size=(n_classes * 3, n_features)).astype(np.float32)
+    n = n_train + n_test
+    cluster = rng.integers(0, n_classes * 3, n)
+    X = centres[cluster] + rng.normal(size=(n, n_features)).astype(np.float32)
+    y = cluster % n_classes
+    X = ((X - X[:n_train].mean(0)) / X[:n_train].std(0)).astype(np.float32)
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+
+
+def training_flops(name):
+    """Floating-point operations of one training epoch (forward, weight and input gradients)."""
+    n_train, _, n_features, hidden, n_classes, _, _ = PROBLEMS[name]
+    sizes = [n_features, *hidden, n_classes]
+    flops = 0
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        passes = 2 if index == 0 else 3  # the first layer needs no input gradient
+        flops += passes * 2 * n_train * n_in * n_out
+    return flops
+
+
+def matmul_gflops(size=2048, repeats=5):
+    """numpy's float32 matrix-multiply speed on this machine: the ceiling for dense layers."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def current_rss_mb():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_inkvoice(X, y, X_test, y_test, hidden, batch_size, epochs):
+    from core.estimator import MlpClassifier
+
+    model = MlpClassifier(hidden_sizes=hidden, batch_size=batch_size, max_epochs=epochs, learning_rate=1e-3,
+                          early_stopping=False, standardize=False, random_state=0)
+    start = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - start
+    return seconds, model.score(X_test, y_test)
+
+
+def run_sklearn(X, y, X_test, y_test, hidden, batch_size, epochs):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier(hidden_layer_sizes=hidden, batch_size=batch_size, max_iter=epochs, learning_rate_init=1e-3,
+                          alpha=0.0, solver="adam", early_stopping=False, tol=0.0, n_iter_no_change=10**6,
+                          shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = time.perf_counter()
+        model.fit(X, y)
+        seconds = time.perf_counter() - start
+    return seconds, model.score(X_test, y_test)
+
+
+def run_torch(X, y, X_test, y_test, hidden, batch_size, epochs):
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    sizes = [X.shape[1], *hidden, int(y.max()) + 1]
+    layers = []
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if index < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_function = torch.nn.CrossEntropyLoss()
+    inputs, targets = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(inputs))
+        for begin in range(0, len(inputs), batch_size):
+            batch = order[begin : begin + batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_function(model(inputs[batch]), targets[batch])
+            loss.backward()
+            optimiser.step()
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(X_test)).argmax(1).numpy()
+    return seconds, float(np.mean(predicted == y_test))
+
+
+def worker(implementation, problem):
+    """Run one implementation on one problem and print its figures as JSON."""
+    X, y, X_test, y_test = make_problem(problem)
+    _, _, _, hidden, _, batch_size, epochs = PROBLEMS[problem]
+    runner = {"inkvoice": run_inkvoice, "sklearn": run_sklearn, "torch": run_torch}[implementation]
+    if implementation == "torch":
+        import torch  # noqa: F401  (import cost is not training memory)
+    elif implementation == "sklearn":
+        import sklearn.neural_network  # noqa: F401
+    before = current_rss_mb()
+    seconds, accuracy = runner(X, y, X_test, y_test, hidden, batch_size, epochs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds_per_epoch": seconds / epochs, "accuracy": accuracy,
+                      "peak_mb": peak, "training_mb": peak - before}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problem", choices=["small", "large", "both"], default="both")
+    parser.add_argument("--epochs", type=int, help="override the epochs of every problem")
+    parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "PROBLEM"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.epochs:
+        for name, spec in PROBLEMS.items():
+            PROBLEMS[name] = (*spec[:-1], args.epochs)
+    if args.worker:
+        worker(*args.worker)
+        return
+    problems = ["small", "large"] if args.problem == "both" else [args.problem]
+    ceiling = matmul_gflops()
+    print(f"numpy float32 matmul (2048x2048): {ceiling:.1f} GFLOP/s; {os.cpu_count()} cores\n")
+    header = "| problem | implementation | s/epoch | vs inkvoice | test accuracy | peak MB | training MB | GFLOP/s | of matmul |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for problem in problems:
+        results = {}
+        for implementation in IMPLEMENTATIONS:
+            command = [sys.executable, __file__, "--worker", implementation, problem]
+            if args.epochs:
+                command += ["--epochs", str(args.epochs)]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                print(f"| {problem} | {implementation} | not run: {last} | | | | | | |")
+                continue
+            results[implementation] = json.loads(done.stdout.strip().splitlines()[-1])
+        ours = results.get("inkvoice", {}).get("seconds_per_epoch")
+        for implementation, figures in results.items():
+            speed = figures["seconds_per_epoch"]
+            ratio = f"{speed / ours:.2f}x" if ours else ""
+            gflops = training_flops(problem) / speed / 1e9
+            share = f"{gflops / ceiling:.0%}" if problem == "large" else ""
+            print(f"| {problem} | {implementation} | {speed:.3f} | {ratio} | {figures['accuracy']:.3f} | "
+                  f"{figures['peak_mb']:.0f} | {figures['training_mb']:.0f} | {gflops:.1f} | {share} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""How many BLAS threads training uses.
+
+Mini-batch matrices of a small network multiply in microseconds; waking and synchronising
+BLAS threads then costs more than the work, and on a busy machine threads that spin waiting
+for a core slow training down by orders of magnitude. Small products therefore run on one
+thread; large ones use every core.
+"""
+
+import contextlib
+import os
+
+# Below this many floating-point operations in the largest per-batch product, one thread wins.
+SMALL_PRODUCT_FLOPS = 3e7
+
+
+def training_threads(layer_sizes, batch_size, n_threads=None):
+    """BLAS threads for training a network with ``layer_sizes`` on batches of ``batch_size``.
+
+    ``n_threads`` (an int > 0) overrides the choice.
+    """
+    if n_threads is not None:
+        return int(n_threads)
+    largest = max(2 * batch_size * n_in * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return 1 if largest < SMALL_PRODUCT_FLOPS else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def blas_threads(n_threads):
+    """Limit the BLAS library numpy uses to ``n_threads`` threads inside the block."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        yield
