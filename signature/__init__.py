@@ -1,0 +1,1 @@
+"""Signature verification: clean and normalise a scan, describe it with HOG, compare it with references."""
