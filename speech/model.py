@@ -1,0 +1,253 @@
+"""Train, fine-tune, save, load and apply a spoken-word model (an MLP on MFCC summaries)."""
+
+import time
+
+import numpy as np
+
+from core.errors import DataError, ModelFileError, ParameterError, check_number
+from core.extraction import default_cache_dir, extract_many
+from speech.audio import DEFAULT_MAX_SECONDS
+from speech.augment import augmentation_parameters
+from speech.features import FEATURE_VERSION, extract, extract_augmented, feature_length, feature_parameters
+
+PIPELINE = "speech"
+MODEL_NAME = "classifier"
+# Feature vectors per label kept in the model file and replayed when fine-tuning, so that a
+# model tuned on a user's few recordings does not forget the voices it was trained on.
+REHEARSAL_PER_LABEL = 40
+
+DEFAULT_TRAINING = {
+    "hidden_sizes": [256],
+    "epochs": 40,
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+    "dropout": 0.2,
+    "l2": 1e-4,
+    "seed": 0,
+}
+
+
+def extract_features(paths, parameters, *, augmentation=None, seed=0, max_seconds=DEFAULT_MAX_SECONDS,
+                     cache=True, n_jobs=None, progress=None):
+    """Feature rows for ``paths``: ``(results, failures)``.
+
+    ``results[i]`` is an array of shape (n_features,) - or (1 + copies, n_features) when
+    ``augmentation`` is given - or None when that file failed; ``failures`` lists
+    ``(path, DataError)`` in file order.
+    """
+    cache_dir = default_cache_dir() if cache else None
+    if augmentation is not None and augmentation["copies"] > 0:
+        function = extract_augmented
+        arguments = {**parameters, "augmentation": augmentation, "seed": int(seed), "max_seconds": max_seconds}
+    else:
+        function = extract
+        arguments = {**parameters, "max_seconds": max_seconds}
+    outputs = extract_many(function, paths, arguments, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+    results, failures = [], []
+    for path, output in zip(paths, outputs):
+        if isinstance(output, Exception):
+            failures.append((path, output))
+            results.append(None)
+        else:
+            results.append(output)
+    return results, failures
+
+
+class SpeechModel:
+    """A trained classifier with the feature parameters it was trained on.
+
+    Attributes
+    ----------
+    classifier : core.estimator.MlpClassifier
+    features : dict
+        Feature parameters; prediction applies exactly these.
+    metadata : dict
+        Everything stored in the model file besides the weights (training, figures, ...).
+    rehearsal : tuple (X, y) or None
+        A sample of training feature vectors, replayed when fine-tuning.
+    """
+
+    def __init__(self, classifier, features, metadata=None, rehearsal=None):
+        self.classifier = classifier
+        self.features = features
+        self.metadata = metadata or {}
+        self.rehearsal = rehearsal
+
+    @property
+    def labels(self):
+        """The labels the model can answer, in the order of its probabilities."""
+        return [str(label) for label in self.classifier.classes_]
+
+    def save(self, path):
+        """Write the model file atomically (weights, standardiser, features, metadata)."""
+        from core.bundle import save_model
+
+        metadata = {**self.metadata, "features": self.features, "feature_version": FEATURE_VERSION}
+        arrays = {}
+        if self.rehearsal is not None:
+            arrays = {"rehearsal_X": self.rehearsal[0].astype(np.float32), "rehearsal_y": np.asarray(self.rehearsal[1]).astype(str)}
+        save_model(path, PIPELINE, {MODEL_NAME: self.classifier}, metadata, arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a speech model file.
+
+        Raises
+        ------
+        ModelFileError
+            Not a speech model file, damaged, or its features do not match its network.
+        """
+        from core.bundle import load_model
+
+        bundle = load_model(path, PIPELINE)
+        metadata = dict(bundle.metadata)
+        if MODEL_NAME not in bundle.models or not isinstance(metadata.get("features"), dict):
+            raise ModelFileError(f"{path} is not a complete speech model: no classifier or no feature parameters")
+        if metadata.get("feature_version", 0) > FEATURE_VERSION:
+            raise ModelFileError(f"{path} uses feature version {metadata['feature_version']}, newer than this version reads")
+        try:
+            features = feature_parameters(**metadata.pop("features"))
+        except ParameterError as error:
+            raise ModelFileError(f"{path} has unusable feature parameters: {error}") from None
+        classifier = bundle.models[MODEL_NAME]
+        if classifier.n_features_in_ != feature_length(features):
+            raise ModelFileError(
+                f"{path}: the network expects {classifier.n_features_in_} features but its feature parameters "
+                f"make {feature_length(features)}"
+            )
+        rehearsal = None
+        if "rehearsal_X" in bundle.arrays and "rehearsal_y" in bundle.arrays:
+            rehearsal = (bundle.arrays["rehearsal_X"], bundle.arrays["rehearsal_y"])
+        return cls(classifier, features, metadata, rehearsal)
+
+    def predict_proba_files(self, paths, *, max_seconds=DEFAULT_MAX_SECONDS, n_jobs=None, cache=False, progress=None):
+        """Class probabilities per file: ``(probabilities or None per path, failures)``."""
+        if n_jobs is None and len(paths) < 64:
+            n_jobs = 1  # a worker pool costs more than it saves on a handful of clips
+        results, failures = extract_features(
+            paths, self.features, max_seconds=max_seconds, cache=cache, n_jobs=n_jobs, progress=progress
+        )
+        rows = [i for i, r in enumerate(results) if r is not None]
+        probabilities = [None] * len(paths)
+        if rows:
+            matrix = self.classifier.predict_proba(np.stack([results[i] for i in rows]))
+            for i, row in zip(rows, matrix):
+                probabilities[i] = row
+        return probabilities, failures
+
+
+def _rehearsal_sample(X, y, generator):
+    keep = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        keep.extend(generator.permutation(members)[:REHEARSAL_PER_LABEL])
+    keep = np.sort(np.asarray(keep, dtype=int))
+    return X[keep], y[keep]
+
+
+def _stack_training(results, labels, speakers):
+    X, y, groups = [], [], []
+    for result, label, speaker in zip(results, labels, speakers):
+        if result is None:
+            continue
+        block = result if result.ndim == 2 else result[None, :]
+        X.append(block)
+        y.extend([label] * len(block))
+        groups.extend([speaker] * len(block))
+    if not X:
+        raise DataError("no usable training clips: every file failed")
+    return np.vstack(X), np.asarray(y), np.asarray(groups)
+
+
+def train(dataset, train_indices, *, features=None, augmentation=None, training=None, init=None,
+          max_seconds=DEFAULT_MAX_SECONDS, n_jobs=None, cache=True, progress=None, callback=None):
+    """Train a SpeechModel on ``dataset[train_indices]`` (or fine-tune ``init`` on them).
+
+    Parameters
+    ----------
+    dataset : speech.dataset.Dataset
+    train_indices : array of int
+    features : dict or None
+        Feature parameters (defaults from :func:`speech.features.feature_parameters`); ignored
+        when fine-tuning, which keeps the parameters of ``init``.
+    augmentation : dict or None
+        Augmentation settings (see :mod:`speech.augment`); None trains on clean clips only.
+    training : dict or None
+        Overrides of ``DEFAULT_TRAINING``.
+    init : SpeechModel or None
+        Fine-tune this model: continue from its weights on the new clips mixed with its
+        rehearsal sample, with a lower learning rate. The new clips may only use its labels.
+
+    Returns
+    -------
+    model : SpeechModel
+    failures : list of (path, DataError)
+        Files that could not be used (training went on without them).
+    """
+    from core.estimator import MlpClassifier
+
+    settings = {**DEFAULT_TRAINING, **(training or {})}
+    check_number("epochs", settings["epochs"], low=1, high=10000, integer=True)
+    check_number("seed", settings["seed"], low=0, integer=True)
+    hidden_sizes = [check_number("hidden size", int(size), low=1, high=10000, integer=True) for size in settings["hidden_sizes"]]
+    features = init.features if init is not None else feature_parameters(**(features or {}))
+    augmentation = None if augmentation is None else augmentation_parameters(**augmentation)
+    paths = [dataset.paths[i] for i in train_indices]
+    results, failures = extract_features(
+        paths, features, augmentation=augmentation, seed=settings["seed"], max_seconds=max_seconds,
+        cache=cache, n_jobs=n_jobs, progress=progress,
+    )
+    X, y, _ = _stack_training(results, dataset.labels[train_indices], dataset.speakers[train_indices])
+    generator = np.random.default_rng(settings["seed"])
+    started = time.perf_counter()
+    if init is None:
+        classifier = MlpClassifier(
+            hidden_sizes=tuple(hidden_sizes),
+            batch_size=int(settings["batch_size"]),
+            max_epochs=int(settings["epochs"]),
+            learning_rate=float(settings["learning_rate"]),
+            dropout=float(settings["dropout"]),
+            l2=float(settings["l2"]),
+            early_stopping=False,
+            schedule="cosine",
+            random_state=generator,
+        )
+        classifier.fit(X, y, callback=callback)
+        rehearsal = _rehearsal_sample(X, y, generator)
+        history = []
+    else:
+        known = set(init.labels)
+        new = sorted(set(y.tolist()) - known)
+        if new:
+            raise ParameterError(
+                f"fine-tuning cannot add labels {', '.join(new)} (the model knows {', '.join(init.labels)}); "
+                "train a new model on all the labels instead"
+            )
+        classifier = init.classifier
+        if init.rehearsal is not None:
+            X = np.vstack([X, init.rehearsal[0]])
+            y = np.concatenate([y.astype(str), init.rehearsal[1].astype(str)])
+        classifier.set_params(
+            warm_start=True,
+            max_epochs=int(settings["epochs"]),
+            learning_rate=float(settings["learning_rate"]),
+            early_stopping=False,
+            schedule="cosine",
+            random_state=generator,
+        )
+        classifier.fit(X, y, callback=callback)
+        rehearsal = init.rehearsal
+        history = list(init.metadata.get("training", {}).get("history", []))
+    training_record = {
+        **{key: settings[key] for key in DEFAULT_TRAINING},
+        "hidden_sizes": hidden_sizes if init is None else list(init.metadata.get("training", {}).get("hidden_sizes", [])),
+        "augmentation": augmentation,
+        "n_clips": int(len(paths) - len(failures)),
+        "n_rows": int(len(X)),
+        "seconds": round(time.perf_counter() - started, 2),
+        "fine_tuned": init is not None,
+        "history": history + [{"clips": int(len(paths) - len(failures)), "fine_tuning": init is not None}],
+    }
+    metadata = dict(init.metadata) if init is not None else {}
+    metadata["training"] = training_record
+    return SpeechModel(classifier, features, metadata, rehearsal), failures
