@@ -13,7 +13,6 @@ Stages, in the order the code follows them:
    MFCCs, pooled standard deviations of MFCCs, deltas and delta-deltas, and the log duration.
 """
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -78,36 +77,16 @@ def feature_length(parameters):
     return n_mfcc * parameters["n_segments"] + 3 * n_mfcc + 1
 
 
-@functools.lru_cache(maxsize=8)
-def analysis_matrices(sample_rate, n_fft, window_length, n_mels, n_mfcc, fmin, fmax):
-    """The Hann window, mel filterbank and DCT matrix for one setting (built once per process).
-
-    Returns
-    -------
-    window : (window_length,) float32
-    mel_basis : (n_fft // 2 + 1, n_mels) float32, librosa's Slaney-normalised filters
-    dct_basis : (n_mels, n_mfcc) float32, orthonormal DCT-II rows as in librosa.feature.mfcc
-    """
-    import librosa
-    import scipy.fft
-
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window_length) / window_length)
-    mel_basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    dct_basis = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]
-    return (
-        window.astype(np.float32),
-        np.ascontiguousarray(mel_basis.T, dtype=np.float32),
-        np.ascontiguousarray(dct_basis.T, dtype=np.float32),
-    )
+_MATRICES = {}
 
 
-def _matrices_for(parameters):
+def matrices_key(parameters):
+    """The settings that determine the analysis matrices, as a hashable tuple."""
     rate = int(parameters["sample_rate"])
-    window_length = int(round(rate * parameters["window_ms"] / 1000))
-    return analysis_matrices(
+    return (
         rate,
         int(parameters["n_fft"]),
-        window_length,
+        int(round(rate * parameters["window_ms"] / 1000)),
         int(parameters["n_mels"]),
         int(parameters["n_mfcc"]),
         float(parameters["fmin"]),
@@ -115,9 +94,55 @@ def _matrices_for(parameters):
     )
 
 
+def mel_filterbank(parameters):
+    """librosa's Slaney-normalised mel filters, shape (n_fft // 2 + 1, n_mels), float32."""
+    import librosa
+
+    rate, n_fft, _, n_mels, _, fmin, fmax = matrices_key(parameters)
+    basis = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return np.ascontiguousarray(basis.T, dtype=np.float32)
+
+
+def use_mel_filterbank(parameters, mel_basis):
+    """Use ``mel_basis`` (e.g. stored in a model file) for ``parameters`` instead of building it.
+
+    Building it imports librosa and scipy, which costs more than a second in a fresh process.
+    """
+    key = matrices_key(parameters)
+    expected = (key[1] // 2 + 1, key[3])
+    if mel_basis.shape != expected:
+        raise ParameterError(f"mel filterbank has shape {mel_basis.shape}; expected {expected}")
+    _MATRICES[key] = _assemble(key, np.ascontiguousarray(mel_basis, dtype=np.float32))
+
+
+def _assemble(key, mel_basis):
+    _, _, window_length, n_mels, n_mfcc, _, _ = key
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window_length) / window_length)
+    # Orthonormal DCT-II, as scipy.fft.dct(norm="ortho") and librosa.feature.mfcc use.
+    bands = np.arange(n_mels)
+    dct_basis = np.cos(np.pi / n_mels * (bands[:, None] + 0.5) * np.arange(n_mfcc)[None, :]) * np.sqrt(2.0 / n_mels)
+    dct_basis[:, 0] /= np.sqrt(2.0)
+    return window.astype(np.float32), mel_basis, dct_basis.astype(np.float32)
+
+
+def analysis_matrices(parameters):
+    """The Hann window, mel filterbank and DCT matrix for ``parameters`` (built once per process).
+
+    Returns
+    -------
+    window : (window_length,) float32, periodic Hann
+    mel_basis : (n_fft // 2 + 1, n_mels) float32
+    dct_basis : (n_mels, n_mfcc) float32
+    """
+    key = matrices_key(parameters)
+    if key not in _MATRICES:
+        _MATRICES[key] = _assemble(key, mel_filterbank(parameters))
+    return _MATRICES[key]
+
+
 def mfcc(samples, parameters):
     """MFCCs of a clip, shape (n_frames, n_mfcc); a clip shorter than a window is zero-padded."""
-    window, mel_basis, dct_basis = _matrices_for(parameters)
+    window, mel_basis, dct_basis = analysis_matrices(parameters)
     rate = int(parameters["sample_rate"])
     window_length = window.size
     hop = max(1, int(round(rate * parameters["hop_ms"] / 1000)))

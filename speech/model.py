@@ -8,7 +8,14 @@ from core.errors import DataError, ModelFileError, ParameterError, check_number
 from core.extraction import default_cache_dir, extract_many
 from speech.audio import DEFAULT_MAX_SECONDS
 from speech.augment import augmentation_parameters
-from speech.features import FEATURE_VERSION, extract, extract_augmented, feature_length, feature_parameters
+from speech.features import (
+    FEATURE_VERSION,
+    extract,
+    extract_augmented,
+    feature_length,
+    feature_parameters,
+    use_mel_filterbank,
+)
 
 PIPELINE = "speech"
 MODEL_NAME = "classifier"
@@ -83,9 +90,13 @@ class SpeechModel:
         from core.bundle import save_model
 
         metadata = {**self.metadata, "features": self.features, "feature_version": FEATURE_VERSION}
-        arrays = {}
+        from speech.features import analysis_matrices
+
+        # The filterbank travels with the model so that prediction need not import librosa.
+        arrays = {"mel_basis": analysis_matrices(self.features)[1]}
         if self.rehearsal is not None:
-            arrays = {"rehearsal_X": self.rehearsal[0].astype(np.float32), "rehearsal_y": np.asarray(self.rehearsal[1]).astype(str)}
+            arrays["rehearsal_X"] = self.rehearsal[0].astype(np.float32)
+            arrays["rehearsal_y"] = np.asarray(self.rehearsal[1]).astype(str)
         save_model(path, PIPELINE, {MODEL_NAME: self.classifier}, metadata, arrays)
 
     @classmethod
@@ -115,6 +126,11 @@ class SpeechModel:
                 f"{path}: the network expects {classifier.n_features_in_} features but its feature parameters "
                 f"make {feature_length(features)}"
             )
+        if "mel_basis" in bundle.arrays:
+            try:
+                use_mel_filterbank(features, bundle.arrays["mel_basis"])
+            except ParameterError as error:
+                raise ModelFileError(f"{path}: {error}") from None
         rehearsal = None
         if "rehearsal_X" in bundle.arrays and "rehearsal_y" in bundle.arrays:
             rehearsal = (bundle.arrays["rehearsal_X"], bundle.arrays["rehearsal_y"])
