@@ -1,0 +1,130 @@
+"""MFCC features: agreement with librosa, fixed length, normalisation, parameters, augmentation."""
+
+import numpy as np
+import pytest
+
+from core.errors import ParameterError
+from speech.augment import augmentation_parameters, change_speed, perturb
+from speech.features import (
+    deltas,
+    extract,
+    extract_augmented,
+    feature_length,
+    feature_parameters,
+    mfcc,
+    segment_means,
+)
+from tests.speech.conftest import RATE, tone, write
+
+
+def test_mfcc_matches_librosa_with_the_same_settings():
+    import librosa
+
+    clip = tone(300.0, seconds=0.4, vibrato=2.0)
+    parameters = feature_parameters(pre_emphasis=0.0)
+    reference = librosa.feature.mfcc(
+        y=clip, sr=RATE, n_mfcc=20, n_fft=256, win_length=200, hop_length=80, n_mels=40, fmin=50.0, fmax=4000.0,
+        center=True, pad_mode="constant",
+    ).T
+    ours = mfcc(clip, parameters)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, atol=1e-2 * np.abs(reference).max())
+
+
+def test_the_vector_has_the_announced_length_for_any_clip_length(tmp_path):
+    parameters = feature_parameters()
+    for seconds in (0.005, 0.02, 0.3, 2.0):
+        vector = extract(write(tmp_path / f"{seconds}.wav", tone(400.0, seconds)), **parameters)
+        assert vector.shape == (feature_length(parameters),)
+        assert np.all(np.isfinite(vector))
+
+
+def test_level_does_not_change_the_features(tmp_path):
+    parameters = feature_parameters()
+    # Float samples, so that 16-bit rounding of the quiet clip does not add a noise floor.
+    loud = extract(write(tmp_path / "loud.wav", tone(400.0, amplitude=0.9), subtype="FLOAT"), **parameters)
+    quiet = extract(write(tmp_path / "quiet.wav", tone(400.0, amplitude=0.05), subtype="FLOAT"), **parameters)
+    np.testing.assert_allclose(loud, quiet, atol=2e-2)
+
+
+def test_different_sounds_give_different_features(tmp_path):
+    parameters = feature_parameters()
+    low = extract(write(tmp_path / "low.wav", tone(200.0)), **parameters)
+    high = extract(write(tmp_path / "high.wav", tone(1500.0)), **parameters)
+    assert np.linalg.norm(low - high) > 1.0
+
+
+def test_cepstral_mean_normalisation_removes_a_fixed_channel():
+    clip = tone(300.0, vibrato=3.0)
+    filtered = np.convolve(clip, [1.0, 0.6], mode="same").astype(np.float32)
+    parameters = feature_parameters(pre_emphasis=0.0)
+    plain = mfcc(clip, parameters)
+    coloured = mfcc(filtered, parameters)
+    raw_gap = np.abs(plain.mean(0) - coloured.mean(0))[1:].max()
+    normalised_gap = np.abs((plain - plain.mean(0)) - (coloured - coloured.mean(0)))[5:-5, 1:].mean()
+    assert normalised_gap < raw_gap / 3
+
+
+def test_segment_means_cover_short_and_long_inputs():
+    frames = np.arange(10, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(segment_means(frames, 5)[:, 0], [0.5, 2.5, 4.5, 6.5, 8.5])
+    np.testing.assert_allclose(segment_means(frames[:2], 4)[:, 0], [0, 0, 1, 1])
+
+
+def test_deltas_of_a_ramp_are_its_slope():
+    ramp = np.arange(20, dtype=np.float32)[:, None] * 2.0
+    np.testing.assert_allclose(deltas(ramp, 2)[3:-3, 0], 2.0)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"n_mfcc": 0}, "n_mfcc"),
+        ({"n_mfcc": 50}, "n_mfcc"),
+        ({"hop_ms": 40.0}, "hop_ms"),
+        ({"n_fft": 64}, "n_fft"),
+        ({"fmax": 9000.0}, "fmax"),
+        ({"cmvn": "sometimes"}, "cmvn must be one of"),
+        ({"window": 3}, "unknown feature parameter"),
+    ],
+)
+def test_bad_parameters_are_refused_by_name(overrides, message):
+    with pytest.raises(ParameterError, match=message):
+        feature_parameters(**overrides)
+
+
+def test_augmented_copies_are_repeatable_and_differ_from_the_clean_clip(tmp_path):
+    path = write(tmp_path / "word.wav", tone(350.0, vibrato=2.0))
+    parameters = feature_parameters()
+    settings = augmentation_parameters(copies=3)
+    first = extract_augmented(path, augmentation=settings, seed=7, **parameters)
+    again = extract_augmented(path, augmentation=settings, seed=7, **parameters)
+    other = extract_augmented(path, augmentation=settings, seed=8, **parameters)
+    assert first.shape == (4, feature_length(parameters))
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first[1:], other[1:])
+    np.testing.assert_allclose(first[0], extract(path, **parameters), atol=1e-5)
+    assert all(np.linalg.norm(first[k] - first[0]) > 1e-3 for k in range(1, 4))
+
+
+def test_speed_change_scales_duration_and_pitch():
+    clip = tone(400.0, seconds=0.5)
+    faster = change_speed(clip, 1.25)
+    assert faster.size == pytest.approx(clip.size / 1.25, abs=1)
+    peak = np.argmax(np.abs(np.fft.rfft(faster))) * RATE / faster.size
+    assert peak == pytest.approx(500.0, rel=0.03)
+
+
+def test_perturb_stays_in_range():
+    settings = augmentation_parameters(snr_db=[0.0, 5.0], noise_probability=1.0, gain_db=20.0)
+    variant = perturb(tone(300.0), RATE, settings, np.random.default_rng(0))
+    assert np.all(np.abs(variant) <= 1.0)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"copies": -1}, "copies"), ({"speed": [1.2, 0.9]}, "speed"), ({"snr_db": 3}, "snr_db"), ({"pitch": 1}, "unknown")],
+)
+def test_bad_augmentation_settings_are_refused(overrides, message):
+    with pytest.raises(ParameterError, match=message):
+        augmentation_parameters(**overrides)
