@@ -327,6 +327,7 @@ class MlpClassifier:
             self.standardizer_ = Standardizer().fit(X_train) if self.standardize else None
             self._build(hidden_sizes, X.shape[1], rng)
             self.history_ = History()
+            self._partial_optimizer = None
         self._set_dropout_rng(rng)
         X_train = self._scale(X_train)
         validation = None if X_val is None or len(X_val) == 0 else (self._scale(X_val), targets_val)
@@ -366,13 +367,13 @@ class MlpClassifier:
             self.classes_ = np.unique(np.asarray(classes) if classes is not None else y)
             if len(self.classes_) < 2:
                 raise ParameterError(f"classes must hold at least 2 labels; got {len(self.classes_)}")
-            rng = self._make_rng()
-            self._partial_rng = rng
             self.n_features_in_ = X.shape[1]
             self.standardizer_ = Standardizer().fit(X) if self.standardize else None
-            self._build(hidden_sizes, X.shape[1], rng)
+            self._partial_rng = self._make_rng()
+            self._build(hidden_sizes, X.shape[1], self._partial_rng)
             self.history_ = History()
         if getattr(self, "_partial_optimizer", None) is None:
+            # A loaded model starts its own optimiser state and random stream here.
             self._partial_optimizer = self._optimizer()
             self._partial_rng = getattr(self, "_partial_rng", None) or self._make_rng()
         targets = self._encode(y)

@@ -1,9 +1,10 @@
 """How many BLAS threads training uses.
 
 Mini-batch matrices of a small network multiply in microseconds; waking and synchronising
-BLAS threads then costs more than the work, and on a busy machine threads that spin waiting
-for a core slow training down by orders of magnitude. Small products therefore run on one
-thread; large ones use every core.
+BLAS threads then costs more than the work. On a busy machine it is worse: BLAS threads
+spin while they wait for a core the other programs hold, and an epoch measured 10-100x
+slower on two threads than on one. So training uses one thread for small products or when
+the machine is already busy, and every core only for large products on an idle machine.
 """
 
 import contextlib
@@ -21,7 +22,18 @@ def training_threads(layer_sizes, batch_size, n_threads=None):
     if n_threads is not None:
         return int(n_threads)
     largest = max(2 * batch_size * n_in * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
-    return 1 if largest < SMALL_PRODUCT_FLOPS else os.cpu_count() or 1
+    cores = os.cpu_count() or 1
+    if largest < SMALL_PRODUCT_FLOPS or _busy(cores):
+        return 1
+    return cores
+
+
+def _busy(cores):
+    """Whether other programs already keep the cores occupied (one-minute load average)."""
+    try:
+        return os.getloadavg()[0] > cores - 0.5
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
