@@ -1,0 +1,205 @@
+"""The speech command, driven through click's CliRunner on the repository's demo recordings."""
+
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from speech.cli import main
+from tests.speech.conftest import tone, write
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory, demo_dir):
+    """A model trained once by ``speech train`` on data/speech with a random split."""
+    folder = tmp_path_factory.mktemp("demo")
+    model = folder / "digits.npz"
+    result = CliRunner().invoke(
+        main, ["train", str(demo_dir), "-o", str(model), "--epochs", "30", "--copies", "2", "--no-cache", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    return model, result.output
+
+
+def run(*arguments):
+    return CliRunner().invoke(main, [str(a) for a in arguments])
+
+
+def test_every_option_has_help():
+    for command in main.commands.values():
+        for parameter in command.params:
+            if parameter.param_type_name == "option":
+                assert parameter.help, f"{command.name} {parameter.name} has no help"
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = "import sys, speech.cli; print(sorted(m for m in ('librosa', 'matplotlib', 'scipy') if m in sys.modules))"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
+
+
+def test_python_dash_m_speech_runs():
+    result = subprocess.run([sys.executable, "-m", "speech", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_train_reports_held_out_accuracy(demo_model):
+    model, output = demo_model
+    assert "random split: test accuracy" in output
+    accuracy = float(output.split("test accuracy ")[1].split()[0])
+    assert accuracy >= 0.9
+    assert model.is_file()
+
+
+def test_predict_names_the_digit(demo_model, demo_dir):
+    model, _ = demo_model
+    result = run("predict", model, demo_dir / "7" / "us_165_50.wav", demo_dir / "3" / "gb_130_35.wav")
+    assert result.exit_code == 0
+    lines = [line.split("\t") for line in result.output.strip().splitlines()]
+    assert [line[1] for line in lines] == ["7", "3"]
+
+
+def test_predict_json_top_k_and_folders(demo_model, demo_dir):
+    model, _ = demo_model
+    result = run("predict", model, demo_dir / "4", "--json", "--top-k", "3")
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert len(records) == 24
+    assert all(len(r["top"]) == 3 and r["top"][0]["label"] == r["label"] for r in records)
+    assert np.mean([r["label"] == "4" for r in records]) >= 0.9
+
+
+def test_min_confidence_answers_unknown(demo_model, demo_dir, tmp_path):
+    model, _ = demo_model
+    hum = write(tmp_path / "hum.wav", tone(120.0, seconds=1.0))
+    result = run("predict", model, hum, demo_dir / "5", "--json", "--min-confidence", "0.9")
+    records = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert all((r["label"] == "unknown") == (r["confidence"] < 0.9) for r in records)
+    assert run("predict", model, hum, "--min-confidence", "1.5").exit_code == 2
+
+
+def test_a_batch_goes_on_past_bad_files_and_fails_at_the_end(demo_model, demo_dir, tmp_path):
+    model, _ = demo_model
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.wav").write_text("this is not audio" * 10)
+    result = CliRunner().invoke(
+        main, ["predict", str(model), str(tmp_path / "empty.wav"), str(demo_dir / "2" / "us_165_50.wav"), str(tmp_path / "notes.wav")]
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "\t2\t" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 2 and "empty.wav" in errors[0] and "notes.wav" in errors[1]
+
+
+@pytest.mark.parametrize("content", [b"", b"PK not really a zip", b"\x93NUMPY garbage"])
+def test_a_bad_model_file_is_one_error_line(tmp_path, demo_dir, content):
+    bad = tmp_path / "model.npz"
+    bad.write_bytes(content)
+    result = run("predict", bad, demo_dir / "1" / "us_165_50.wav")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error:") and len(result.output.strip().splitlines()) == 1
+
+
+def test_evaluate_prints_the_report_and_draws_pngs(demo_model, demo_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    model, _ = demo_model
+    result = run("evaluate", model, demo_dir, "--confusion-png", tmp_path / "c.png", "--curve-png", tmp_path / "t.png", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("accuracy")
+    assert "us-klatt" in result.output and "confusion" in result.output
+    for png in ("c.png", "t.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_json(demo_model, demo_dir):
+    model, _ = demo_model
+    result = run("evaluate", model, demo_dir, "--json", "--quiet")
+    report = json.loads(result.output)
+    assert report["n_clips"] == 240 and report["accuracy"] >= 0.9
+    assert np.array(report["confusion"]).sum() == 240
+    assert set(report["per_speaker"]) >= {"us", "gb", "us-klatt"}
+
+
+def test_info_shows_training_and_figures(demo_model):
+    model, _ = demo_model
+    result = run("info", model, "--json")
+    document = json.loads(result.output)
+    assert document["labels"] == [str(d) for d in range(10)]
+    assert document["features"]["sample_rate"] == 8000
+    assert "random_accuracy" in document["figures"]
+    assert run("info", model).output.startswith("labels")
+
+
+def test_train_on_own_words_and_fine_tune(tone_folders, tmp_path, demo_model):
+    words = tmp_path / "words.npz"
+    result = run("train", tone_folders, "-o", words, "--split", "none", "--epochs", "30", "--hidden", "32", "--quiet")
+    assert result.exit_code == 0, result.output
+    low = write(tmp_path / "new" / "low" / "carl_1.wav", tone(225.0))
+    write(tmp_path / "new" / "high" / "carl_2.wav", tone(1450.0))
+    tuned = tmp_path / "tuned.npz"
+    result = run("train", tmp_path / "new", "-o", tuned, "--init", words, "--split", "none", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "\tlow\t" in run("predict", tuned, low).output
+    digits, _ = demo_model
+    result = run("train", tmp_path / "new", "-o", tmp_path / "x.npz", "--init", digits, "--split", "none", "--quiet")
+    assert result.exit_code == 1 and "Error: fine-tuning cannot add labels" in result.output
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--split", "speaker", "--test-speaker", "nobody"], "Error: test speaker must be one of"),
+        (["--split", "official"], "Error: the official split needs FSDD file names"),
+        (["--hidden", "12,x"], "expected comma-separated integers"),
+    ],
+)
+def test_bad_training_options(demo_dir, tmp_path, arguments, message):
+    result = run("train", demo_dir, "-o", tmp_path / "m.npz", *arguments)
+    assert result.exit_code in (1, 2) and message in result.output and "Traceback" not in result.output
+
+
+def make_archive(tmp_path, members):
+    source = tmp_path / "source"
+    for name, samples in members.items():
+        write(source / "free-spoken-digit-dataset-1.0.10" / "recordings" / name, samples)
+    archive = tmp_path / "fsdd.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        handle.add(source / "free-spoken-digit-dataset-1.0.10", arcname="free-spoken-digit-dataset-1.0.10")
+    return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_download_checks_the_archive_and_unpacks_it(tmp_path):
+    archive, digest = make_archive(tmp_path, {"0_ann_0.wav": tone(300.0), "1_ann_0.wav": tone(500.0)})
+    cache = tmp_path / "cache"
+    result = run("download", "fsdd", "--url", archive.as_uri(), "--sha256", digest, "--cache-dir", cache)
+    assert result.exit_code == 0, result.output
+    folder = cache / "fsdd"
+    assert result.stdout.strip() == str(folder)
+    assert sorted(p.name for p in (folder / "recordings").iterdir()) == ["0_ann_0.wav", "1_ann_0.wav"]
+    again = run("download", "fsdd", "--url", str(archive), "--cache-dir", cache)
+    assert again.exit_code == 0 and again.stdout.strip() == str(folder)
+
+
+def test_download_refuses_a_checksum_mismatch(tmp_path):
+    archive, digest = make_archive(tmp_path, {"0_ann_0.wav": tone(300.0)})
+    wrong = ("0" if digest[0] != "0" else "1") + digest[1:]
+    result = run("download", "fsdd", "--url", str(archive), "--sha256", wrong, "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 1 and "Error: checksum mismatch" in result.output
+    assert not (tmp_path / "cache" / "fsdd").exists()
+
+
+def test_download_refuses_paths_leaving_the_folder(tmp_path):
+    evil = tmp_path / "evil.tar"
+    payload = tmp_path / "payload.wav"
+    write(payload, tone(300.0))
+    with tarfile.open(evil, "w") as handle:
+        handle.add(payload, arcname="../../escaped.wav")
+    result = run("download", "fsdd", "--url", str(evil), "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 1 and "outside its folder" in result.output
+    assert not (tmp_path / "escaped.wav").exists()
