@@ -32,6 +32,40 @@ class Mlp:
             self.layers.append(Dense(n_in, n_out, "identity" if index == last else activation, rng, dtype=dtype))
             if index != last and dropout > 0:
                 self.layers.append(Dropout(dropout, rng))
+        self._pack()
+
+    def _pack(self):
+        """Move all weights, then all biases, into one flat array (and the gradients likewise).
+
+        The layers keep views into it, so an optimiser updates every parameter with a few
+        whole-array operations instead of a dozen per layer: for small networks the Python
+        overhead per operation, not arithmetic, is what costs.
+        """
+        dense = self.dense_layers
+        pieces = [layer.weights for layer in dense] + [layer.bias for layer in dense]
+        self.flat_parameters = np.concatenate([piece.ravel() for piece in pieces])
+        self.flat_gradients = np.zeros_like(self.flat_parameters)
+        self.n_weights = sum(layer.weights.size for layer in dense)
+        offset = 0
+        for attribute, gradient in (("weights", "grad_weights"), ("bias", "grad_bias")):
+            for layer in dense:
+                shape = getattr(layer, attribute).shape
+                size = int(np.prod(shape))
+                setattr(layer, attribute, self.flat_parameters[offset : offset + size].reshape(shape))
+                setattr(layer, gradient, self.flat_gradients[offset : offset + size].reshape(shape))
+                offset += size
+
+    def optimizer_groups(self):
+        """(parameters, gradients, decay) for an optimiser: weights and biases as two flat arrays.
+
+        ``decay`` tells which groups weight decay applies to (weights, not biases).
+        """
+        n = self.n_weights
+        return (
+            [self.flat_parameters[:n], self.flat_parameters[n:]],
+            [self.flat_gradients[:n], self.flat_gradients[n:]],
+            [True, False],
+        )
 
     @property
     def dense_layers(self):
@@ -81,12 +115,11 @@ class Mlp:
         return np.concatenate([self.forward(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
 
     def get_weights(self):
-        """Copies of all parameters (for restoring the best epoch)."""
-        return [p.copy() for p in self.parameters()]
+        """A copy of all parameters (for restoring the best epoch)."""
+        return self.flat_parameters.copy()
 
     def set_weights(self, weights):
-        for parameter, value in zip(self.parameters(), weights):
-            parameter[...] = value
+        self.flat_parameters[...] = weights
 
     def __repr__(self):
         return "Mlp(" + ", ".join(repr(layer) for layer in self.layers) + ")"

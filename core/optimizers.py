@@ -24,7 +24,8 @@ class Sgd:
         self.nesterov = bool(nesterov)
         self._velocities = None
 
-    def step(self, parameters, gradients):
+    def step(self, parameters, gradients, decay=None):
+        """Update ``parameters`` in place; ``decay`` is accepted for a common interface."""
         if self._velocities is None:
             self._velocities = [np.zeros_like(p) for p in parameters]
         rate = parameters[0].dtype.type(self.learning_rate)
@@ -62,29 +63,41 @@ class Adam:
         self._moments = None
         self._steps = 0
 
-    def step(self, parameters, gradients):
+    def step(self, parameters, gradients, decay=None):
+        """Update ``parameters`` in place; ``decay`` flags the arrays weight decay applies to
+        (default: those with more than one dimension, i.e. weight matrices, not biases)."""
+        if decay is None:
+            decay = [parameter.ndim > 1 for parameter in parameters]
         if self._moments is None:
-            self._moments = [(np.zeros_like(p), np.zeros_like(p)) for p in parameters]
+            self._moments = [(np.zeros_like(p), np.zeros_like(p), np.empty_like(p)) for p in parameters]
         self._steps += 1
         dtype = parameters[0].dtype.type
         # Bias corrections folded into the step size, as in the paper's efficient version.
-        rate = dtype(
-            self.learning_rate * np.sqrt(1 - self.beta2**self._steps) / (1 - self.beta1**self._steps)
-        )
-        beta1, beta2, epsilon = dtype(self.beta1), dtype(self.beta2), dtype(self.epsilon)
-        decay = dtype(self.learning_rate * self.weight_decay)
-        for parameter, gradient, (first, second) in zip(parameters, gradients, self._moments):
-            first *= beta1
-            first += (1 - beta1) * gradient
-            second *= beta2
-            second += (1 - beta2) * (gradient * gradient)
-            if decay and parameter.ndim > 1:
-                parameter -= decay * parameter
-            update = np.sqrt(second)
-            update += epsilon
-            np.divide(first, update, out=update)
-            update *= rate
-            parameter -= update
+        rate = self.learning_rate * np.sqrt(1 - self.beta2**self._steps) / (1 - self.beta1**self._steps)
+        beta1, beta2 = dtype(self.beta1), dtype(self.beta2)
+        inverse_rate, scaled_epsilon = dtype(1 / rate), dtype(self.epsilon / rate)
+        shrink = dtype(self.learning_rate * self.weight_decay)
+        for parameter, gradient, (first, second, scratch), decayed in zip(parameters, gradients, self._moments, decay):
+            _adam_update(parameter, gradient, first, second, scratch, beta1, beta2, inverse_rate, scaled_epsilon,
+                         shrink if decayed else 0)
+
+
+def _adam_update(parameter, gradient, first, second, scratch, beta1, beta2, inverse_rate, scaled_epsilon, shrink):
+    """One Adam update of flat arrays, every operation in place (no temporary arrays)."""
+    first -= gradient  # first = beta1 * first + (1 - beta1) * gradient
+    first *= beta1
+    first += gradient
+    np.multiply(gradient, gradient, out=scratch)
+    second -= scratch  # second = beta2 * second + (1 - beta2) * gradient**2
+    second *= beta2
+    second += scratch
+    if shrink:
+        parameter -= shrink * parameter
+    np.sqrt(second, out=scratch)  # step = rate * first / (sqrt(second) + epsilon)
+    scratch *= inverse_rate
+    scratch += scaled_epsilon
+    np.divide(first, scratch, out=scratch)
+    parameter -= scratch
 
 
 OPTIMIZERS = {cls.name: cls for cls in (Sgd, Adam)}

@@ -126,7 +126,7 @@ def _run_epochs(network, loss, optimizer, X, targets, rng, sample_weight, valida
                 value, logits = network.loss_and_gradients(
                     X_epoch[start:stop], targets_epoch[start:stop], loss, batch_weights, l2
                 )
-                optimizer.step(network.parameters(), network.gradients())
+                optimizer.step(*network.optimizer_groups())
                 total += value * len(logits)
                 batch_accuracies.append(_accuracy(loss, logits, targets_epoch[start:stop]))
             record = {
