@@ -1,7 +1,9 @@
-"""Waveform augmentation for unseen voices: speed/pitch, time shift, gain and noise.
+"""Augmentation for unseen voices: speed/pitch, time shift, gain, noise and spectral warping.
 
 Applied to training clips only, after reading and resampling and before trimming, so a shifted
-clip keeps its added lead-in when noise fills it. Every draw comes from the generator passed in.
+clip keeps its added lead-in when noise fills it. The frequency warp (vocal tract length
+perturbation, ``warp``) is applied by the feature extractor. Every draw comes from the
+generator passed in.
 """
 
 import zlib
@@ -17,6 +19,7 @@ DEFAULT_AUGMENTATION = {
     "gain_db": 6.0,
     "snr_db": [10.0, 40.0],
     "noise_probability": 0.7,
+    "warp": [1.0, 1.0],
 }
 
 
@@ -35,8 +38,12 @@ def augmentation_parameters(**overrides):
     low, high = _pair("snr_db", settings["snr_db"])
     check_number("snr_db", low, low=-10, high=high)
     check_number("noise_probability", settings["noise_probability"], low=0, high=1)
+    low, high = _pair("warp", settings["warp"])
+    check_number("warp", low, low=0.5, high=high)
+    check_number("warp", high, low=low, high=2.0)
     settings["speed"] = [float(v) for v in settings["speed"]]
     settings["snr_db"] = [float(v) for v in settings["snr_db"]]
+    settings["warp"] = [float(v) for v in settings["warp"]]
     return settings
 
 

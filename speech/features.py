@@ -140,9 +140,32 @@ def analysis_matrices(parameters):
     return _MATRICES[key]
 
 
-def mfcc(samples, parameters):
-    """MFCCs of a clip, shape (n_frames, n_mfcc); a clip shorter than a window is zero-padded."""
+def warped_filterbank(mel_basis, factor):
+    """``mel_basis`` applied to a spectrum whose frequencies are scaled by ``factor``.
+
+    Vocal tract length perturbation: the warped spectrum at bin k is the original one at
+    k / factor (linear interpolation, zero above Nyquist), so formants move by ``factor``.
+    """
+    n_bins = mel_basis.shape[0]
+    source = np.arange(n_bins) / factor
+    lower = np.floor(source).astype(int)
+    weight = source - lower
+    warp = np.zeros((n_bins, n_bins), dtype=np.float32)
+    inside = lower < n_bins - 1
+    rows = np.flatnonzero(inside)
+    warp[lower[rows], rows] += 1 - weight[rows]
+    warp[lower[rows] + 1, rows] += weight[rows]
+    return warp @ mel_basis
+
+
+def mfcc(samples, parameters, warp=1.0):
+    """MFCCs of a clip, shape (n_frames, n_mfcc); a clip shorter than a window is zero-padded.
+
+    ``warp`` != 1 scales the spectrum's frequency axis first (augmentation only).
+    """
     window, mel_basis, dct_basis = analysis_matrices(parameters)
+    if warp != 1.0:
+        mel_basis = warped_filterbank(mel_basis, warp)
     rate = int(parameters["sample_rate"])
     window_length = window.size
     hop = max(1, int(round(rate * parameters["hop_ms"] / 1000)))
@@ -212,9 +235,9 @@ def summarise(coefficients, parameters, duration_seconds):
     ).astype(np.float32)
 
 
-def features_from_samples(samples, parameters):
+def features_from_samples(samples, parameters, warp=1.0):
     """The summary vector of an already loaded clip at ``parameters['sample_rate']``."""
-    coefficients = mfcc(samples, parameters)
+    coefficients = mfcc(samples, parameters, warp)
     return summarise(coefficients, parameters, samples.size / parameters["sample_rate"])
 
 
@@ -255,5 +278,6 @@ def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECON
     for _ in range(augmentation["copies"]):
         variant = perturb(raw, rate, augmentation, generator)
         variant = normalise_level(trim_silence(variant, rate, top_db=parameters["top_db"]))
-        rows.append(features_from_samples(variant, parameters))
+        warp = float(generator.uniform(*augmentation["warp"]))
+        rows.append(features_from_samples(variant, parameters, warp))
     return np.stack(rows)

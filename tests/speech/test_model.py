@@ -104,3 +104,24 @@ def test_prediction_reuses_the_stored_feature_parameters(tone_folders, tmp_path)
     assert loaded.features["n_mfcc"] == 12 and loaded.features["n_segments"] == 4
     probabilities, failures = loaded.predict_proba_files([write(tmp_path / "x.wav", tone(230.0))])
     assert failures == [] and loaded.labels[int(probabilities[0].argmax())] == "low"
+
+
+def test_a_rerun_reads_the_cache_and_a_changed_file_is_extracted_again(tone_folders, tmp_path, monkeypatch):
+    import speech.model as model_module
+    from speech.features import feature_parameters
+
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
+    paths = load_dataset(tone_folders).paths
+    parameters = feature_parameters()
+    first, _ = model_module.extract_features(paths, parameters, n_jobs=1)
+    calls = []
+    monkeypatch.setattr(model_module, "extract_many", lambda *a, **k: calls.append(1) or [])
+    second, _ = model_module.extract_features(paths, parameters, n_jobs=1)
+    assert calls == []
+    np.testing.assert_array_equal(np.stack(first), np.stack(second))
+    monkeypatch.undo()
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
+    write(paths[0], tone(1900.0))
+    third, _ = model_module.extract_features(paths, parameters, n_jobs=1)
+    assert not np.allclose(third[0], first[0])
+    np.testing.assert_array_equal(np.stack(third[1:]), np.stack(first[1:]))

@@ -1,0 +1,91 @@
+"""Feature extraction speed on FSDD: cold (no cache), first run filling the cache, cached re-run,
+and the time `speech predict` takes on one file in a fresh process.
+
+    python bench/speech_extraction.py [--data FOLDER] [--jobs 2] [--repeat 3]
+
+FOLDER defaults to $INKVOICE_DATA/fsdd.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.extraction import extract_many  # noqa: E402
+from speech.dataset import load_dataset  # noqa: E402
+from speech.features import extract, feature_parameters  # noqa: E402
+
+
+def data_folder(option):
+    if option is not None:
+        return Path(option)
+    root = os.environ.get("INKVOICE_DATA")
+    if not root:
+        sys.exit("set INKVOICE_DATA to the folder holding fsdd/, or pass --data")
+    return Path(root) / "fsdd"
+
+
+def timed(function):
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="FSDD folder (default: $INKVOICE_DATA/fsdd).")
+    parser.add_argument("--jobs", type=int, default=2, help="Worker processes.")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs per measurement (the best is kept).")
+    arguments = parser.parse_args()
+    paths = load_dataset(data_folder(arguments.data)).paths
+    parameters = {**feature_parameters(), "max_seconds": 10.0}
+    rows = []
+    extract(paths[0], **parameters)  # build the filterbank once, as a long-lived process would
+
+    def best_of(label, run):
+        seconds = min(timed(run)[0] for _ in range(arguments.repeat))
+        rows.append((label, seconds, len(paths) / seconds))
+        return seconds
+
+    best_of("1 process, no cache", lambda: extract_many(extract, paths, parameters, n_jobs=1))
+    cold = best_of(f"{arguments.jobs} processes, no cache", lambda: extract_many(extract, paths, parameters, n_jobs=arguments.jobs))
+    with tempfile.TemporaryDirectory() as cache:
+        seconds, results = timed(lambda: extract_many(extract, paths, parameters, cache_dir=cache, n_jobs=arguments.jobs))
+        rows.append((f"{arguments.jobs} processes, filling the cache", seconds, len(paths) / seconds))
+        warm = best_of(f"{arguments.jobs} processes, cached re-run", lambda: extract_many(extract, paths, parameters, cache_dir=cache, n_jobs=arguments.jobs))
+    failures = sum(isinstance(r, Exception) for r in results)
+    print(f"FSDD feature extraction, {len(paths)} files, {failures} failures, {os.cpu_count()} cores")
+    print()
+    print("| run | seconds | files/s |")
+    print("|---|---:|---:|")
+    for label, seconds, rate in rows:
+        print(f"| {label} | {seconds:.3f} | {rate:,.0f} |")
+    print()
+    print(f"cached re-run is {cold / warm:.0f}x faster than cold extraction")
+
+    with tempfile.TemporaryDirectory() as folder:
+        model = Path(folder) / "digits.npz"
+        env = {**os.environ, "INKVOICE_CACHE": str(Path(folder) / "cache")}
+        subprocess.run(
+            [sys.executable, "-m", "speech", "train", str(data_folder(arguments.data)), "-o", str(model), "--no-augment",
+             "--epochs", "5", "--quiet", "--jobs", str(arguments.jobs)],
+            check=True, capture_output=True, env=env,
+        )
+        times = []
+        for _ in range(5):
+            seconds, _ = timed(lambda: subprocess.run(
+                [sys.executable, "-m", "speech", "predict", str(model), str(paths[0])], check=True, capture_output=True, env=env
+            ))
+            times.append(seconds)
+        print(f"`speech predict MODEL FILE` in a fresh process: median {statistics.median(times):.2f} s over 5 runs "
+              f"(min {min(times):.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
