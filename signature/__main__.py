@@ -1,0 +1,5 @@
+"""``python -m signature`` runs the signature command."""
+
+from signature.cli import main
+
+main()

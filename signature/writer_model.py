@@ -1,0 +1,56 @@
+"""Writer-dependent verification: a small MLP for one writer, learnt from that writer's references.
+
+Positives are the references themselves, each compared with the others (leave one out);
+negatives are genuine signatures of other writers (the development writers kept in the model
+file) compared with the references. Inputs are the same per-group deviations the
+writer-independent verifier uses, so the per-writer network learns which parts of this
+writer's signature are stable. Its score is averaged with the writer-independent score, which
+has seen skilled forgeries; the per-writer network alone never has.
+"""
+
+import numpy as np
+
+from core.errors import DataError
+from signature.verifier import deviation_features, leave_one_out_features
+
+#: Least number of references for a writer-dependent model.
+MIN_REFERENCES = 4
+
+
+class WriterModel:
+    """A per-writer MLP over deviation features, combined with the writer-independent score."""
+
+    def __init__(self, verifier, references, rng=None, hidden_sizes=(16,), l2=1e-3):
+        if verifier.background is None or not len(verifier.background):
+            raise DataError("this model file holds no development signatures: writer-dependent mode is unavailable")
+        references = np.atleast_2d(references)
+        if len(references) < MIN_REFERENCES:
+            raise DataError(
+                f"writer-dependent mode needs at least {MIN_REFERENCES} references; got {len(references)}"
+            )
+        from core.estimator import MlpClassifier
+
+        rng = np.random.default_rng(0) if rng is None else rng
+        self.verifier = verifier
+        self.references = references
+        standard_refs = verifier.standardise(references)
+        positives = leave_one_out_features(standard_refs, verifier.averaging, verifier.spread_floor)
+        background = verifier.standardise(verifier.background)
+        negatives = deviation_features(background, standard_refs, verifier.averaging, verifier.spread_floor)
+        features = np.concatenate([positives, negatives])
+        labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(int)
+        self.network = MlpClassifier(hidden_sizes=hidden_sizes, l2=l2, class_weight="balanced", max_epochs=300,
+                                     early_stopping=False, random_state=int(rng.integers(2**31)))
+        self.network.fit(features, labels)
+        # The per-writer scores are centred on the references' own leave-one-out scores, so the
+        # writer-independent threshold still applies to the combination.
+        own = self.network.decision_function(positives).reshape(-1)
+        self.offset = float(np.median(own))
+        self.scale = float(np.std(own) + 1.0)
+
+    def scores(self, queries):
+        """Combined scores (n_queries,) of raw query features; compare with the verifier's threshold."""
+        independent = self.verifier.scores(queries, self.references)
+        comparison = self.verifier.comparison(queries, self.references)
+        dependent = (self.network.decision_function(comparison).reshape(-1) - self.offset) / self.scale
+        return independent + dependent
