@@ -277,14 +277,18 @@ class MlpClassifier:
             return self.loss
         return "sigmoid_cross_entropy" if len(self.classes_) == 2 else "softmax_cross_entropy"
 
-    def _optimizer(self):
+    def _optimizer(self, n_threads=1):
         return make_optimizer(
             self.optimizer,
             learning_rate=self.learning_rate,
             momentum=self.momentum,
             nesterov=self.nesterov,
             weight_decay=self.weight_decay,
+            n_threads=n_threads,
         )
+
+    def _threads(self):
+        return training_threads(self.network_.layer_sizes, int(self.batch_size), self.n_threads)
 
     def fit(self, X, y, sample_weight=None, validation_data=None, callback=None):
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
@@ -331,7 +335,8 @@ class MlpClassifier:
         self._set_dropout_rng(rng)
         X_train = self._scale(X_train)
         validation = None if X_val is None or len(X_val) == 0 else (self._scale(X_val), targets_val)
-        optimizer = self._optimizer()
+        n_threads = self._threads()
+        optimizer = self._optimizer(n_threads)
         self.history_ = train(
             self.network_,
             self.loss_,
@@ -349,7 +354,7 @@ class MlpClassifier:
             schedule=make_schedule(self.schedule, self.learning_rate, int(self.max_epochs)),
             callback=callback,
             history=self.history_ if warm else None,
-            n_threads=training_threads(self.network_.layer_sizes, int(self.batch_size), self.n_threads),
+            n_threads=n_threads,
         )
         self.n_epochs_ = len(self.history_.records)
         return self
@@ -374,7 +379,7 @@ class MlpClassifier:
             self.history_ = History()
         if getattr(self, "_partial_optimizer", None) is None:
             # A loaded model starts its own optimiser state and random stream here.
-            self._partial_optimizer = self._optimizer()
+            self._partial_optimizer = self._optimizer(self._threads())
             self._partial_rng = getattr(self, "_partial_rng", None) or self._make_rng()
         targets = self._encode(y)
         self._set_dropout_rng(self._partial_rng)
@@ -391,7 +396,7 @@ class MlpClassifier:
             early_stopping=False,
             l2=self.l2,
             history=self.history_,
-            n_threads=training_threads(self.network_.layer_sizes, int(self.batch_size), self.n_threads),
+            n_threads=self._threads(),
         )
         self.n_epochs_ = len(self.history_.records)
         return self

@@ -31,3 +31,19 @@ def test_thread_limit_gives_the_same_training_result():
     one = MlpClassifier(**settings, n_threads=1).fit(X, y)
     two = MlpClassifier(**settings, n_threads=2).fit(X, y)
     np.testing.assert_allclose(one.predict_proba(X), two.predict_proba(X), rtol=1e-10)
+
+
+def test_adam_on_several_threads_updates_exactly_like_one():
+    from core.optimizers import Adam
+
+    rng = np.random.default_rng(0)
+    size = Adam.parallel_size * 2 + 7
+    start, gradient = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
+    results = []
+    for n_threads in (1, 3):
+        parameter = start.copy()
+        optimizer = Adam(weight_decay=0.1, n_threads=n_threads)
+        for _ in range(3):
+            optimizer.step([parameter], [gradient], [True])
+        results.append(parameter)
+    np.testing.assert_array_equal(results[0], results[1])
