@@ -61,7 +61,9 @@ def main():
 @click.option("--hidden", default="256", show_default=True, help="Hidden layer sizes, comma-separated (e.g. 256,128).")
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Add perturbed copies (speed/pitch, shift, gain, noise) of each training clip.")
-@click.option("--copies", type=int, default=4, show_default=True, help="Perturbed copies per training clip with --augment.")
+@click.option("--copies", type=click.IntRange(0, 50), default=8, show_default=True, help="Perturbed copies per training clip with --augment.")
+@click.option("--ensemble", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Networks trained from different initial weights; their probabilities are averaged.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, augmentation and weights.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features).")
@@ -69,7 +71,7 @@ def main():
 @click.option("--jobs", type=int, default=None, help=JOBS_HELP)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, seed, init_path,
+def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, ensemble, seed, init_path,
           max_seconds, jobs, no_cache, quiet):
     """Train a model on the labelled clips in DATA and write it to OUTPUT.
 
@@ -83,7 +85,7 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
     dataset = load_dataset(data)
     split, train_indices, test_indices = _choose_split(dataset, split, test_speaker, test_fraction, seed)
     init = SpeechModel.load(init_path) if init_path else None
-    training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs or (15 if init else 40)}
+    training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs or (15 if init else 40), "ensemble": ensemble}
     if init is not None:
         training["learning_rate"] = 3e-4
     augmentation = {"copies": copies} if augment and copies > 0 else None
@@ -212,7 +214,7 @@ def evaluate(model_path, data, split, test_speaker, test_fraction, seed, as_json
     if confusion_png:
         plot_confusion(report, confusion_png)
     if curve_png:
-        plot_training_curve(model.classifier.history_.records, curve_png)
+        plot_training_curve(model.networks[0].history_.records, curve_png)
     click.echo(json.dumps(report) if as_json else format_report(report))
     if failures:
         sys.exit(1)
@@ -230,19 +232,20 @@ def info(model_path, as_json):
     training = {k: v for k, v in model.metadata.get("training", {}).items() if k != "history"}
     document = {
         "labels": model.labels,
-        "layers": [int(model.classifier.n_features_in_), *training.get("hidden_sizes", []), len(model.labels)],
+        "layers": [int(model.networks[0].n_features_in_), *training.get("hidden_sizes", []), len(model.labels)],
         "n_features": feature_length(model.features),
         "features": model.features,
         "training": training,
         "data": model.metadata.get("data", {}),
         "figures": model.metadata.get("figures", {}),
-        "epochs_run": len(model.classifier.history_.records),
+        "epochs_run": len(model.networks[0].history_.records),
     }
     if as_json:
         click.echo(json.dumps(document))
         return
     click.echo(f"labels     {', '.join(document['labels'])}")
-    click.echo(f"network    {' -> '.join(str(n) for n in document['layers'])} (relu, softmax)")
+    count = f"{len(model.networks)} x " if len(model.networks) > 1 else ""
+    click.echo(f"network    {count}{' -> '.join(str(n) for n in document['layers'])} (relu, softmax)")
     click.echo("features   " + ", ".join(f"{k}={v}" for k, v in model.features.items()))
     for key, value in training.items():
         click.echo(f"training   {key}={value}")

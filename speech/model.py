@@ -23,7 +23,7 @@ from speech.features import (
 )
 
 PIPELINE = "speech"
-MODEL_NAME = "classifier"
+MODEL_PREFIX = "network"
 # Feature vectors per label kept in the model file and replayed when fine-tuning, so that a
 # model tuned on a user's few recordings does not forget the voices it was trained on.
 REHEARSAL_PER_LABEL = 40
@@ -35,8 +35,10 @@ DEFAULT_TRAINING = {
     "learning_rate": 1e-3,
     "dropout": 0.2,
     "l2": 1e-4,
+    "ensemble": 1,
     "seed": 0,
 }
+DEFAULT_AUGMENTATION_COPIES = 8
 
 
 def extract_features(paths, parameters, *, augmentation=None, seed=0, max_seconds=DEFAULT_MAX_SECONDS,
@@ -105,11 +107,12 @@ def _store_set(set_file, outputs):
 
 
 class SpeechModel:
-    """A trained classifier with the feature parameters it was trained on.
+    """Trained networks with the feature parameters they were trained on.
 
     Attributes
     ----------
-    classifier : core.estimator.MlpClassifier
+    networks : list of core.estimator.MlpClassifier
+        One or more networks with the same labels; their probabilities are averaged.
     features : dict
         Feature parameters; prediction applies exactly these.
     metadata : dict
@@ -118,8 +121,8 @@ class SpeechModel:
         A sample of training feature vectors, replayed when fine-tuning.
     """
 
-    def __init__(self, classifier, features, metadata=None, rehearsal=None):
-        self.classifier = classifier
+    def __init__(self, networks, features, metadata=None, rehearsal=None):
+        self.networks = list(networks)
         self.features = features
         self.metadata = metadata or {}
         self.rehearsal = rehearsal
@@ -127,21 +130,25 @@ class SpeechModel:
     @property
     def labels(self):
         """The labels the model can answer, in the order of its probabilities."""
-        return [str(label) for label in self.classifier.classes_]
+        return [str(label) for label in self.networks[0].classes_]
+
+    def predict_proba(self, X):
+        """Mean class probabilities of the networks for feature rows ``X``."""
+        return np.mean([network.predict_proba(X) for network in self.networks], axis=0)
 
     def save(self, path):
-        """Write the model file atomically (weights, standardiser, features, metadata)."""
+        """Write the model file atomically (weights, standardisers, features, metadata)."""
         from core.bundle import save_model
-
-        metadata = {**self.metadata, "features": self.features, "feature_version": FEATURE_VERSION}
         from speech.features import analysis_matrices
 
+        metadata = {**self.metadata, "features": self.features, "feature_version": FEATURE_VERSION}
         # The filterbank travels with the model so that prediction need not import librosa.
         arrays = {"mel_basis": analysis_matrices(self.features)[1]}
         if self.rehearsal is not None:
             arrays["rehearsal_X"] = self.rehearsal[0].astype(np.float32)
             arrays["rehearsal_y"] = np.asarray(self.rehearsal[1]).astype(str)
-        save_model(path, PIPELINE, {MODEL_NAME: self.classifier}, metadata, arrays)
+        networks = {f"{MODEL_PREFIX}{index}": network for index, network in enumerate(self.networks)}
+        save_model(path, PIPELINE, networks, metadata, arrays)
 
     @classmethod
     def load(cls, path):
@@ -150,26 +157,30 @@ class SpeechModel:
         Raises
         ------
         ModelFileError
-            Not a speech model file, damaged, or its features do not match its network.
+            Not a speech model file, damaged, or its features do not match its networks.
         """
         from core.bundle import load_model
 
         bundle = load_model(path, PIPELINE)
         metadata = dict(bundle.metadata)
-        if MODEL_NAME not in bundle.models or not isinstance(metadata.get("features"), dict):
-            raise ModelFileError(f"{path} is not a complete speech model: no classifier or no feature parameters")
+        names = sorted((name for name in bundle.models if name.startswith(MODEL_PREFIX)), key=lambda n: int(n[len(MODEL_PREFIX):] or 0))
+        if not names or not isinstance(metadata.get("features"), dict):
+            raise ModelFileError(f"{path} is not a complete speech model: no network or no feature parameters")
         if metadata.get("feature_version", 0) > FEATURE_VERSION:
             raise ModelFileError(f"{path} uses feature version {metadata['feature_version']}, newer than this version reads")
         try:
             features = feature_parameters(**metadata.pop("features"))
         except ParameterError as error:
             raise ModelFileError(f"{path} has unusable feature parameters: {error}") from None
-        classifier = bundle.models[MODEL_NAME]
-        if classifier.n_features_in_ != feature_length(features):
-            raise ModelFileError(
-                f"{path}: the network expects {classifier.n_features_in_} features but its feature parameters "
-                f"make {feature_length(features)}"
-            )
+        networks = [bundle.models[name] for name in names]
+        for network in networks:
+            if network.n_features_in_ != feature_length(features):
+                raise ModelFileError(
+                    f"{path}: the network expects {network.n_features_in_} features but its feature parameters "
+                    f"make {feature_length(features)}"
+                )
+            if list(network.classes_) != list(networks[0].classes_):
+                raise ModelFileError(f"{path}: its networks disagree on the labels")
         if "mel_basis" in bundle.arrays:
             try:
                 use_mel_filterbank(features, bundle.arrays["mel_basis"])
@@ -178,7 +189,7 @@ class SpeechModel:
         rehearsal = None
         if "rehearsal_X" in bundle.arrays and "rehearsal_y" in bundle.arrays:
             rehearsal = (bundle.arrays["rehearsal_X"], bundle.arrays["rehearsal_y"])
-        return cls(classifier, features, metadata, rehearsal)
+        return cls(networks, features, metadata, rehearsal)
 
     def predict_proba_files(self, paths, *, max_seconds=DEFAULT_MAX_SECONDS, n_jobs=None, cache=False, progress=None):
         """Class probabilities per file: ``(probabilities or None per path, failures)``."""
@@ -190,7 +201,7 @@ class SpeechModel:
         rows = [i for i, r in enumerate(results) if r is not None]
         probabilities = [None] * len(paths)
         if rows:
-            matrix = self.classifier.predict_proba(np.stack([results[i] for i in rows]))
+            matrix = self.predict_proba(np.stack([results[i] for i in rows]))
             for i, row in zip(rows, matrix):
                 probabilities[i] = row
         return probabilities, failures
@@ -205,18 +216,17 @@ def _rehearsal_sample(X, y, generator):
     return X[keep], y[keep]
 
 
-def _stack_training(results, labels, speakers):
-    X, y, groups = [], [], []
-    for result, label, speaker in zip(results, labels, speakers):
+def _stack_training(results, labels):
+    X, y = [], []
+    for result, label in zip(results, labels):
         if result is None:
             continue
         block = result if result.ndim == 2 else result[None, :]
         X.append(block)
         y.extend([label] * len(block))
-        groups.extend([speaker] * len(block))
     if not X:
         raise DataError("no usable training clips: every file failed")
-    return np.vstack(X), np.asarray(y), np.asarray(groups)
+    return np.vstack(X), np.asarray(y)
 
 
 def train(dataset, train_indices, *, features=None, augmentation=None, training=None, init=None,
@@ -233,10 +243,11 @@ def train(dataset, train_indices, *, features=None, augmentation=None, training=
     augmentation : dict or None
         Augmentation settings (see :mod:`speech.augment`); None trains on clean clips only.
     training : dict or None
-        Overrides of ``DEFAULT_TRAINING``.
+        Overrides of ``DEFAULT_TRAINING``; ``ensemble`` networks are trained from different
+        initial weights and their probabilities averaged.
     init : SpeechModel or None
         Fine-tune this model: continue from its weights on the new clips mixed with its
-        rehearsal sample, with a lower learning rate. The new clips may only use its labels.
+        rehearsal sample. The new clips may only use its labels.
 
     Returns
     -------
@@ -248,6 +259,7 @@ def train(dataset, train_indices, *, features=None, augmentation=None, training=
 
     settings = {**DEFAULT_TRAINING, **(training or {})}
     check_number("epochs", settings["epochs"], low=1, high=10000, integer=True)
+    check_number("ensemble", settings["ensemble"], low=1, high=20, integer=True)
     check_number("seed", settings["seed"], low=0, integer=True)
     hidden_sizes = [check_number("hidden size", int(size), low=1, high=10000, integer=True) for size in settings["hidden_sizes"]]
     features = init.features if init is not None else feature_parameters(**(features or {}))
@@ -257,50 +269,54 @@ def train(dataset, train_indices, *, features=None, augmentation=None, training=
         paths, features, augmentation=augmentation, seed=settings["seed"], max_seconds=max_seconds,
         cache=cache, n_jobs=n_jobs, progress=progress,
     )
-    X, y, _ = _stack_training(results, dataset.labels[train_indices], dataset.speakers[train_indices])
+    X, y = _stack_training(results, dataset.labels[train_indices])
     generator = np.random.default_rng(settings["seed"])
     started = time.perf_counter()
     if init is None:
-        classifier = MlpClassifier(
-            hidden_sizes=tuple(hidden_sizes),
-            batch_size=int(settings["batch_size"]),
-            max_epochs=int(settings["epochs"]),
-            learning_rate=float(settings["learning_rate"]),
-            dropout=float(settings["dropout"]),
-            l2=float(settings["l2"]),
-            early_stopping=False,
-            schedule="cosine",
-            random_state=generator,
-        )
-        classifier.fit(X, y, callback=callback)
+        networks = []
+        for _ in range(int(settings["ensemble"])):
+            network = MlpClassifier(
+                hidden_sizes=tuple(hidden_sizes),
+                batch_size=int(settings["batch_size"]),
+                max_epochs=int(settings["epochs"]),
+                learning_rate=float(settings["learning_rate"]),
+                dropout=float(settings["dropout"]),
+                l2=float(settings["l2"]),
+                early_stopping=False,
+                schedule="cosine",
+                random_state=generator,
+            )
+            networks.append(network.fit(X, y, callback=callback))
         rehearsal = _rehearsal_sample(X, y, generator)
         history = []
     else:
-        known = set(init.labels)
-        new = sorted(set(y.tolist()) - known)
+        new = sorted(set(y.tolist()) - set(init.labels))
         if new:
             raise ParameterError(
                 f"fine-tuning cannot add labels {', '.join(new)} (the model knows {', '.join(init.labels)}); "
                 "train a new model on all the labels instead"
             )
-        classifier = init.classifier
         if init.rehearsal is not None:
             X = np.vstack([X, init.rehearsal[0]])
             y = np.concatenate([y.astype(str), init.rehearsal[1].astype(str)])
-        classifier.set_params(
-            warm_start=True,
-            max_epochs=int(settings["epochs"]),
-            learning_rate=float(settings["learning_rate"]),
-            early_stopping=False,
-            schedule="cosine",
-            random_state=generator,
-        )
-        classifier.fit(X, y, callback=callback)
+        networks = init.networks
+        for network in networks:
+            network.set_params(
+                warm_start=True,
+                max_epochs=int(settings["epochs"]),
+                learning_rate=float(settings["learning_rate"]),
+                early_stopping=False,
+                schedule="cosine",
+                random_state=generator,
+            )
+            network.fit(X, y, callback=callback)
         rehearsal = init.rehearsal
         history = list(init.metadata.get("training", {}).get("history", []))
+    base = init.metadata.get("training", {}) if init is not None else {}
     training_record = {
         **{key: settings[key] for key in DEFAULT_TRAINING},
-        "hidden_sizes": hidden_sizes if init is None else list(init.metadata.get("training", {}).get("hidden_sizes", [])),
+        "hidden_sizes": hidden_sizes if init is None else base.get("hidden_sizes", []),
+        "ensemble": len(networks),
         "augmentation": augmentation,
         "n_clips": int(len(paths) - len(failures)),
         "n_rows": int(len(X)),
@@ -310,4 +326,4 @@ def train(dataset, train_indices, *, features=None, augmentation=None, training=
     }
     metadata = dict(init.metadata) if init is not None else {}
     metadata["training"] = training_record
-    return SpeechModel(classifier, features, metadata, rehearsal), failures
+    return SpeechModel(networks, features, metadata, rehearsal), failures

@@ -54,7 +54,7 @@ def test_same_seed_same_model(tone_folders):
     first, _ = train(dataset, np.arange(len(dataset)), training=FAST, n_jobs=1)
     second, _ = train(dataset, np.arange(len(dataset)), training=FAST, n_jobs=1)
     np.testing.assert_array_equal(
-        first.classifier.network_.dense_layers[0].weights, second.classifier.network_.dense_layers[0].weights
+        first.networks[0].network_.dense_layers[0].weights, second.networks[0].network_.dense_layers[0].weights
     )
 
 
@@ -88,10 +88,10 @@ def test_bad_model_files_are_refused(tmp_path, tone_model):
     with pytest.raises(ModelFileError):
         SpeechModel.load(text)
     other = MlpClassifier(hidden_sizes=(4,), max_epochs=2, random_state=0).fit(np.eye(4), [0, 1, 0, 1])
-    save_model(tmp_path / "other.npz", "signature", {"classifier": other}, {})
+    save_model(tmp_path / "other.npz", "signature", {"network0": other}, {})
     with pytest.raises(ModelFileError, match="'signature' model, not a 'speech' model"):
         SpeechModel.load(tmp_path / "other.npz")
-    save_model(tmp_path / "short.npz", "speech", {"classifier": other}, {"features": {}})
+    save_model(tmp_path / "short.npz", "speech", {"network0": other}, {"features": {}})
     with pytest.raises(ModelFileError, match="expects 4 features"):
         SpeechModel.load(tmp_path / "short.npz")
 
