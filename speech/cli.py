@@ -64,6 +64,8 @@ def main():
 @click.option("--copies", type=click.IntRange(0, 50), default=8, show_default=True, help="Perturbed copies per training clip with --augment.")
 @click.option("--ensemble", type=click.IntRange(1, 20), default=1, show_default=True,
               help="Networks trained from different initial weights; their probabilities are averaged.")
+@click.option("--test-copies", type=click.IntRange(0, 50), default=8, show_default=True,
+              help="Perturbed copies of each clip averaged at prediction (test-time augmentation; needs --augment).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, augmentation and weights.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features).")
@@ -71,7 +73,7 @@ def main():
 @click.option("--jobs", type=int, default=None, help=JOBS_HELP)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, ensemble, seed, init_path,
+def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, ensemble, test_copies, seed, init_path,
           max_seconds, jobs, no_cache, quiet):
     """Train a model on the labelled clips in DATA and write it to OUTPUT.
 
@@ -85,7 +87,8 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
     dataset = load_dataset(data)
     split, train_indices, test_indices = _choose_split(dataset, split, test_speaker, test_fraction, seed)
     init = SpeechModel.load(init_path) if init_path else None
-    training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs or (15 if init else 40), "ensemble": ensemble}
+    training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs or (15 if init else 40), "ensemble": ensemble,
+                "test_copies": test_copies}
     if init is not None:
         training["learning_rate"] = 3e-4
     augmentation = {"copies": copies} if augment and copies > 0 else None
@@ -116,13 +119,13 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
         sys.exit(1)
 
 
-def _evaluate(model, dataset, max_seconds, jobs, cache, quiet):
+def _evaluate(model, dataset, max_seconds, jobs, cache, quiet, test_copies=None):
     from speech.evaluation import evaluate_predictions
 
     bar, advance = _progress(len(dataset), "evaluating", quiet)
     with bar:
         probabilities, failures = model.predict_proba_files(
-            dataset.paths, max_seconds=max_seconds, n_jobs=jobs, cache=cache, progress=advance
+            dataset.paths, test_copies=test_copies, max_seconds=max_seconds, n_jobs=jobs, cache=cache, progress=advance
         )
     usable = [i for i, p in enumerate(probabilities) if p is not None]
     if not usable:
@@ -139,10 +142,12 @@ def _evaluate(model, dataset, max_seconds, jobs, cache, quiet):
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Show the k most likely labels.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Answer 'unknown' when the best probability is below this.")
+@click.option("--test-copies", type=click.IntRange(0, 50), default=None,
+              help="Perturbed copies of each clip averaged with it (default: the model's setting; 0: the clip alone).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
 @click.option("--max-seconds", type=float, default=10.0, show_default=True, help=MAX_SECONDS_HELP)
 @click.option("--jobs", type=int, default=None, help=JOBS_HELP)
-def predict(model_path, inputs, top_k, min_confidence, as_json, max_seconds, jobs):
+def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max_seconds, jobs):
     """Say which label MODEL hears in each audio file (folders are searched recursively)."""
     from speech.dataset import is_audio
     from speech.model import SpeechModel
@@ -159,7 +164,7 @@ def predict(model_path, inputs, top_k, min_confidence, as_json, max_seconds, job
             paths.extend(found)
         else:
             paths.append(item)
-    probabilities, failures = model.predict_proba_files(paths, max_seconds=max_seconds, n_jobs=jobs)
+    probabilities, failures = model.predict_proba_files(paths, test_copies=test_copies, max_seconds=max_seconds, n_jobs=jobs)
     labels = model.labels
     failed = {str(path): error for path, error in failures}
     for path, row in zip(paths, probabilities):
@@ -191,13 +196,15 @@ def predict(model_path, inputs, top_k, min_confidence, as_json, max_seconds, job
 @click.option("--test-speaker", help="The speaker to evaluate on with --split speaker.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Test share with --split random.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --split random (use the training seed).")
+@click.option("--test-copies", type=click.IntRange(0, 50), default=None,
+              help="Perturbed copies of each clip averaged with it (default: the model's setting; 0: the clip alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the confusion matrix to this PNG.")
 @click.option("--curve-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the model's training curve to this PNG.")
 @click.option("--max-seconds", type=float, default=10.0, show_default=True, help=MAX_SECONDS_HELP)
 @click.option("--jobs", type=int, default=None, help=JOBS_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(model_path, data, split, test_speaker, test_fraction, seed, as_json, confusion_png, curve_png,
+def evaluate(model_path, data, split, test_speaker, test_fraction, seed, test_copies, as_json, confusion_png, curve_png,
              max_seconds, jobs, quiet):
     """Measure MODEL on the labelled clips in DATA: accuracy, precision/recall, speakers, confusions."""
     from speech.dataset import load_dataset, split_indices
@@ -209,7 +216,7 @@ def evaluate(model_path, data, split, test_speaker, test_fraction, seed, as_json
     if split != "all":
         _, test_indices = split_indices(dataset, split, test_speaker=test_speaker, test_fraction=test_fraction, seed=seed)
         dataset = dataset.subset(test_indices)
-    report, failures = _evaluate(model, dataset, max_seconds, jobs, True, quiet)
+    report, failures = _evaluate(model, dataset, max_seconds, jobs, True, quiet, test_copies)
     _report_failures(failures)
     if confusion_png:
         plot_confusion(report, confusion_png)

@@ -25,16 +25,28 @@ def write(path, samples, rate=RATE, subtype="PCM_16"):
     return path
 
 
+# Each synthetic "word" is two tones in a row: features are normalised per utterance, so what
+# tells words apart is how the sound changes, as in speech.
+WORDS = {"low": (220.0, 660.0), "mid": (660.0, 220.0), "high": (1500.0, 700.0)}
+
+
+def word(label, scale=1.0, seconds=0.4, vibrato=0.0):
+    """The synthetic word ``label``, its pitch scaled by ``scale``."""
+    first, second = WORDS[label]
+    return np.concatenate(
+        [tone(first * scale, seconds / 2, vibrato=vibrato), tone(second * scale, seconds / 2, vibrato=vibrato)]
+    )
+
+
 @pytest.fixture
 def tone_folders(tmp_path):
-    """A folder-per-label set of three "words" (low, mid, high tones), 8 clips each, 2 speakers."""
+    """A folder-per-label set of three synthetic words (low, mid, high), 8 clips each, 2 speakers."""
     root = tmp_path / "words"
     generator = np.random.default_rng(0)
-    for label, base in (("low", 220.0), ("mid", 600.0), ("high", 1500.0)):
+    for label in WORDS:
         for take in range(8):
             speaker = "anna" if take % 2 else "ben"
-            frequency = base * (1 + 0.03 * generator.standard_normal())
-            clip = tone(frequency, seconds=0.3 + 0.05 * take, vibrato=take % 3)
+            clip = word(label, 1 + 0.03 * generator.standard_normal(), seconds=0.3 + 0.05 * take, vibrato=take % 3)
             clip += 0.01 * generator.standard_normal(clip.size).astype(np.float32)
             write(root / label / f"{speaker}_{take}.wav", clip)
     return root

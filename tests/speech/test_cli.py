@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from speech.cli import main
-from tests.speech.conftest import tone, write
+from tests.speech.conftest import tone, word, write
 
 
 @pytest.fixture(scope="session")
@@ -140,8 +140,8 @@ def test_train_on_own_words_and_fine_tune(tone_folders, tmp_path, demo_model):
     words = tmp_path / "words.npz"
     result = run("train", tone_folders, "-o", words, "--split", "none", "--epochs", "30", "--hidden", "32", "--quiet")
     assert result.exit_code == 0, result.output
-    low = write(tmp_path / "new" / "low" / "carl_1.wav", tone(225.0))
-    write(tmp_path / "new" / "high" / "carl_2.wav", tone(1450.0))
+    low = write(tmp_path / "new" / "low" / "carl_1.wav", word("low", 1.05))
+    write(tmp_path / "new" / "high" / "carl_2.wav", word("high", 0.95))
     tuned = tmp_path / "tuned.npz"
     result = run("train", tmp_path / "new", "-o", tuned, "--init", words, "--split", "none", "--quiet")
     assert result.exit_code == 0, result.output

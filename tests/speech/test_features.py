@@ -21,9 +21,9 @@ def test_mfcc_matches_librosa_with_the_same_settings():
     import librosa
 
     clip = tone(300.0, seconds=0.4, vibrato=2.0)
-    parameters = feature_parameters(pre_emphasis=0.0)
+    parameters = feature_parameters(pre_emphasis=0.0, n_mfcc=20)
     reference = librosa.feature.mfcc(
-        y=clip, sr=RATE, n_mfcc=20, n_fft=256, win_length=200, hop_length=80, n_mels=40, fmin=50.0, fmax=4000.0,
+        y=clip, sr=RATE, n_mfcc=parameters["n_mfcc"], n_fft=256, win_length=200, hop_length=80, n_mels=40, fmin=50.0, fmax=4000.0,
         center=True, pad_mode="constant",
     ).T
     ours = mfcc(clip, parameters)
