@@ -1,0 +1,85 @@
+"""Accuracy floors on the Free Spoken Digit Dataset (set INKVOICE_DATA; see bench/speech_accuracy.py).
+
+The floors sit a little below the figures measured by the benchmark, so a regression fails.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from core.extraction import extract_many
+from speech.cli import main
+from speech.dataset import load_dataset, split_indices
+from speech.features import extract, feature_parameters
+from speech.model import DEFAULT_AUGMENTATION_COPIES, train
+
+pytestmark = pytest.mark.realdata
+
+OFFICIAL_FLOOR = 0.97
+NEW_SPEAKER = "jackson"
+NEW_SPEAKER_FLOOR = 0.80
+
+
+@pytest.fixture(scope="session")
+def fsdd(fsdd_dir):
+    return load_dataset(fsdd_dir)
+
+
+def accuracy(model, dataset):
+    probabilities, failures = model.predict_proba_files(dataset.paths)
+    assert failures == []
+    predicted = np.array([model.labels[int(p.argmax())] for p in probabilities])
+    return float(np.mean(predicted == dataset.labels))
+
+
+@pytest.fixture(scope="session")
+def official_model(fsdd, tmp_path_factory):
+    train_indices, test_indices = split_indices(fsdd, "official")
+    model, failures = train(fsdd, train_indices, augmentation={"copies": DEFAULT_AUGMENTATION_COPIES}, cache=False)
+    assert failures == []
+    path = tmp_path_factory.mktemp("fsdd") / "digits.npz"
+    model.save(path)
+    return model, path, fsdd.subset(test_indices)
+
+
+def test_fsdd_is_complete(fsdd):
+    assert len(fsdd) == 2500 and fsdd.layout == "fsdd"
+    assert sorted(set(fsdd.speakers.tolist())) == ["george", "jackson", "nicolas", "theo", "yweweler"]
+
+
+def test_official_split_accuracy(official_model):
+    model, _, test = official_model
+    assert accuracy(model, test) >= OFFICIAL_FLOOR
+
+
+def test_cli_evaluate_reports_the_same_accuracy(official_model, fsdd_dir):
+    model, path, test = official_model
+    result = CliRunner().invoke(main, ["evaluate", str(path), str(fsdd_dir), "--split", "official", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["n_clips"] == 250
+    assert report["accuracy"] == pytest.approx(accuracy(model, test))
+    assert set(report["per_speaker"]) == {"george", "jackson", "nicolas", "theo", "yweweler"}
+
+
+def test_an_unseen_speaker(fsdd):
+    train_indices, test_indices = split_indices(fsdd, "speaker", test_speaker=NEW_SPEAKER)
+    model, _ = train(fsdd, train_indices, augmentation={"copies": DEFAULT_AUGMENTATION_COPIES}, cache=False)
+    assert accuracy(model, fsdd.subset(test_indices)) >= NEW_SPEAKER_FLOOR
+
+
+def test_the_feature_cache_gives_the_same_vectors_faster(fsdd, tmp_path):
+    import time
+
+    paths = fsdd.paths[:600]
+    parameters = {**feature_parameters(), "max_seconds": 10.0}
+    started = time.perf_counter()
+    cold = extract_many(extract, paths, parameters, cache_dir=tmp_path, n_jobs=2)
+    cold_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    warm = extract_many(extract, paths, parameters, cache_dir=tmp_path, n_jobs=2)
+    warm_seconds = time.perf_counter() - started
+    np.testing.assert_array_equal(np.stack(cold), np.stack(warm))
+    assert warm_seconds < cold_seconds
