@@ -13,7 +13,7 @@ only references, no retraining.
 
 import numpy as np
 
-from core.errors import DataError, ParameterError
+from core.errors import DataError, ParameterError, check_choice
 
 #: Added to the references' per-feature spread (in standard deviations of the development
 #: writers) so that a feature on which a few references happen to agree cannot dominate.
@@ -170,13 +170,14 @@ class Verifier:
     """
 
     def __init__(self, feature_parameters, feature_mean, feature_scale, network, threshold,
-                 spread_floor=DEFAULT_SPREAD_FLOOR, grid=DEFAULT_GRID, background=None):
+                 spread_floor=DEFAULT_SPREAD_FLOOR, grid=DEFAULT_GRID, background=None, normalisation="median"):
         self.feature_parameters = feature_parameters
         self.feature_mean = np.asarray(feature_mean, dtype=np.float32)
         self.feature_scale = np.asarray(feature_scale, dtype=np.float32)
         self.network = network
         self.threshold = float(threshold)
         self.spread_floor = float(spread_floor)
+        self.normalisation = check_choice("normalisation", normalisation, NORMALISATIONS)
         self.grid = tuple(int(g) for g in grid)
         self.background = None if background is None else np.asarray(background, dtype=np.float32)
         self.groups = feature_groups(feature_parameters, self.grid)
@@ -206,8 +207,12 @@ class Verifier:
                                   self.spread_floor)
 
     def scores(self, queries, references):
-        """Logit scores (n_queries,) of raw ``queries`` against raw ``references``; higher = more genuine."""
-        return self.network.decision_function(self.comparison(queries, references)).reshape(-1)
+        """Scores (n_queries,) of raw ``queries`` against raw ``references``; higher = more genuine."""
+        references = np.atleast_2d(references)
+        if len(references) < 1:
+            raise DataError("at least one reference signature is needed")
+        return writer_scores(self.network, self.standardise(queries), self.standardise(references), self.averaging,
+                             self.spread_floor, self.normalisation)
 
     def decide(self, scores, threshold=None):
         """Boolean verdicts (True = genuine) at ``threshold`` (default: the stored one)."""
@@ -221,14 +226,42 @@ DEFAULT_TRAINING = {
     "n_draws": 5,
     "n_random": 12,
     "hidden_sizes": [64],
-    "l2": 1e-3,
+    "l2": 5e-3,
+    "batch_size": 200,
     "learning_rate": 1e-3,
     "max_epochs": 200,
     "patience": 10,
     "n_folds": 5,
     "spread_floor": DEFAULT_SPREAD_FLOOR,
     "grid": list(DEFAULT_GRID),
+    "normalisation": "none",
+    "ensemble": True,
+    "threshold_rule": "all",
 }
+
+#: Ways to put a writer's scores on a common scale before the one threshold is applied.
+NORMALISATIONS = ("none", "median")
+
+
+def _decision(networks, features):
+    """Mean logit of one network or a list of networks (an ensemble)."""
+    if not isinstance(networks, (list, tuple)):
+        networks = [networks]
+    return np.mean([network.decision_function(features).reshape(-1) for network in networks], axis=0)
+
+
+def writer_scores(network, queries, references, averaging, spread_floor, normalisation):
+    """Scores of standardised ``queries`` against standardised ``references`` of one writer.
+
+    With ``normalisation="median"`` the score is shifted by the median score of the references
+    themselves (each against the others), so a writer whose signatures vary a lot is not
+    rejected more often than a steady one: the one threshold then means the same for everyone.
+    """
+    scores = _decision(network, deviation_features(queries, references, averaging, spread_floor))
+    if normalisation == "median" and len(np.atleast_2d(references)) >= 2:
+        own = _decision(network, leave_one_out_features(references, averaging, spread_floor))
+        scores = scores - np.median(own)
+    return scores
 
 
 def _network(settings, seed):
@@ -238,6 +271,7 @@ def _network(settings, seed):
         hidden_sizes=tuple(settings["hidden_sizes"]),
         l2=settings["l2"],
         learning_rate=settings["learning_rate"],
+        batch_size=settings["batch_size"],
         max_epochs=settings["max_epochs"],
         patience=settings["patience"],
         early_stopping=True,
@@ -257,8 +291,9 @@ def _fit_network(X, writers, genuine, settings, rng, averaging):
 def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=None, progress=None):
     """Learn a writer-independent verifier and its threshold from development writers.
 
-    The threshold is the equal-error point between genuine and skilled-forgery scores (random
-    forgeries when there are no skilled ones) of writers held out in a cross-validation over
+    The threshold is the equal-error point between genuine scores and forgery scores (with
+    ``threshold_rule="all"`` skilled and random forgeries together, as the evaluation protocol
+    mixes them; with "skilled" the skilled ones only) of writers held out in a cross-validation over
     the development writers, so it reflects writers the network has not seen; the final
     network is then trained on every development writer.
 
@@ -296,25 +331,42 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
 
     n_folds = int(min(settings["n_folds"], len(names)))
     held_scores = {"genuine": [], "skilled": [], "random": []}
+    members = []
     if n_folds >= 2:
         folds = np.array_split(rng.permutation(names), n_folds)
         for fold in folds:
             inside = ~np.isin(writers, fold)
             network = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, averaging)
-            # held-out writers compared against references, with random forgeries from any writer
-            features, _, kinds, owners = protocol_set(X_std, writers, genuine, settings["n_references"], averaging,
-                                                      settings["spread_floor"], settings["n_random"])
-            held = np.isin(owners, fold)
-            scores = network.decision_function(features[held]).reshape(-1)
-            for kind in held_scores:
-                held_scores[kind].append(scores[kinds[held] == kind])
+            members.append(network)
+            for writer in fold:
+                own = np.flatnonzero((writers == writer) & genuine)
+                count = min(settings["n_references"], len(own) - 1)
+                if count < 1:
+                    continue
+                forged = np.flatnonzero((writers == writer) & ~genuine)
+                others = np.flatnonzero((writers != writer) & genuine)
+                randoms = others[:: max(1, len(others) // settings["n_random"])][: settings["n_random"]]
+                queries = np.concatenate([own[count:], forged, randoms])
+                kinds = np.array(["genuine"] * (len(own) - count) + ["skilled"] * len(forged) + ["random"] * len(randoms))
+                scores = writer_scores(network, X_std[queries], X_std[own[:count]], averaging,
+                                       settings["spread_floor"], settings["normalisation"])
+                for kind in held_scores:
+                    held_scores[kind].append(scores[kinds == kind])
             if progress:
                 progress(1)
-    network = _fit_network(X_std, writers, genuine, settings, rng, averaging)
-    if progress:
-        progress(1)
+    if settings["ensemble"] and len(members) >= 2:
+        # The networks that chose the threshold on their held-out writers decide together, so
+        # the threshold was measured on exactly the kind of scores it will be applied to.
+        network = members
+    else:
+        network = _fit_network(X_std, writers, genuine, settings, rng, averaging)
+        if progress:
+            progress(1)
     held_scores = {kind: np.concatenate(parts) if parts else np.array([]) for kind, parts in held_scores.items()}
-    negatives = held_scores["skilled"] if len(held_scores["skilled"]) else held_scores["random"]
+    if settings["threshold_rule"] == "all":
+        negatives = np.concatenate([held_scores["skilled"], held_scores["random"]])
+    else:
+        negatives = held_scores["skilled"] if len(held_scores["skilled"]) else held_scores["random"]
     if len(held_scores["genuine"]) and len(negatives):
         threshold = equal_error_threshold(held_scores["genuine"], negatives)
         figures = {
@@ -329,7 +381,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     # Genuine signatures of the development writers: negatives for writer-dependent models.
     background = X[genuine]
     verifier = Verifier(feature_parameters, mean, scale, network, threshold, settings["spread_floor"],
-                        tuple(settings["grid"]), background=background)
+                        tuple(settings["grid"]), background=background, normalisation=settings["normalisation"])
     return verifier, figures, settings
 
 
@@ -343,7 +395,7 @@ def save_verifier(path, verifier, training=None, figures=None):
     metadata = {
         "features": verifier.feature_parameters,
         "verifier": {"threshold": verifier.threshold, "spread_floor": verifier.spread_floor,
-                     "grid": list(verifier.grid)},
+                     "grid": list(verifier.grid), "normalisation": verifier.normalisation},
         "training": training or {},
         "figures": figures or {},
     }
@@ -369,7 +421,8 @@ def load_verifier(path):
         network = bundle.models["verifier"]
         mean, scale = bundle.arrays["feature_mean"], bundle.arrays["feature_scale"]
         verifier = Verifier(parameters, mean, scale, network, settings["threshold"], settings["spread_floor"],
-                            settings["grid"], background=bundle.arrays.get("background"))
+                            settings["grid"], background=bundle.arrays.get("background"),
+                            normalisation=settings.get("normalisation", "none"))
     except (KeyError, TypeError, ParameterError) as error:
         raise ModelFileError(f"{path} is not a complete signature model: {error}") from None
     n_groups = len(verifier.groups)
