@@ -402,7 +402,8 @@ def save_verifier(path, verifier, training=None, figures=None):
     arrays = {"feature_mean": verifier.feature_mean, "feature_scale": verifier.feature_scale}
     if verifier.background is not None:
         arrays["background"] = verifier.background
-    save_model(path, PIPELINE, {"verifier": verifier.network}, metadata, arrays)
+    networks = verifier.network if isinstance(verifier.network, (list, tuple)) else [verifier.network]
+    save_model(path, PIPELINE, {f"verifier{i}": network for i, network in enumerate(networks)}, metadata, arrays)
 
 
 def load_verifier(path):
@@ -418,7 +419,10 @@ def load_verifier(path):
     try:
         parameters = check_parameters(bundle.metadata["features"])
         settings = bundle.metadata["verifier"]
-        network = bundle.models["verifier"]
+        names = sorted((name for name in bundle.models if name.startswith("verifier")), key=lambda n: int(n[8:] or 0))
+        if not names:
+            raise KeyError("no verifier network")
+        network = [bundle.models[name] for name in names]
         mean, scale = bundle.arrays["feature_mean"], bundle.arrays["feature_scale"]
         verifier = Verifier(parameters, mean, scale, network, settings["threshold"], settings["spread_floor"],
                             settings["grid"], background=bundle.arrays.get("background"),
@@ -428,6 +432,7 @@ def load_verifier(path):
     n_groups = len(verifier.groups)
     if mean.shape != (verifier.n_features,) or scale.shape != (verifier.n_features,):
         raise ModelFileError(f"{path}: feature statistics do not match its feature settings")
-    if network.n_features_in_ != n_groups:
-        raise ModelFileError(f"{path}: its network takes {network.n_features_in_} inputs; its settings give {n_groups}")
+    for member in network:
+        if member.n_features_in_ != n_groups:
+            raise ModelFileError(f"{path}: its network takes {member.n_features_in_} inputs; its settings give {n_groups}")
     return verifier, bundle.metadata
