@@ -64,12 +64,13 @@ def crop_to_ink(mask):
 
 def normalise_strokes(mask, pen_radius):
     """Redraw the ink's skeleton with a round pen of ``pen_radius`` pixels (0 keeps the skeleton)."""
-    from skimage.morphology import binary_dilation, disk, skeletonize
+    from scipy import ndimage
+    from skimage.morphology import disk, skeletonize
 
     skeleton = skeletonize(mask)
     if pen_radius <= 0:
         return skeleton
-    return binary_dilation(skeleton, disk(pen_radius))
+    return ndimage.binary_dilation(skeleton, structure=disk(pen_radius).astype(bool))
 
 
 def fit_canvas(mask, height, width):

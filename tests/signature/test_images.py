@@ -1,0 +1,76 @@
+"""Reading images of every common kind, and one clear error for each kind of bad file."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.errors import DataError
+from signature.images import read_grey
+from signature.preprocess import preprocess
+from tests.signature.helpers import page, save_page, stroke_mask
+
+
+@pytest.mark.parametrize("mode, suffix", [("L", ".png"), ("P", ".png"), ("RGB", ".png"), ("RGBA", ".png"),
+                                          ("I;16", ".png"), ("L", ".jpg"), ("RGB", ".tif"), ("1", ".png")])
+def test_every_mode_reads_as_the_same_grey_page(tmp_path, mode, suffix):
+    grey = page(stroke_mask(), noise=0.0)
+    path = save_page(tmp_path / f"page{suffix}", grey, mode)
+    read = read_grey(path)
+    assert read.shape == grey.shape and read.dtype == np.float32
+    assert 0.0 <= read.min() and read.max() <= 1.0
+    tolerance = 0.5 if mode == "1" else 0.08  # bilevel and JPEG pages are approximations
+    assert np.mean(np.abs(read - grey)) < tolerance
+    canvas, _ = preprocess(path)
+    assert canvas.max() > 0.5
+
+
+def test_transparent_background_counts_as_white_paper(tmp_path):
+    mask = stroke_mask()
+    rgba = np.zeros(mask.shape + (4,), dtype=np.uint8)
+    rgba[mask, 3] = 255  # black ink, fully transparent elsewhere
+    path = tmp_path / "transparent.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    grey = read_grey(path)
+    assert grey[~mask].min() > 0.99 and grey[mask].max() < 0.01
+
+
+def test_not_an_image(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("these are not pixels")
+    with pytest.raises(DataError, match="notes.png: not an image"):
+        read_grey(path)
+
+
+def test_truncated_file(tmp_path):
+    path = save_page(tmp_path / "cut.png", page(stroke_mask()))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.png: truncated or damaged"):
+        read_grey(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such image file"):
+        read_grey(tmp_path / "absent.png")
+
+
+def test_too_small(tmp_path):
+    path = save_page(tmp_path / "tiny.png", np.full((10, 40), 0.9))
+    with pytest.raises(DataError, match="tiny.png: image of 40x10 pixels is too small"):
+        read_grey(path)
+
+
+def test_blank_page(tmp_path):
+    path = save_page(tmp_path / "blank.png", page(np.zeros((100, 200), dtype=bool), noise=0.02))
+    with pytest.raises(DataError, match="blank.png: blank page"):
+        preprocess(path)
+
+
+def test_pixel_limit_is_checked_before_decoding_and_can_be_raised(tmp_path):
+    # 8000 x 8000 white pixels compress to a small file but would take 64 MB decoded.
+    path = tmp_path / "bomb.png"
+    Image.new("L", (8000, 8000), 255).save(path)
+    assert path.stat().st_size < 200_000
+    with pytest.raises(DataError, match="bomb.png: image of 8000x8000 = 64000000 pixels is over the limit"):
+        read_grey(path, max_pixels=10_000_000)
+    assert read_grey(path, max_pixels=64_000_000).shape == (8000, 8000)

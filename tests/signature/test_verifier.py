@@ -1,0 +1,123 @@
+"""The writer-independent verifier, its model file, the writer-dependent mode and the figures."""
+
+import numpy as np
+import pytest
+
+from core.errors import DataError, ModelFileError, ParameterError
+from signature.evaluation import area_under_curve, equal_error_rate, figures, protocol_queries
+from signature.features import check_parameters, extract
+from signature.verifier import load_verifier
+from signature.writer_model import WriterModel
+from tests.signature.helpers import save_page
+
+
+def _writer(signatures, X, writer):
+    genuine = np.array([s.writer == writer and s.genuine for s in signatures])
+    forged = np.array([s.writer == writer and not s.genuine for s in signatures])
+    return X[genuine], X[forged]
+
+
+def test_unseen_writers_genuine_score_above_their_forgeries(sample_model, sample_features):
+    _, verifier = sample_model
+    signatures, X = sample_features
+    for writer in ("writer5", "writer6"):
+        genuine, forged = _writer(signatures, X, writer)
+        scores_genuine = verifier.scores(genuine[6:], genuine[:6])
+        scores_forged = verifier.scores(forged, genuine[:6])
+        assert area_under_curve(scores_genuine, scores_forged) > 0.75
+        assert verifier.decide(scores_genuine).mean() >= 0.75
+
+
+def test_save_and_load_give_identical_scores(sample_model, sample_features):
+    path, verifier = sample_model
+    signatures, X = sample_features
+    loaded, metadata = load_verifier(path)
+    genuine, forged = _writer(signatures, X, "writer5")
+    assert np.array_equal(loaded.scores(forged, genuine[:6]), verifier.scores(forged, genuine[:6]))
+    assert loaded.threshold == verifier.threshold
+    assert metadata["features"] == check_parameters({})
+    assert set(metadata["figures"]) >= {"development_frr", "development_far_skilled"}
+
+
+def test_threshold_can_be_overridden(sample_model):
+    _, verifier = sample_model
+    scores = np.array([-1.0, 0.0, 1.0])
+    assert verifier.decide(scores, threshold=0.5).tolist() == [False, False, True]
+    assert verifier.decide(scores, threshold=-5).all()
+
+
+def test_background_grey_level_does_not_change_the_verdict(sample_model, samples_dir, tmp_path):
+    from signature.images import read_grey
+
+    _, verifier = sample_model
+    parameters = verifier.feature_parameters
+    references = np.stack([extract(p, **parameters) for p in sorted((samples_dir / "writer5" / "genuine").iterdir())[:6]])
+    for query in [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "02.png"]:
+        grey = read_grey(query)
+        paper = np.median(grey)
+        verdicts, scores = [], []
+        for target in (0.7, 0.85, 1.0):
+            # move the paper to ``target`` and leave the ink where it is
+            shifted = np.where(grey > paper - 0.2, grey + (target - paper), grey)
+            path = save_page(tmp_path / f"shifted{target}.png", np.clip(shifted, 0, 1))
+            score = verifier.scores(extract(path, **parameters), references)[0]
+            scores.append(score)
+            verdicts.append(bool(verifier.decide(score)))
+        assert len(set(verdicts)) == 1, (query.name, scores)
+        assert np.ptp(scores) < 0.5
+
+
+def test_feature_length_mismatch_is_refused(sample_model):
+    _, verifier = sample_model
+    with pytest.raises(ParameterError, match="feature vectors have 10 values"):
+        verifier.scores(np.zeros(10), np.zeros((3, 10)))
+
+
+def test_damaged_and_foreign_model_files(tmp_path, sample_model):
+    path, _ = sample_model
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ModelFileError):
+        load_verifier(damaged)
+    from core.bundle import load_model, save_model
+
+    bundle = load_model(path, "signature")
+    foreign = tmp_path / "speech.npz"
+    save_model(foreign, "speech", bundle.models, {})
+    with pytest.raises(ModelFileError, match="not a 'signature' model"):
+        load_verifier(foreign)
+    incomplete = tmp_path / "incomplete.npz"
+    save_model(incomplete, "signature", bundle.models, {"features": bundle.metadata["features"]})
+    with pytest.raises(ModelFileError, match="not a complete signature model"):
+        load_verifier(incomplete)
+
+
+def test_writer_dependent_mode_separates_forgeries(sample_model, sample_features):
+    _, verifier = sample_model
+    signatures, X = sample_features
+    genuine, forged = _writer(signatures, X, "writer6")
+    model = WriterModel(verifier, genuine[:6], rng=np.random.default_rng(0))
+    assert area_under_curve(model.scores(genuine[6:]), model.scores(forged)) > 0.75
+    with pytest.raises(DataError, match="at least 4 references"):
+        WriterModel(verifier, genuine[:2])
+
+
+def test_figures_on_known_scores():
+    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.1, 0.3, -1.0])
+    kinds = np.array(["genuine"] * 4 + ["skilled"] * 3 + ["random"])
+    result = figures(scores, kinds, threshold=0.5)
+    assert result["frr"] == 0.25 and result["far_skilled"] == pytest.approx(1 / 3) and result["far_random"] == 0.0
+    assert result["eer"] == pytest.approx(equal_error_rate(scores[:4], scores[4:7]))
+    assert equal_error_rate([1, 2, 3], [-1, 0]) == 0.0
+    assert area_under_curve([1, 2], [0, 3]) == 0.5
+
+
+def test_protocol_uses_first_references_and_other_writers_as_random_forgeries():
+    writers = np.array(["a"] * 5 + ["b"] * 5)
+    genuine = np.array([True, True, True, False, False] * 2)
+    plan = protocol_queries(writers, genuine, ["a", "b"], n_references=2, n_random=2)
+    writer, references, queries, kinds = plan[0]
+    assert writer == "a" and references.tolist() == [0, 1]
+    assert queries.tolist() == [2, 3, 4, 7] and kinds.tolist() == ["genuine", "skilled", "skilled", "random"]
+    with pytest.raises(DataError, match="leaves none to test"):
+        protocol_queries(writers, genuine, ["a"], n_references=3)
