@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError, ParameterError, check_number
+from core.errors import ParameterError, check_number
 from speech.audio import DEFAULT_MAX_SECONDS, DEFAULT_TOP_DB, load_audio
 
 FEATURE_VERSION = 1
@@ -36,6 +36,7 @@ DEFAULT_PARAMETERS = {
     "cmvn": "mean_variance",
     "delta_width": 2,
     "n_segments": 8,
+    "segment_deltas": False,
 }
 
 CMVN_CHOICES = ("none", "mean", "mean_variance")
@@ -66,6 +67,8 @@ def feature_parameters(**overrides):
     check_number("n_segments", parameters["n_segments"], low=1, high=50, integer=True)
     window = int(round(parameters["sample_rate"] * parameters["window_ms"] / 1000))
     check_number("n_fft", parameters["n_fft"], low=window, integer=True)
+    if not isinstance(parameters["segment_deltas"], bool):
+        raise ParameterError(f"segment_deltas must be true or false; got {parameters['segment_deltas']!r}")
     if parameters["cmvn"] not in CMVN_CHOICES:
         raise ParameterError(f"cmvn must be one of {', '.join(CMVN_CHOICES)}; got {parameters['cmvn']!r}")
     return parameters
@@ -74,7 +77,8 @@ def feature_parameters(**overrides):
 def feature_length(parameters):
     """Length of the vector :func:`summarise` makes with these parameters."""
     n_mfcc = parameters["n_mfcc"]
-    return n_mfcc * parameters["n_segments"] + 3 * n_mfcc + 1
+    per_segment = 2 * n_mfcc if parameters["segment_deltas"] else n_mfcc
+    return per_segment * parameters["n_segments"] + 3 * n_mfcc + 1
 
 
 _MATRICES = {}
@@ -224,9 +228,10 @@ def summarise(coefficients, parameters, duration_seconds):
             coefficients = coefficients / (coefficients.std(axis=0) + 1e-3)
     first = deltas(coefficients, parameters["delta_width"])
     second = deltas(first, parameters["delta_width"])
+    trajectory = np.hstack([coefficients, first]) if parameters["segment_deltas"] else coefficients
     return np.concatenate(
         [
-            segment_means(coefficients, parameters["n_segments"]).ravel(),
+            segment_means(trajectory, parameters["n_segments"]).ravel(),
             coefficients.std(axis=0),
             first.std(axis=0),
             second.std(axis=0),
@@ -252,8 +257,6 @@ def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, **parameters):
     samples = load_audio(
         path, sample_rate=parameters["sample_rate"], max_seconds=max_seconds, top_db=parameters["top_db"]
     )
-    if samples.size == 0:
-        raise DataError(f"{Path(path).name}: the clip is silent (no speech found)")
     return features_from_samples(samples, parameters)
 
 

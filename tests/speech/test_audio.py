@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import soundfile
 
 from core.errors import DataError
 from speech.audio import load_audio, read_audio, trim_silence
