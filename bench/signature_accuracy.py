@@ -1,0 +1,83 @@
+"""Signature verification accuracy on CEDAR: train on development writers, test on unseen ones.
+
+Protocol: learn on writers 1-35; test on writers 36-45, each with its first 12 genuine
+signatures as references and its other 12 genuine signatures and 24 skilled forgeries as
+queries (plus 12 genuine signatures of other test writers as random forgeries); the
+threshold is chosen on the development writers only. Prints one row per seed and mode.
+
+    python bench/signature_accuracy.py [--data CEDAR_FOLDER] [--seeds 0,1,2]
+
+The data folder defaults to $INKVOICE_DATA/cedar.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.extraction import default_cache_dir, extract_many
+from signature.dataset import load_signatures, parse_writer_range, select_writers
+from signature.evaluation import figures, protocol_queries
+from signature.features import check_parameters, extract
+from signature.verifier import train_verifier
+from signature.writer_model import WriterModel
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="CEDAR folder (default: $INKVOICE_DATA/cedar)")
+    parser.add_argument("--train-writers", default="1-35", help="development writers (default 1-35)")
+    parser.add_argument("--test-writers", default="36-45", help="test writers (default 36-45)")
+    parser.add_argument("--refs", type=int, default=12, help="references per test writer (default 12)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2)")
+    parser.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")
+    args = parser.parse_args()
+    data = args.data or (Path(os.environ["INKVOICE_DATA"]) / "cedar" if "INKVOICE_DATA" in os.environ else None)
+    if data is None:
+        parser.error("give --data or set INKVOICE_DATA")
+
+    parameters = check_parameters({})
+    train_names = parse_writer_range(args.train_writers)
+    test_names = parse_writer_range(args.test_writers)
+    signatures = select_writers(load_signatures(data), train_names + test_names)
+    start = time.perf_counter()
+    X = np.stack(extract_many(extract, [s.path for s in signatures], parameters, cache_dir=default_cache_dir(),
+                              n_jobs=args.jobs))
+    print(f"features: {len(signatures)} images in {time.perf_counter() - start:.1f} s (cache {default_cache_dir()})")
+    writers = np.array([s.writer for s in signatures])
+    genuine = np.array([s.genuine for s in signatures])
+    train = np.isin(writers, train_names)
+
+    header = ["mode", "seed", "EER", "EER/writer", "FRR@thr", "FAR skilled@thr", "FAR random@thr", "AUC", "train s"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    totals = {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        start = time.perf_counter()
+        verifier, _, _ = train_verifier(X[train], writers[train], genuine[train], parameters, None,
+                                        np.random.default_rng(seed))
+        seconds = time.perf_counter() - start
+        plan = protocol_queries(writers, genuine, test_names, args.refs)
+        for mode in ("independent", "dependent"):
+            scores, kinds = [], []
+            for _, references, queries, query_kinds in plan:
+                if mode == "independent":
+                    scores.append(verifier.scores(X[queries], X[references]))
+                else:
+                    model = WriterModel(verifier, X[references], rng=np.random.default_rng(seed))
+                    scores.append(model.scores(X[queries]))
+                kinds.append(query_kinds)
+            result = figures(np.concatenate(scores), np.concatenate(kinds), verifier.threshold)
+            per_writer = float(np.mean([figures(s, k, verifier.threshold)["eer"] for s, k in zip(scores, kinds)]))
+            row = [result["eer"], per_writer, result["frr"], result["far_skilled"], result["far_random"], result["auc"]]
+            totals.setdefault(mode, []).append(row)
+            print(f"| {mode} | {seed} | " + " | ".join(f"{v:.3f}" for v in row) + f" | {seconds:.0f} |")
+    for mode, rows in totals.items():
+        mean = np.mean(rows, axis=0)
+        print(f"| {mode} | mean | " + " | ".join(f"{v:.3f}" for v in mean) + " | |")
+
+
+if __name__ == "__main__":
+    main()

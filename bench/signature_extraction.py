@@ -1,0 +1,43 @@
+"""Signature feature extraction speed: images per second, one process and in parallel, cold and cached.
+
+    python bench/signature_extraction.py [--data CEDAR_FOLDER] [--limit N]
+
+The data folder defaults to $INKVOICE_DATA/cedar; the cache lives in a temporary folder.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from core.extraction import extract_many
+from signature.dataset import load_signatures
+from signature.features import check_parameters, extract
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="CEDAR folder (default: $INKVOICE_DATA/cedar)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--jobs", default="1,2", help="process counts to time, comma-separated (default 1,2)")
+    args = parser.parse_args()
+    data = args.data or (Path(os.environ["INKVOICE_DATA"]) / "cedar" if "INKVOICE_DATA" in os.environ else None)
+    if data is None:
+        parser.error("give --data or set INKVOICE_DATA")
+    paths = [s.path for s in load_signatures(data)][: args.limit]
+    parameters = check_parameters({})
+    print(f"{len(paths)} images, features {parameters}")
+    print("| processes | cache | seconds | images/s |")
+    print("|---|---|---|---|")
+    for jobs in [int(j) for j in args.jobs.split(",")]:
+        with tempfile.TemporaryDirectory() as cache:
+            for state in ("cold", "warm"):
+                start = time.perf_counter()
+                extract_many(extract, paths, parameters, cache_dir=cache, n_jobs=jobs)
+                seconds = time.perf_counter() - start
+                print(f"| {jobs} | {state} | {seconds:.1f} | {len(paths) / seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

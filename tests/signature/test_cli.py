@@ -1,0 +1,140 @@
+"""The signature command through click's CliRunner: every subcommand, and errors as one line."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from signature.cli import main
+from tests.signature.helpers import page, save_page, stroke_mask
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_line_error(result, text):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "Error: " in result.output and text in result.output
+
+
+@pytest.fixture()
+def enrolled(sample_model, samples_dir, tmp_path):
+    model, _ = sample_model
+    store = tmp_path / "store.sqlite"
+    references = sorted((samples_dir / "writer5" / "genuine").iterdir())[:6]
+    result = run("enroll", model, "--writer", "writer5", "--store", store, "--no-cache", *references)
+    assert result.exit_code == 0, result.output
+    assert "6 reference(s) added, 6 in total" in result.output
+    return model, store
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("train", "enroll", "verify", "compare", "evaluate", "info"):
+        assert command in result.output
+
+
+def test_train_on_writer_folders(samples_dir, tmp_path):
+    output = tmp_path / "model.npz"
+    result = run("train", samples_dir, "-o", output, "--writers", "writer1,writer2,writer3", "--refs", "5",
+                 "--draws", "2", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert output.is_file() and "3 writers, 48 signatures" in result.output
+    info = run("info", output, "--json")
+    document = json.loads(info.output)
+    assert document["training"]["n_references"] == 5 and document["training_writers"] == 3
+
+
+def test_verify_json_and_threshold_override(enrolled, samples_dir):
+    model, store = enrolled
+    queries = [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "03.png"]
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--no-cache", *queries)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [row["image"] for row in rows] == [str(q) for q in queries]
+    assert all(row["verdict"] == ("genuine" if row["score"] >= row["threshold"] else "forged") for row in rows)
+    low = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--threshold", "-1000", *queries)
+    assert all(json.loads(line)["verdict"] == "genuine" for line in low.output.splitlines())
+    high = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--threshold", "1000", *queries)
+    assert all(json.loads(line)["verdict"] == "forged" for line in high.output.splitlines())
+    dependent = run("verify", model, "--writer", "writer5", "--store", store, "--mode", "dependent", *queries)
+    assert dependent.exit_code == 0 and "09.png" in dependent.output
+
+
+def test_verify_unknown_writer(enrolled, samples_dir):
+    model, store = enrolled
+    result = run("verify", model, "--writer", "nobody", "--store", store, samples_dir / "writer5" / "genuine" / "09.png")
+    _one_line_error(result, "writer 'nobody' is not enrolled")
+
+
+def test_verify_batch_goes_on_after_a_bad_image(enrolled, samples_dir, tmp_path):
+    model, store = enrolled
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    good = samples_dir / "writer5" / "genuine" / "10.png"
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--no-cache", bad, good)
+    assert result.exit_code == 1
+    assert "Error: " in result.output and "bad.png: not an image" in result.output
+    assert "10.png" in result.output and "Traceback" not in result.output
+
+
+def test_enroll_is_all_or_nothing(sample_model, samples_dir, tmp_path):
+    model, _ = sample_model
+    store = tmp_path / "store.sqlite"
+    blank = save_page(tmp_path / "blank.png", page(np.zeros((100, 200), dtype=bool)))
+    references = sorted((samples_dir / "writer6" / "genuine").iterdir())[:4]
+    result = run("enroll", model, "--writer", "writer6", "--store", store, "--no-cache", *references, blank)
+    _one_line_error(result, "nothing enrolled for writer 'writer6'")
+    assert "blank.png: blank page" in result.output
+    few = run("enroll", model, "--writer", "writer6", "--store", store, *references[:2])
+    _one_line_error(few, "at least 3 are needed")
+
+
+def test_compare_without_a_store(sample_model, samples_dir):
+    model, _ = sample_model
+    references = sorted((samples_dir / "writer6" / "genuine").iterdir())[:6]
+    result = run("compare", model, *references, samples_dir / "writer6" / "genuine" / "10.png", "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert set(row) == {"image", "verdict", "score", "threshold"}
+
+
+def test_evaluate_table_json_and_plot(sample_model, samples_dir, tmp_path):
+    model, _ = sample_model
+    plot = tmp_path / "curves.png"
+    result = run("evaluate", model, samples_dir, "--writers", "writer5,writer6", "--refs", "6", "--plot", plot,
+                 "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "overall" in result.output and "FAR skilled" in result.output
+    assert plot.stat().st_size > 1000
+    rows = [json.loads(line) for line in run("evaluate", model, samples_dir, "--writers", "writer5,writer6",
+                                             "--refs", "6", "--json").output.splitlines()]
+    assert [row["writer"] for row in rows] == ["writer5", "writer6", "overall"]
+    assert rows[-1]["n_genuine"] == 8 and rows[-1]["n_skilled"] == 12
+    assert 0.0 <= rows[-1]["eer"] <= 0.5
+
+
+def test_bad_model_file(tmp_path, samples_dir):
+    fake = tmp_path / "model.npz"
+    fake.write_bytes(b"PK not really a zip")
+    result = run("compare", fake, samples_dir / "writer1" / "genuine" / "01.png",
+                 samples_dir / "writer1" / "genuine" / "02.png")
+    _one_line_error(result, "model.npz")
+
+
+def test_bad_option_is_a_usage_error(sample_model, samples_dir):
+    model, _ = sample_model
+    result = run("evaluate", model, samples_dir, "--refs", "0")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_python_dash_m_runs_the_command():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "signature", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "enroll" in result.stdout
