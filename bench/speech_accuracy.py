@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speech.dataset import load_dataset, split_indices  # noqa: E402
-from speech.model import DEFAULT_AUGMENTATION_COPIES, DEFAULT_TRAINING, train  # noqa: E402
+from speech.model import DEFAULT_AUGMENTATION_COPIES, DEFAULT_TEST_COPIES, DEFAULT_TRAINING, train  # noqa: E402
 
 
 def data_folder(option):
@@ -29,17 +29,33 @@ def data_folder(option):
     return Path(root) / "fsdd"
 
 
+def accuracy(model, dataset, arguments):
+    probabilities, failures = model.predict_proba_files(dataset.paths, n_jobs=arguments.jobs, cache=True)
+    assert not failures, "FSDD files failed to load"
+    predicted = np.array([model.labels[int(p.argmax())] for p in probabilities])
+    return float(np.mean(predicted == dataset.labels))
+
+
 def held_out_accuracy(dataset, train_indices, test_indices, arguments):
+    """Accuracy on the test clips, training seconds, and the model."""
     started = time.perf_counter()
     augmentation = {"copies": arguments.copies} if arguments.copies > 0 else None
-    training = {"epochs": arguments.epochs, "seed": arguments.seed, "ensemble": arguments.ensemble}
+    training = {"epochs": arguments.epochs, "seed": arguments.seed, "ensemble": arguments.ensemble,
+                "test_copies": arguments.test_copies}
     model, failures = train(dataset, train_indices, augmentation=augmentation, training=training, n_jobs=arguments.jobs)
+    assert not failures, "FSDD files failed to load"
     seconds = time.perf_counter() - started
-    test = dataset.subset(test_indices)
-    probabilities, test_failures = model.predict_proba_files(test.paths, n_jobs=arguments.jobs, cache=True)
-    assert not failures and not test_failures, "FSDD files failed to load"
-    predicted = np.array([model.labels[int(p.argmax())] for p in probabilities])
-    return float(np.mean(predicted == test.labels)), seconds
+    return accuracy(model, dataset.subset(test_indices), arguments), seconds, model
+
+
+def fine_tuned_accuracy(model, dataset, test_indices, arguments):
+    """Fine-tune on the first takes of the left-out speaker; accuracy on that speaker's other takes."""
+    takes = dataset.takes[test_indices]
+    adapt, rest = test_indices[takes < arguments.fine_tune_takes], test_indices[takes >= arguments.fine_tune_takes]
+    augmentation = {"copies": arguments.copies} if arguments.copies > 0 else None
+    tuned, _ = train(dataset, adapt, init=model, augmentation=augmentation,
+                     training={"epochs": 15, "learning_rate": 3e-4, "seed": arguments.seed}, n_jobs=arguments.jobs)
+    return accuracy(model, dataset.subset(rest), arguments), accuracy(tuned, dataset.subset(rest), arguments)
 
 
 def main():
@@ -50,23 +66,33 @@ def main():
     parser.add_argument("--copies", type=int, default=DEFAULT_AUGMENTATION_COPIES, help="Augmented copies per clip (0: none).")
     parser.add_argument("--epochs", type=int, default=DEFAULT_TRAINING["epochs"], help="Training epochs.")
     parser.add_argument("--ensemble", type=int, default=DEFAULT_TRAINING["ensemble"], help="Networks averaged.")
+    parser.add_argument("--test-copies", type=int, default=DEFAULT_TEST_COPIES, help="Test-time augmentation copies.")
     parser.add_argument("--seed", type=int, default=0, help="Seed.")
+    parser.add_argument("--fine-tune-takes", type=int, default=0,
+                        help="Also fine-tune each leave-one-out model on this many takes per digit of the left-out "
+                             "speaker and report accuracy on the remaining takes before and after.")
     parser.add_argument("--jobs", type=int, default=None, help="Worker processes for extraction.")
     arguments = parser.parse_args()
     dataset = load_dataset(data_folder(arguments.data))
     speakers = arguments.speakers.split(",") if arguments.speakers else sorted(set(dataset.speakers.tolist()))
     rows = []
     if not arguments.skip_official:
-        rows.append(("official split (takes 0-4 held out)", *held_out_accuracy(dataset, *split_indices(dataset, "official"), arguments)))
-        print(f"{rows[-1][0]}: {rows[-1][1]:.4f}", file=sys.stderr, flush=True)
+        score, seconds, _ = held_out_accuracy(dataset, *split_indices(dataset, "official"), arguments)
+        rows.append(("official split (takes 0-4 held out)", score, seconds))
+        print(f"{rows[-1][0]}: {score:.4f}", file=sys.stderr, flush=True)
     speaker_scores = []
+    tuned_rows = []
     for speaker in speakers:
-        accuracy, seconds = held_out_accuracy(dataset, *split_indices(dataset, "speaker", test_speaker=speaker), arguments)
-        speaker_scores.append(accuracy)
-        rows.append((f"leave out {speaker}", accuracy, seconds))
-        print(f"{rows[-1][0]}: {accuracy:.4f}", file=sys.stderr, flush=True)
-    print(f"FSDD, {len(dataset)} clips; augmentation copies={arguments.copies}, epochs={arguments.epochs}, "
-          f"ensemble={arguments.ensemble}, seed={arguments.seed}")
+        train_indices, test_indices = split_indices(dataset, "speaker", test_speaker=speaker)
+        score, seconds, model = held_out_accuracy(dataset, train_indices, test_indices, arguments)
+        speaker_scores.append(score)
+        rows.append((f"leave out {speaker}", score, seconds))
+        print(f"{rows[-1][0]}: {score:.4f}", file=sys.stderr, flush=True)
+        if arguments.fine_tune_takes > 0:
+            tuned_rows.append((speaker, *fine_tuned_accuracy(model, dataset, test_indices, arguments)))
+            print(f"  fine-tuned: {tuned_rows[-1][1]:.4f} -> {tuned_rows[-1][2]:.4f}", file=sys.stderr, flush=True)
+    print(f"FSDD, {len(dataset)} clips; augmentation copies={arguments.copies}, test-time copies={arguments.test_copies}, "
+          f"epochs={arguments.epochs}, ensemble={arguments.ensemble}, seed={arguments.seed}")
     print()
     print("| evaluation | accuracy | training s |")
     print("|---|---:|---:|")
@@ -74,6 +100,17 @@ def main():
         print(f"| {name} | {100 * accuracy:.1f}% | {seconds:.0f} |")
     if speaker_scores:
         print(f"| **leave-one-speaker-out mean ({len(speaker_scores)} speakers)** | **{100 * np.mean(speaker_scores):.1f}%** | |")
+    if tuned_rows:
+        print()
+        print(f"Fine-tuning on takes 0-{arguments.fine_tune_takes - 1} of each digit of the left-out speaker "
+              f"(tested on that speaker's other takes):")
+        print()
+        print("| left-out speaker | before | after fine-tuning |")
+        print("|---|---:|---:|")
+        for speaker, before, after in tuned_rows:
+            print(f"| {speaker} | {100 * before:.1f}% | {100 * after:.1f}% |")
+        print(f"| **mean** | **{100 * np.mean([r[1] for r in tuned_rows]):.1f}%** | "
+              f"**{100 * np.mean([r[2] for r in tuned_rows]):.1f}%** |")
 
 
 if __name__ == "__main__":
