@@ -237,6 +237,7 @@ DEFAULT_TRAINING = {
     "normalisation": "none",
     "ensemble": True,
     "threshold_rule": "all",
+    "n_background": 8,
 }
 
 #: Ways to put a writer's scores on a common scale before the one threshold is applied.
@@ -378,8 +379,11 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         }
     else:
         threshold, figures = 0.0, {}
-    # Genuine signatures of the development writers: negatives for writer-dependent models.
-    background = X[genuine]
+    # A few genuine signatures per development writer: negatives for writer-dependent models.
+    background_rows = [
+        rng.permutation(np.flatnonzero((writers == name) & genuine))[: settings["n_background"]] for name in names
+    ]
+    background = X[np.sort(np.concatenate(background_rows))]
     verifier = Verifier(feature_parameters, mean, scale, network, threshold, settings["spread_floor"],
                         tuple(settings["grid"]), background=background, normalisation=settings["normalisation"])
     return verifier, figures, settings
