@@ -131,7 +131,8 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, j
     names = np.array([signatures[i].writer for i in keep])
     genuine = np.array([signatures[i].genuine for i in keep])
     settings = {"n_references": refs, "n_draws": draws, "hidden_sizes": hidden_sizes}
-    bar, advance = progress_reporter(6, "training")
+    n_writers = len(set(names.tolist()))
+    bar, advance = progress_reporter(min(5, n_writers) if n_writers >= 2 else 1, "training")
     with bar:
         verifier, figures, settings = train_verifier(X, names, genuine, parameters, settings,
                                                      np.random.default_rng(seed), progress=advance)

@@ -1,5 +1,5 @@
-"""Writer-independent verification: one MLP, learnt on development writers, judges how a query
-departs from a writer's references.
+"""Writer-independent verification: MLPs learnt on development writers judge how a query departs
+from a writer's references.
 
 Comparing a query with a set of references: every feature is standardised with statistics of
 the development writers; then, per feature, the query's distance to the references' mean is
@@ -8,7 +8,9 @@ in some region is forgiven more there. These per-feature deviations are averaged
 (each HOG scale as a whole and in a 2 x 4 grid of regions, the row and column ink profiles,
 each shape measure), giving a short vector that means the same thing for every writer. The
 MLP learns from development writers which departures betray a forgery; a new writer needs
-only references, no retraining.
+only references, no retraining. The networks of a cross-validation over the development
+writers, each trained without one fifth of them, decide together (mean logit), and the
+threshold is the equal-error point of their scores on the writers each did not see.
 """
 
 import numpy as np
@@ -127,26 +129,6 @@ def draw_training_set(X, writers, genuine, n_references, n_draws, rng, averaging
             owners.extend([writer] * len(queries))
     if not features:
         raise DataError("no development writer has at least 2 genuine signatures: nothing to learn from")
-    return np.concatenate(features), np.concatenate(labels).astype(int), np.array(kinds), np.array(owners)
-
-
-def protocol_set(X, writers, genuine, n_references, averaging, spread_floor, n_random=12):
-    """Like ``draw_training_set`` with the evaluation protocol's split: each writer's first
-    ``n_references`` genuine signatures are the references, the later ones the genuine queries."""
-    features, labels, kinds, owners = [], [], [], []
-    for writer in np.unique(writers):
-        own = np.flatnonzero((writers == writer) & genuine)
-        forged = np.flatnonzero((writers == writer) & ~genuine)
-        others = np.flatnonzero((writers != writer) & genuine)
-        count = min(n_references, len(own) - 1)
-        if count < 1:
-            continue
-        randoms = others[:: max(1, len(others) // n_random)][:n_random] if n_random else others[:0]
-        queries = np.concatenate([own[count:], forged, randoms])
-        features.append(deviation_features(X[queries], X[own[:count]], averaging, spread_floor))
-        labels.append(np.r_[np.ones(len(own) - count), np.zeros(len(forged) + len(randoms))])
-        kinds.extend(["genuine"] * (len(own) - count) + ["skilled"] * len(forged) + ["random"] * len(randoms))
-        owners.extend([writer] * len(queries))
     return np.concatenate(features), np.concatenate(labels).astype(int), np.array(kinds), np.array(owners)
 
 

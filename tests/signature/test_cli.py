@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from signature.cli import main
-from tests.signature.helpers import page, save_page, stroke_mask
+from tests.signature.helpers import page, save_page
 
 
 def run(*args):
