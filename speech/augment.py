@@ -13,8 +13,8 @@ import numpy as np
 from core.errors import ParameterError, check_number
 
 DEFAULT_AUGMENTATION = {
-    "copies": 4,
-    "speed": [0.85, 1.15],
+    "copies": 24,
+    "speed": [0.75, 1.25],
     "shift_ms": 80.0,
     "gain_db": 6.0,
     "snr_db": [10.0, 40.0],

@@ -61,10 +61,10 @@ def main():
 @click.option("--hidden", default="256", show_default=True, help="Hidden layer sizes, comma-separated (e.g. 256,128).")
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Add perturbed copies (speed/pitch, shift, gain, noise) of each training clip.")
-@click.option("--copies", type=click.IntRange(0, 50), default=8, show_default=True, help="Perturbed copies per training clip with --augment.")
+@click.option("--copies", type=click.IntRange(0, 50), default=24, show_default=True, help="Perturbed copies per training clip with --augment.")
 @click.option("--ensemble", type=click.IntRange(1, 20), default=1, show_default=True,
               help="Networks trained from different initial weights; their probabilities are averaged.")
-@click.option("--test-copies", type=click.IntRange(0, 50), default=8, show_default=True,
+@click.option("--test-copies", type=click.IntRange(0, 50), default=24, show_default=True,
               help="Perturbed copies of each clip averaged at prediction (test-time augmentation; needs --augment).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, augmentation and weights.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -36,7 +36,7 @@ DEFAULT_PARAMETERS = {
     "cmvn": "mean_variance",
     "delta_width": 2,
     "n_segments": 8,
-    "segment_deltas": False,
+    "segment_deltas": True,
 }
 
 CMVN_CHOICES = ("none", "mean", "mean_variance")

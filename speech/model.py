@@ -38,11 +38,11 @@ DEFAULT_TRAINING = {
     "ensemble": 1,
     "seed": 0,
 }
-DEFAULT_AUGMENTATION_COPIES = 8
+DEFAULT_AUGMENTATION_COPIES = 24
 # Test-time augmentation: the probabilities of a clip are averaged over the clip and this many
 # perturbed variants of it (drawn as in training, from a fixed seed, so answers are repeatable).
 # It helps most on voices unlike the training speakers.
-DEFAULT_TEST_COPIES = 8
+DEFAULT_TEST_COPIES = 24
 TEST_SEED = 12345
 
 

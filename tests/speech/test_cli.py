@@ -20,7 +20,8 @@ def demo_model(tmp_path_factory, demo_dir):
     folder = tmp_path_factory.mktemp("demo")
     model = folder / "digits.npz"
     result = CliRunner().invoke(
-        main, ["train", str(demo_dir), "-o", str(model), "--epochs", "30", "--copies", "2", "--no-cache", "--quiet"]
+        main, ["train", str(demo_dir), "-o", str(model), "--epochs", "30", "--copies", "2", "--test-copies", "2",
+               "--no-cache", "--quiet"]
     )
     assert result.exit_code == 0, result.output
     return model, result.output
