@@ -61,7 +61,7 @@ def test_same_seed_same_model(tone_folders):
 def test_fine_tuning_learns_a_new_voice_without_forgetting(demo_dir):
     dataset = load_dataset(demo_dir)
     train_indices, new_voice = split_indices(dataset, "speaker", test_speaker="us-klatt")
-    base, _ = train(dataset, train_indices, augmentation={"copies": 2}, training={"epochs": 30, "seed": 0})
+    base, _ = train(dataset, train_indices, augmentation={"copies": 2}, training={"epochs": 30, "seed": 0, "test_copies": 2})
     old = dataset.subset(train_indices)
 
     def accuracy(model, data):
