@@ -70,7 +70,8 @@ _cache_option = click.option("--cache/--no-cache", default=True, show_default=Tr
                              help="Reuse features cached by file content ($INKVOICE_CACHE or ~/.cache/inkvoice).")
 _pixels_option = click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True,
                               help="Refuse images with more pixels than this (read from the header, before decoding).")
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line instead of a table.")
+_json_option = click.option("--json", "as_json", is_flag=True,
+                            help="Print one JSON object per line instead of a table.")
 _threshold_option = click.option("--threshold", type=float, default=None,
                                  help="Decision threshold on the score (default: the one stored in the model).")
 _store_option = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -148,7 +148,9 @@ class EnrollmentStore:
 
         Raises DataError for a writer who is not enrolled.
         """
-        rows = self.connection.execute("SELECT features FROM refs WHERE writer = ? ORDER BY id", (str(writer),)).fetchall()
+        rows = self.connection.execute(
+            "SELECT features FROM refs WHERE writer = ? ORDER BY id", (str(writer),)
+        ).fetchall()
         if not rows:
             known = ", ".join(name for name, _ in self.writers()[:10]) or "none"
             raise DataError(f"writer {writer!r} is not enrolled in {self.path} (enrolled: {known})")

@@ -37,8 +37,16 @@ def check_parameters(parameters):
     merged["cells"] = [int(c) for c in cells]
     for name in ("orientations", "block", "profile_bins"):
         value = merged[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "profile_bins" else 1):
-            raise ParameterError(f"{name} must be a positive integer; got {value!r}")
+        least = 0 if name == "profile_bins" else 1
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ParameterError(f"{name} must be an integer >= {least}; got {value!r}")
+    for name in ("height", "width"):
+        value = merged[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
+            raise ParameterError(f"{name} must be an integer >= 16; got {value!r}")
+    radius = merged["pen_radius"]
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0):
+        raise ParameterError(f"pen_radius must be None or an integer >= 0; got {radius!r}")
     for cell in merged["cells"]:
         if merged["height"] // cell < merged["block"] or merged["width"] // cell < merged["block"]:
             raise ParameterError(
@@ -79,7 +87,8 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
     if profile_bins:
         for axis in (1, 0):
             profile = canvas.sum(axis=axis) / total
-            parts.append(np.add.reduceat(profile, np.linspace(0, profile.size, profile_bins, endpoint=False).astype(int)))
+            starts = np.linspace(0, profile.size, profile_bins, endpoint=False).astype(int)
+            parts.append(np.add.reduceat(profile, starts))
     rows, columns = np.indices(canvas.shape)
     parts.append(np.array([
         shape["aspect"],

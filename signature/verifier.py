@@ -330,7 +330,8 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
                 others = np.flatnonzero((writers != writer) & genuine)
                 randoms = others[:: max(1, len(others) // settings["n_random"])][: settings["n_random"]]
                 queries = np.concatenate([own[count:], forged, randoms])
-                kinds = np.array(["genuine"] * (len(own) - count) + ["skilled"] * len(forged) + ["random"] * len(randoms))
+                kinds = np.array(["genuine"] * (len(own) - count) + ["skilled"] * len(forged)
+                                 + ["random"] * len(randoms))
                 scores = writer_scores(network, X_std[queries], X_std[own[:count]], averaging,
                                        settings["spread_floor"], settings["normalisation"])
                 for kind in held_scores:
@@ -420,5 +421,7 @@ def load_verifier(path):
         raise ModelFileError(f"{path}: feature statistics do not match its feature settings")
     for member in network:
         if member.n_features_in_ != n_groups:
-            raise ModelFileError(f"{path}: its network takes {member.n_features_in_} inputs; its settings give {n_groups}")
+            raise ModelFileError(
+                f"{path}: its network takes {member.n_features_in_} inputs; its settings give {n_groups}"
+            )
     return verifier, bundle.metadata

@@ -5,8 +5,8 @@ negatives are genuine signatures of other writers (the development writers kept 
 file) compared with the references. Inputs are the same per-group deviations the
 writer-independent verifier uses, so the per-writer network learns which parts of this
 writer's signature are stable. Its score, centred on the scores that held-out references of
-the writer get, is added, with half weight, to the writer-independent score, which has seen skilled forgeries;
-the per-writer network alone never has.
+the writer get, is added with half weight to the writer-independent score, which has seen
+skilled forgeries; the per-writer network alone never has.
 """
 
 import numpy as np

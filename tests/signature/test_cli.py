@@ -67,7 +67,8 @@ def test_verify_json_and_threshold_override(enrolled, samples_dir):
 
 def test_verify_unknown_writer(enrolled, samples_dir):
     model, store = enrolled
-    result = run("verify", model, "--writer", "nobody", "--store", store, samples_dir / "writer5" / "genuine" / "09.png")
+    query = samples_dir / "writer5" / "genuine" / "09.png"
+    result = run("verify", model, "--writer", "nobody", "--store", store, query)
     _one_line_error(result, "writer 'nobody' is not enrolled")
 
 

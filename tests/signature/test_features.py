@@ -60,6 +60,8 @@ def test_features_have_the_length_the_groups_describe(tmp_path):
     ({"cells": [200]}, "does not fit"),
     ({"orientations": 0}, "orientations must be"),
     ({"colour": 1}, "unknown feature parameter"),
+    ({"height": 8}, "height must be an integer >= 16"),
+    ({"pen_radius": -1}, "pen_radius must be None or an integer >= 0"),
 ])
 def test_bad_feature_parameters(override, message):
     with pytest.raises(ParameterError, match=message):

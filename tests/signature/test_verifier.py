@@ -51,7 +51,8 @@ def test_background_grey_level_does_not_change_the_verdict(sample_model, samples
 
     _, verifier = sample_model
     parameters = verifier.feature_parameters
-    references = np.stack([extract(p, **parameters) for p in sorted((samples_dir / "writer5" / "genuine").iterdir())[:6]])
+    paths = sorted((samples_dir / "writer5" / "genuine").iterdir())[:6]
+    references = np.stack([extract(p, **parameters) for p in paths])
     for query in [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "02.png"]:
         grey = read_grey(query)
         paper = np.median(grey)
