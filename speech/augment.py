@@ -14,7 +14,7 @@ from core.errors import ParameterError, check_number
 
 DEFAULT_AUGMENTATION = {
     "copies": 24,
-    "speed": [0.75, 1.25],
+    "speed": [0.7, 1.3],
     "shift_ms": 80.0,
     "gain_db": 6.0,
     "snr_db": [10.0, 40.0],
