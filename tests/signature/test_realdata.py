@@ -1,7 +1,7 @@
 """CEDAR accuracy floors: train on writers 1-35, test on the unseen writers 36-45 (12 references each).
 
 Measured with seed 0 (bench/signature_accuracy.py): writer-independent EER 0.069, FRR 0.117 and
-FAR (skilled) 0.046 at the stored threshold; writer-dependent EER 0.060. The floors sit a
+FAR (skilled) 0.046 at the stored threshold; writer-dependent EER 0.058. The floors sit a
 little below those figures.
 """
 
