@@ -57,7 +57,7 @@ def main():
                    "or none; auto is official for FSDD names, else random.")
 @click.option("--test-speaker", help="The speaker left out with --split speaker.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Share of clips held out with --split random.")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default 40; 15 when fine-tuning).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 40; 15 when fine-tuning).")
 @click.option("--hidden", default="256", show_default=True, help="Hidden layer sizes, comma-separated (e.g. 256,128).")
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Add perturbed copies (speed/pitch, shift, gain, noise) of each training clip.")
@@ -69,8 +69,8 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, augmentation and weights.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features).")
-@click.option("--max-seconds", type=float, default=10.0, show_default=True, help=MAX_SECONDS_HELP)
-@click.option("--jobs", type=int, default=None, help=JOBS_HELP)
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, ensemble, test_copies, seed, init_path,
@@ -87,7 +87,7 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
     dataset = load_dataset(data)
     split, train_indices, test_indices = _choose_split(dataset, split, test_speaker, test_fraction, seed)
     init = SpeechModel.load(init_path) if init_path else None
-    training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs or (15 if init else 40), "ensemble": ensemble,
+    training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs if epochs is not None else (15 if init else 40), "ensemble": ensemble,
                 "test_copies": test_copies}
     if init is not None:
         training["learning_rate"] = 3e-4
@@ -145,8 +145,8 @@ def _evaluate(model, dataset, max_seconds, jobs, cache, quiet, test_copies=None)
 @click.option("--test-copies", type=click.IntRange(0, 50), default=None,
               help="Perturbed copies of each clip averaged with it (default: the model's setting; 0: the clip alone).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
-@click.option("--max-seconds", type=float, default=10.0, show_default=True, help=MAX_SECONDS_HELP)
-@click.option("--jobs", type=int, default=None, help=JOBS_HELP)
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
 def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max_seconds, jobs):
     """Say which label MODEL hears in each audio file (folders are searched recursively)."""
     from speech.dataset import is_audio
@@ -201,8 +201,8 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the confusion matrix to this PNG.")
 @click.option("--curve-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the model's training curve to this PNG.")
-@click.option("--max-seconds", type=float, default=10.0, show_default=True, help=MAX_SECONDS_HELP)
-@click.option("--jobs", type=int, default=None, help=JOBS_HELP)
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(model_path, data, split, test_speaker, test_fraction, seed, test_copies, as_json, confusion_png, curve_png,
              max_seconds, jobs, quiet):

@@ -158,6 +158,9 @@ def test_train_on_own_words_and_fine_tune(tone_folders, tmp_path, demo_model):
         (["--split", "speaker", "--test-speaker", "nobody"], "Error: test speaker must be one of"),
         (["--split", "official"], "Error: the official split needs FSDD file names"),
         (["--hidden", "12,x"], "expected comma-separated integers"),
+        (["--epochs", "0"], "Invalid value for '--epochs'"),
+        (["--max-seconds", "0"], "Invalid value for '--max-seconds'"),
+        (["--test-fraction", "1.5"], "Error: test_fraction must be a number in (0, 1)"),
     ],
 )
 def test_bad_training_options(demo_dir, tmp_path, arguments, message):
