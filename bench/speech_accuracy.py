@@ -53,9 +53,10 @@ def fine_tuned_accuracy(model, dataset, test_indices, arguments):
     takes = dataset.takes[test_indices]
     adapt, rest = test_indices[takes < arguments.fine_tune_takes], test_indices[takes >= arguments.fine_tune_takes]
     augmentation = {"copies": arguments.copies} if arguments.copies > 0 else None
+    before = accuracy(model, dataset.subset(rest), arguments)
     tuned, _ = train(dataset, adapt, init=model, augmentation=augmentation,
                      training={"epochs": 15, "learning_rate": 3e-4, "seed": arguments.seed}, n_jobs=arguments.jobs)
-    return accuracy(model, dataset.subset(rest), arguments), accuracy(tuned, dataset.subset(rest), arguments)
+    return before, accuracy(tuned, dataset.subset(rest), arguments)
 
 
 def main():

@@ -1,5 +1,6 @@
 """Train, fine-tune, save, load and apply a spoken-word model (an MLP on MFCC summaries)."""
 
+import copy
 import hashlib
 import json
 import os
@@ -325,7 +326,8 @@ def train(dataset, train_indices, *, features=None, augmentation=None, training=
         if init.rehearsal is not None:
             X = np.vstack([X, init.rehearsal[0]])
             y = np.concatenate([y.astype(str), init.rehearsal[1].astype(str)])
-        networks = init.networks
+        # Copies, so that the model passed in keeps its weights.
+        networks = copy.deepcopy(init.networks)
         for network in networks:
             network.set_params(
                 warm_start=True,

@@ -126,3 +126,11 @@ def test_a_rerun_reads_the_cache_and_a_changed_file_is_extracted_again(tone_fold
     third, _ = model_module.extract_features(paths, parameters, n_jobs=1)
     assert not np.allclose(third[0], first[0])
     np.testing.assert_array_equal(np.stack(third[1:]), np.stack(first[1:]))
+
+
+def test_fine_tuning_leaves_the_initial_model_unchanged(tone_model, tone_folders):
+    model, dataset = tone_model
+    weights = model.networks[0].network_.dense_layers[0].weights.copy()
+    tuned, _ = train(dataset, np.arange(6), training={"epochs": 3, "seed": 1}, init=model, n_jobs=1)
+    np.testing.assert_array_equal(model.networks[0].network_.dense_layers[0].weights, weights)
+    assert not np.array_equal(tuned.networks[0].network_.dense_layers[0].weights, weights)
