@@ -1,6 +1,5 @@
 """Train, fine-tune, save, load and apply a spoken-word model (an MLP on MFCC summaries)."""
 
-import copy
 import hashlib
 import json
 import os
@@ -326,8 +325,9 @@ def train(dataset, train_indices, *, features=None, augmentation=None, training=
         if init.rehearsal is not None:
             X = np.vstack([X, init.rehearsal[0]])
             y = np.concatenate([y.astype(str), init.rehearsal[1].astype(str)])
-        # Copies, so that the model passed in keeps its weights.
-        networks = copy.deepcopy(init.networks)
+        # Copies through the model-file arrays, so that the model passed in keeps its weights
+        # (a deep copy would detach the layers' weights from the network's parameter buffer).
+        networks = [MlpClassifier.from_arrays(*network.to_arrays()) for network in init.networks]
         for network in networks:
             network.set_params(
                 warm_start=True,
