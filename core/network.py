@@ -55,6 +55,12 @@ class Mlp:
                 setattr(layer, gradient, self.flat_gradients[offset : offset + size].reshape(shape))
                 offset += size
 
+    def __setstate__(self, state):
+        # copy.deepcopy and pickle copy each layer's view as an array of its own; re-pack so
+        # the layers and the flat buffer the optimiser updates are one memory again.
+        self.__dict__.update(state)
+        self._pack()
+
     def optimizer_groups(self):
         """(parameters, gradients, decay) for an optimiser: weights and biases as two flat arrays.
 

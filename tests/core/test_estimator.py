@@ -229,3 +229,18 @@ def test_drops_into_sklearn_pipeline_and_cross_validation():
     folds = StratifiedKFold(3, shuffle=True, random_state=0)  # the spiral is ordered along its arms
     scores = cross_val_score(make_pipeline(StandardScaler(), model), X, y, cv=folds)
     assert scores.mean() > 0.8, sklearn.__version__
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_trains_on_its_own_weights(how):
+    import copy
+    import pickle
+
+    X, y = spiral(30)
+    model = MlpClassifier(hidden_sizes=(16,), max_epochs=3, random_state=0).fit(X, y)
+    copied = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(copied.predict_proba(X), model.predict_proba(X))
+    before = model.predict_proba(X)
+    copied.set_params(warm_start=True, max_epochs=5, early_stopping=False).fit(X, y)
+    assert not np.allclose(copied.predict_proba(X), before)  # training reaches the copy's layers
+    np.testing.assert_array_equal(model.predict_proba(X), before)  # and leaves the original alone
