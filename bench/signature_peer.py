@@ -63,7 +63,7 @@ def main():
 
     plan = protocol_queries(writers, genuine, test_names, 12)
     results = {}
-    for name in ("pairs MLP |a-b|", "per-writer SVM"):
+    for name in ("pairs MLP on abs(a - b)", "per-writer SVM"):
         scores, kinds = [], []
         for writer, references, queries, query_kinds in plan:
             if name.startswith("pairs"):
