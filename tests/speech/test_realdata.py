@@ -20,9 +20,9 @@ pytestmark = pytest.mark.realdata
 # Fewer augmented copies than the default (24) keep each training here well under a minute;
 # bench/speech_accuracy.py --copies 8 measures this setting.
 COPIES = 8
-OFFICIAL_FLOOR = 0.97
+OFFICIAL_FLOOR = 0.985  # measured 0.996 (bench/speech_accuracy.py --copies 8)
 NEW_SPEAKER = "jackson"
-NEW_SPEAKER_FLOOR = 0.80
+NEW_SPEAKER_FLOOR = 0.88  # measured 0.904 (bench/speech_accuracy.py --copies 8 --speakers jackson)
 
 
 @pytest.fixture(scope="session")
