@@ -179,9 +179,8 @@ def mfcc(samples, parameters, warp=1.0):
     emphasised[1:] = samples[1:] - np.float32(parameters["pre_emphasis"]) * samples[:-1]
     # Centre the first window on the first sample, as librosa does, and pad short clips.
     half = window_length // 2
-    padded = np.pad(emphasised, (half, half))
-    if padded.size < window_length:
-        padded = np.pad(padded, (0, window_length - padded.size))
+    padded = np.zeros(max(emphasised.size + 2 * half, window_length), dtype=np.float32)
+    padded[half : half + emphasised.size] = emphasised
     n_frames = 1 + (padded.size - window_length) // hop
     frames = np.lib.stride_tricks.as_strided(
         padded, shape=(n_frames, window_length), strides=(padded.strides[0] * hop, padded.strides[0])
@@ -197,8 +196,10 @@ def mfcc(samples, parameters, warp=1.0):
 
 def deltas(coefficients, width):
     """Regression deltas over +-``width`` frames (edges repeat the first and last frame)."""
-    padded = np.pad(coefficients, ((width, width), (0, 0)), mode="edge")
     n_frames = coefficients.shape[0]
+    padded = np.concatenate(
+        [np.repeat(coefficients[:1], width, axis=0), coefficients, np.repeat(coefficients[-1:], width, axis=0)]
+    )
     result = np.zeros_like(coefficients)
     for offset in range(1, width + 1):
         result += offset * (padded[width + offset : width + offset + n_frames] - padded[width - offset : width - offset + n_frames])
@@ -232,9 +233,7 @@ def summarise(coefficients, parameters, duration_seconds):
     return np.concatenate(
         [
             segment_means(trajectory, parameters["n_segments"]).ravel(),
-            coefficients.std(axis=0),
-            first.std(axis=0),
-            second.std(axis=0),
+            np.hstack([coefficients, first, second]).std(axis=0),
             [np.log(max(duration_seconds, 1e-3))],
         ]
     ).astype(np.float32)
