@@ -245,8 +245,11 @@ def features_from_samples(samples, parameters, warp=1.0):
     return summarise(coefficients, parameters, samples.size / parameters["sample_rate"])
 
 
-def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, **parameters):
+def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION, **parameters):
     """Feature vector of one audio file (module level, for :func:`core.extraction.extract_many`).
+
+    ``feature_version`` only keys the cache, so that features cached by an older version of
+    this code are not reused.
 
     Raises
     ------
@@ -259,7 +262,8 @@ def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, **parameters):
     return features_from_samples(samples, parameters)
 
 
-def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECONDS, **parameters):
+def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION,
+                      **parameters):
     """Feature vectors of a file and of ``augmentation['copies']`` perturbed variants of it.
 
     Module level, for :func:`core.extraction.extract_many`; the variants depend only on

@@ -61,6 +61,7 @@ def extract_features(paths, parameters, *, augmentation=None, seed=0, max_second
     else:
         function = extract
         arguments = {**parameters, "max_seconds": max_seconds}
+    arguments["feature_version"] = FEATURE_VERSION
     set_file = None if cache_dir is None else _set_cache_file(cache_dir, function, paths, arguments)
     if set_file is not None and set_file.is_file():
         try:
