@@ -99,7 +99,10 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
             max_seconds=max_seconds, n_jobs=jobs, cache=not no_cache, progress=advance,
         )
     _report_failures(failures)
-    figures = dict(model.metadata.get("figures", {}))
+    if init is not None:
+        # The figures measured before fine-tuning no longer describe this model.
+        model.metadata["figures_before_fine_tuning"] = model.metadata.pop("figures", {})
+    figures = {}
     summary = {"clips": len(dataset), "train": int(len(train_indices)), "test": int(len(test_indices)), "split": split}
     if len(test_indices):
         report, test_failures = _evaluate(model, dataset.subset(test_indices), max_seconds, jobs, not no_cache, quiet)
