@@ -7,10 +7,12 @@ Stages, in the order the code follows them:
 3. power spectrum, mel filterbank, log (dB), DCT-II -> MFCCs (librosa's filters and
    conventions, computed once per process and applied with numpy, because librosa's per-call
    overhead dominates on clips of a fraction of a second);
-4. per-utterance cepstral mean (and optionally variance) normalisation;
+4. per-utterance cepstral mean and variance normalisation (``cmvn``), which removes the
+   recording channel and much of the speaker's timbre;
 5. deltas and delta-deltas (regression over +-``delta_width`` frames);
 6. a fixed-length summary: the means of ``n_segments`` equal time spans of the normalised
-   MFCCs, pooled standard deviations of MFCCs, deltas and delta-deltas, and the log duration.
+   MFCCs (and of their deltas with ``segment_deltas``), pooled standard deviations of MFCCs,
+   deltas and delta-deltas, and the log duration.
 """
 
 from pathlib import Path
