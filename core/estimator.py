@@ -317,14 +317,17 @@ class MlpClassifier:
         if validation_data is not None:
             X_val = self._check_X(validation_data[0], "validation X")
             targets_val = self._encode(self._check_y(validation_data[1], len(X_val), "validation y"), "validation y")
-            train_rows = np.arange(len(X))
+            train_rows = None
         elif self.early_stopping and self.validation_fraction > 0:
             train_rows, held = self._validation_split(targets, rng)
             X_val, targets_val = X[held], targets[held]
         else:
-            train_rows, X_val, targets_val = np.arange(len(X)), None, None
-        X_train, targets_train = X[train_rows], targets[train_rows]
-        weights_train = None if weights is None else weights[train_rows]
+            train_rows, X_val, targets_val = None, None, None
+        if train_rows is None:  # every sample trains: no copy of a possibly large X
+            X_train, targets_train, weights_train = X, targets, weights
+        else:
+            X_train, targets_train = X[train_rows], targets[train_rows]
+            weights_train = None if weights is None else weights[train_rows]
 
         if not warm:
             self.n_features_in_ = X.shape[1]

@@ -117,18 +117,16 @@ def _run_epochs(network, loss, optimizer, X, targets, rng, sample_weight, valida
     try:
         for epoch in range(first_epoch, first_epoch + max_epochs):
             order = rng.permutation(n_samples)
-            X_epoch, targets_epoch = X[order], targets[order]
-            weights_epoch = None if sample_weight is None else sample_weight[order]
             total, batch_accuracies = 0.0, []
             for start in range(0, n_samples, batch_size):
-                stop = start + batch_size
-                batch_weights = None if weights_epoch is None else weights_epoch[start:stop]
-                value, logits = network.loss_and_gradients(
-                    X_epoch[start:stop], targets_epoch[start:stop], loss, batch_weights, l2
-                )
+                # Gathering each batch, not a shuffled copy of the whole set, keeps memory flat.
+                rows = order[start : start + batch_size]
+                batch_targets = targets[rows]
+                batch_weights = None if sample_weight is None else sample_weight[rows]
+                value, logits = network.loss_and_gradients(X[rows], batch_targets, loss, batch_weights, l2)
                 optimizer.step(*network.optimizer_groups())
                 total += value * len(logits)
-                batch_accuracies.append(_accuracy(loss, logits, targets_epoch[start:stop]))
+                batch_accuracies.append(_accuracy(loss, logits, batch_targets))
             record = {
                 "epoch": epoch,
                 "loss": total / n_samples,
