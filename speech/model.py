@@ -1,8 +1,5 @@
 """Train, fine-tune, save, load and apply a spoken-word model (an MLP on MFCC summaries)."""
 
-import hashlib
-import json
-import os
 import time
 from pathlib import Path
 
@@ -10,7 +7,6 @@ import numpy as np
 
 from core.errors import DataError, ModelFileError, ParameterError, check_number
 from core.extraction import default_cache_dir, extract_many
-from core.files import atomic_path
 from speech.audio import DEFAULT_MAX_SECONDS
 from speech.augment import augmentation_parameters
 from speech.features import (
@@ -62,19 +58,7 @@ def extract_features(paths, parameters, *, augmentation=None, seed=0, max_second
         function = extract
         arguments = {**parameters, "max_seconds": max_seconds}
     arguments["feature_version"] = FEATURE_VERSION
-    set_file = None if cache_dir is None else _set_cache_file(cache_dir, function, paths, arguments)
-    if set_file is not None and set_file.is_file():
-        try:
-            stacked = np.load(set_file, allow_pickle=False)
-        except (OSError, ValueError):
-            stacked = None
-        if stacked is not None and len(stacked) == len(paths):
-            if progress is not None:
-                progress(len(paths))
-            return list(stacked), []
     outputs = extract_many(function, paths, arguments, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
-    if set_file is not None and paths and not any(isinstance(o, Exception) for o in outputs):
-        _store_set(set_file, outputs)
     results, failures = [], []
     for path, output in zip(paths, outputs):
         if isinstance(output, Exception):
@@ -83,33 +67,6 @@ def extract_features(paths, parameters, *, augmentation=None, seed=0, max_second
         else:
             results.append(output)
     return results, failures
-
-
-def _set_cache_file(cache_dir, function, paths, arguments):
-    """The cache file of a whole list of clips, keyed by their paths, sizes and modification times.
-
-    The per-file cache of core.extraction hashes every file and loads one array per file; for
-    a re-run on an unchanged folder one stat per file and a single load are much faster.
-    Returns None when a file cannot be stat'ed (extraction will report it).
-    """
-    entries = []
-    try:
-        for path in paths:
-            status = os.stat(path)
-            entries.append([os.path.abspath(path), status.st_size, status.st_mtime_ns])
-    except OSError:
-        return None
-    text = json.dumps([f"{function.__module__}.{function.__qualname__}", arguments, entries], sort_keys=True, default=str)
-    return Path(cache_dir) / "speech-sets" / f"{hashlib.sha256(text.encode()).hexdigest()}.npy"
-
-
-def _store_set(set_file, outputs):
-    try:
-        stacked = np.stack(outputs)
-        with atomic_path(set_file, suffix=".npy") as temporary:
-            np.save(temporary, stacked, allow_pickle=False)
-    except (OSError, ValueError):
-        pass  # an unwritable cache only costs speed
 
 
 class SpeechModel:
