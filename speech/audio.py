@@ -36,7 +36,7 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
     import soundfile
 
     path = Path(path)
-    name = path.name
+    name = str(path)  # as the user gave it, so it can be found among many folders
     if not path.is_file():
         raise DataError(f"{name}: no such audio file")
     if path.stat().st_size == 0:
@@ -125,7 +125,7 @@ def load_audio(
     check_number("max_seconds", max_seconds, low=0, low_open=True)
     samples, source_rate = read_audio(path, max_seconds=max_seconds)
     if float(np.max(np.abs(samples))) < SILENCE_PEAK:
-        raise DataError(f"{Path(path).name}: the clip is silent (no speech found)")
+        raise DataError(f"{path}: the clip is silent (no speech found)")
     samples = resample(samples, source_rate, int(sample_rate))
     if trim:
         samples = trim_silence(samples, int(sample_rate), top_db=top_db)

@@ -141,7 +141,8 @@ def _evaluate(model, dataset, max_seconds, jobs, cache, quiet, test_copies=None)
 
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("inputs", metavar="FILE_OR_DIR...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+# Not exists=True: a missing file is reported like any other bad file and the batch goes on.
+@click.argument("inputs", metavar="FILE_OR_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Show the k most likely labels.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Answer 'unknown' when the best probability is below this.")

@@ -89,13 +89,15 @@ def test_a_batch_goes_on_past_bad_files_and_fails_at_the_end(demo_model, demo_di
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "notes.wav").write_text("this is not audio" * 10)
     result = CliRunner().invoke(
-        main, ["predict", str(model), str(tmp_path / "empty.wav"), str(demo_dir / "2" / "us_165_50.wav"), str(tmp_path / "notes.wav")]
+        main, ["predict", str(model), str(tmp_path / "empty.wav"), str(demo_dir / "2" / "us_165_50.wav"),
+               str(tmp_path / "notes.wav"), str(tmp_path / "missing.wav")]
     )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "\t2\t" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 2 and "empty.wav" in errors[0] and "notes.wav" in errors[1]
+    assert len(errors) == 3 and "empty.wav" in errors[0] and "notes.wav" in errors[1]
+    assert str(tmp_path / "missing.wav") in errors[2] and "no such audio file" in errors[2]
 
 
 @pytest.mark.parametrize("content", [b"", b"PK not really a zip", b"\x93NUMPY garbage"])
