@@ -68,7 +68,7 @@ class FeatureCache:
         if self.folder is None:
             return None
         try:
-            stats = [(str(Path(p).resolve()), s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
+            stats = [(os.path.abspath(p), s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
         except OSError:
             return None  # a missing file: the per-file path reports it
         digest = hashlib.sha256(json.dumps(stats).encode()).hexdigest()
