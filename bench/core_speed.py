@@ -96,6 +96,39 @@ def products_only_seconds(name, threads):
         return (time.perf_counter() - start) * n_train / (n_train // batch_size * batch_size)
 
 
+def time_breakdown(name, epochs=2):
+    """Seconds per epoch inside the forward pass, the backward pass and the optimiser, for our
+    MLP on one problem: where an epoch goes besides the matrix products."""
+    import core.network
+    import core.optimizers
+    from core.estimator import MlpClassifier
+
+    X, y, _, _ = make_problem(name)
+    _, _, _, hidden, _, batch_size, _ = PROBLEMS[name]
+    spent = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+
+    def timed_method(cls, method, key):
+        original = getattr(cls, method)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            result = original(*args, **kwargs)
+            spent[key] += time.perf_counter() - start
+            return result
+
+        setattr(cls, method, wrapper)
+
+    timed_method(core.network.Mlp, "forward", "forward")
+    timed_method(core.network.Mlp, "backward", "backward")
+    timed_method(core.optimizers.Adam, "step", "optimizer")
+    model = MlpClassifier(hidden_sizes=hidden, batch_size=batch_size, max_epochs=epochs, early_stopping=False,
+                          standardize=False, random_state=0)
+    start = time.perf_counter()
+    model.fit(X, y)
+    total = (time.perf_counter() - start) / epochs
+    return total, {key: value / epochs for key, value in spent.items()}
+
+
 def current_rss_mb():
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -200,6 +233,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problem", choices=["small", "large", "both"], default="both")
     parser.add_argument("--epochs", type=int, help="override the epochs of every problem")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where an epoch of ours goes (forward, backward, optimiser)")
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "PROBLEM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epochs:
@@ -248,6 +283,10 @@ def main():
         products = {threads: products_only_seconds(problem, threads) for threads in (1, os.cpu_count() or 1)}
         print("| " + problem + " | matrix products alone | "
               + " / ".join(f"{threads}: {seconds:.3f}" for threads, seconds in products.items()) + " | | | | | | |")
+        if args.profile:
+            total, parts = time_breakdown(problem)
+            print(f"| {problem} | inkvoice epoch breakdown | {total:.3f} total: "
+                  + ", ".join(f"{key} {value:.3f}" for key, value in parts.items()) + " | | | | | | |", flush=True)
 
 
 if __name__ == "__main__":
