@@ -73,7 +73,8 @@ _pixels_option = click.option("--max-pixels", type=click.IntRange(min=1), defaul
 _json_option = click.option("--json", "as_json", is_flag=True,
                             help="Print one JSON object per line instead of a table.")
 _threshold_option = click.option("--threshold", type=float, default=None,
-                                 help="Decision threshold on the score (default: the one stored in the model).")
+                                 help="Decision threshold on the score (default: the one stored in the model "
+                                      "for the mode).")
 _store_option = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
                              help="Enrolment store (SQLite); default: MODEL with the suffix .enrol.sqlite.")
 
@@ -133,13 +134,16 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, j
     genuine = np.array([signatures[i].genuine for i in keep])
     settings = {"n_references": refs, "n_draws": draws, "hidden_sizes": hidden_sizes}
     n_writers = len(set(names.tolist()))
-    bar, advance = progress_reporter(min(5, n_writers) if n_writers >= 2 else 1, "training")
+    n_folds = min(5, n_writers)
+    bar, advance = progress_reporter(2 * n_folds if n_writers >= 2 else 1, "training")
     with bar:
         verifier, figures, settings = train_verifier(X, names, genuine, parameters, settings,
                                                      np.random.default_rng(seed), progress=advance)
     training = {**settings, "seed": seed, "writers": sorted(set(names.tolist())), "n_signatures": len(keep)}
     save_verifier(output, verifier, training, figures)
-    click.echo(f"wrote {output}: {len(set(names))} writers, {len(keep)} signatures, threshold {verifier.threshold:.3f}")
+    dependent = "-" if verifier.dependent_threshold is None else f"{verifier.dependent_threshold:.3f}"
+    click.echo(f"wrote {output}: {len(set(names))} writers, {len(keep)} signatures, "
+               f"threshold {verifier.threshold:.3f} (writer-dependent {dependent})")
     for key, value in figures.items():
         click.echo(f"  {key}: {_cell(value)}")
     if failed:
@@ -171,8 +175,8 @@ def enroll(model, images, writer, min_references, store, jobs, cache, max_pixels
     click.echo(f"writer {writer}: {added} reference(s) added, {total} in total")
 
 
-def _verdict_rows(paths, scores, threshold, verifier):
-    threshold = verifier.threshold if threshold is None else threshold
+def _verdict_rows(paths, scores, threshold, verifier, mode="independent"):
+    threshold = verifier.threshold_for(mode) if threshold is None else threshold
     return [
         {"image": str(path), "verdict": "genuine" if score >= threshold else "forged", "score": round(float(score), 4),
          "threshold": round(float(threshold), 4)}
@@ -213,7 +217,7 @@ def verify(model, images, writer, mode, threshold, store, as_json, jobs, cache, 
             scores = WriterModel(verifier, references).scores(queries)
         else:
             scores = verifier.scores(queries, references)
-        _emit(_verdict_rows([p for p, _ in good], scores, threshold, verifier), as_json, _VERDICT_COLUMNS)
+        _emit(_verdict_rows([p for p, _ in good], scores, threshold, verifier, mode), as_json, _VERDICT_COLUMNS)
     if failed:
         sys.exit(1)
 
@@ -278,7 +282,7 @@ def evaluate(model, data, refs, writers, mode, plot, threshold, as_json, jobs, c
     genuine = np.array([signatures[i].genuine for i in keep])
     test_writers = [w for w in writers_of(signatures) if w in set(names)]
     plan = protocol_queries(names, genuine, test_writers, refs)
-    threshold = verifier.threshold if threshold is None else threshold
+    threshold = verifier.threshold_for(mode) if threshold is None else threshold
     rows, all_scores, all_kinds = [], [], []
     for writer, reference_rows, query_rows, kinds in plan:
         if mode == "dependent":
@@ -293,6 +297,7 @@ def evaluate(model, data, refs, writers, mode, plot, threshold, as_json, jobs, c
     scores, kinds = np.concatenate(all_scores), np.concatenate(all_kinds)
     overall = {"writer": "overall", **figures(scores, kinds, threshold)}
     overall["eer_per_writer_mean"] = float(np.mean([r["eer"] for r in rows if r["eer"] is not None]))
+    overall["threshold"] = float(threshold)
     rows.append(overall)
     columns = [("writer", "writer"), ("n_genuine", "genuine"), ("n_skilled", "skilled"), ("n_random", "random"),
                ("frr", "FRR"), ("far_skilled", "FAR skilled"), ("far_random", "FAR random"), ("eer", "EER"),
@@ -317,6 +322,7 @@ def info(model, store, as_json):
     document = {
         "model": str(model),
         "threshold": verifier.threshold,
+        "dependent_threshold": verifier.dependent_threshold,
         "features": metadata["features"],
         "training": {k: v for k, v in metadata.get("training", {}).items() if k != "writers"},
         "training_writers": len(metadata.get("training", {}).get("writers", [])),

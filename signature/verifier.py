@@ -10,7 +10,9 @@ each shape measure), giving a short vector that means the same thing for every w
 MLP learns from development writers which departures betray a forgery; a new writer needs
 only references, no retraining. The networks of a cross-validation over the development
 writers, each trained without one fifth of them, decide together (mean logit), and the
-threshold is the equal-error point of their scores on the writers each did not see.
+threshold is the equal-error point of their scores on the writers each did not see. The
+writer-dependent mode gets its own threshold the same way: per-writer models are learnt for the
+held-out writers on top of the fold network that did not see them.
 """
 
 import numpy as np
@@ -148,16 +150,20 @@ def equal_error_threshold(genuine_scores, forgery_scores):
 class Verifier:
     """A trained writer-independent verifier: feature standardisation, groups, MLP and threshold.
 
-    Scores are the MLP's logit of "genuine": above ``threshold`` is accepted.
+    Scores are the MLP's logit of "genuine": at or above ``threshold`` is accepted. Writer-dependent
+    scores (``writer_model.WriterModel``) lie on another scale and have their own
+    ``dependent_threshold`` (None when it was not measured: the writer-independent one is used).
     """
 
     def __init__(self, feature_parameters, feature_mean, feature_scale, network, threshold,
-                 spread_floor=DEFAULT_SPREAD_FLOOR, grid=DEFAULT_GRID, background=None, normalisation="median"):
+                 spread_floor=DEFAULT_SPREAD_FLOOR, grid=DEFAULT_GRID, background=None, normalisation="median",
+                 dependent_threshold=None):
         self.feature_parameters = feature_parameters
         self.feature_mean = np.asarray(feature_mean, dtype=np.float32)
         self.feature_scale = np.asarray(feature_scale, dtype=np.float32)
         self.network = network
         self.threshold = float(threshold)
+        self.dependent_threshold = None if dependent_threshold is None else float(dependent_threshold)
         self.spread_floor = float(spread_floor)
         self.normalisation = check_choice("normalisation", normalisation, NORMALISATIONS)
         self.grid = tuple(int(g) for g in grid)
@@ -196,9 +202,16 @@ class Verifier:
         return writer_scores(self.network, self.standardise(queries), self.standardise(references), self.averaging,
                              self.spread_floor, self.normalisation)
 
-    def decide(self, scores, threshold=None):
-        """Boolean verdicts (True = genuine) at ``threshold`` (default: the stored one)."""
-        threshold = self.threshold if threshold is None else float(threshold)
+    def threshold_for(self, mode):
+        """The stored threshold of ``mode`` ("independent" or "dependent")."""
+        check_choice("mode", mode, MODES)
+        if mode == "dependent" and self.dependent_threshold is not None:
+            return self.dependent_threshold
+        return self.threshold
+
+    def decide(self, scores, threshold=None, mode="independent"):
+        """Boolean verdicts (True = genuine) at ``threshold`` (default: the one stored for ``mode``)."""
+        threshold = self.threshold_for(mode) if threshold is None else float(threshold)
         return np.asarray(scores) >= threshold
 
 
@@ -220,8 +233,12 @@ DEFAULT_TRAINING = {
     "ensemble": True,
     "threshold_rule": "all",
     "n_background": 8,
+    "dependent_threshold": True,
+    "dependent_writers": None,
 }
 
+#: Verification modes: the writer-independent verifier alone, or with a per-writer network added.
+MODES = ("independent", "dependent")
 #: Ways to put a writer's scores on a common scale before the one threshold is applied.
 NORMALISATIONS = ("none", "median")
 
@@ -278,7 +295,9 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     ``threshold_rule="all"`` skilled and random forgeries together, as the evaluation protocol
     mixes them; with "skilled" the skilled ones only) of writers held out in a cross-validation over
     the development writers, so it reflects writers the network has not seen; the final
-    network is then trained on every development writer.
+    network is then trained on every development writer. With ``dependent_threshold`` the
+    writer-dependent mode is simulated on the held-out writers (at most ``dependent_writers``
+    per fold, or all) and its equal-error point by the same rule is stored as well.
 
     Parameters
     ----------
@@ -288,7 +307,8 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     feature_parameters : dict, complete (see ``features.check_parameters``)
     settings : dict or None, overrides of ``DEFAULT_TRAINING``
     rng : numpy.random.Generator or None
-    progress : callable or None, called with 1 after each network trained
+    progress : callable or None, called with 1 after each fold trained and after each fold's
+        writer-dependent simulation
 
     Returns
     -------
@@ -314,7 +334,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
 
     n_folds = int(min(settings["n_folds"], len(names)))
     held_scores = {"genuine": [], "skilled": [], "random": []}
-    members = []
+    members, folds = [], []
     if n_folds >= 2:
         folds = np.array_split(rng.permutation(names), n_folds)
         for fold in folds:
@@ -322,17 +342,11 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
             network = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, averaging)
             members.append(network)
             for writer in fold:
-                own = np.flatnonzero((writers == writer) & genuine)
-                count = min(settings["n_references"], len(own) - 1)
-                if count < 1:
+                plan = _held_out_queries(writers, genuine, writer, settings["n_references"], settings["n_random"])
+                if plan is None:
                     continue
-                forged = np.flatnonzero((writers == writer) & ~genuine)
-                others = np.flatnonzero((writers != writer) & genuine)
-                randoms = others[:: max(1, len(others) // settings["n_random"])][: settings["n_random"]]
-                queries = np.concatenate([own[count:], forged, randoms])
-                kinds = np.array(["genuine"] * (len(own) - count) + ["skilled"] * len(forged)
-                                 + ["random"] * len(randoms))
-                scores = writer_scores(network, X_std[queries], X_std[own[:count]], averaging,
+                references, queries, kinds = plan
+                scores = writer_scores(network, X_std[queries], X_std[references], averaging,
                                        settings["spread_floor"], settings["normalisation"])
                 for kind in held_scores:
                     held_scores[kind].append(scores[kinds == kind])
@@ -346,30 +360,104 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         network = _fit_network(X_std, writers, genuine, settings, rng, averaging)
         if progress:
             progress(1)
-    held_scores = {kind: np.concatenate(parts) if parts else np.array([]) for kind, parts in held_scores.items()}
-    if settings["threshold_rule"] == "all":
-        negatives = np.concatenate([held_scores["skilled"], held_scores["random"]])
-    else:
-        negatives = held_scores["skilled"] if len(held_scores["skilled"]) else held_scores["random"]
-    if len(held_scores["genuine"]) and len(negatives):
-        threshold = equal_error_threshold(held_scores["genuine"], negatives)
-        figures = {
-            "development_frr": float(np.mean(held_scores["genuine"] < threshold)),
-            "development_far_skilled": float(np.mean(held_scores["skilled"] >= threshold))
-            if len(held_scores["skilled"]) else None,
-            "development_far_random": float(np.mean(held_scores["random"] >= threshold)),
-            "development_folds": n_folds,
-        }
-    else:
-        threshold, figures = 0.0, {}
+    threshold, figures = choose_threshold(held_scores, settings["threshold_rule"], "development")
+    threshold = 0.0 if threshold is None else threshold
+    if figures:
+        figures["development_folds"] = n_folds
     # A few genuine signatures per development writer: negatives for writer-dependent models.
     background_rows = [
         rng.permutation(np.flatnonzero((writers == name) & genuine))[: settings["n_background"]] for name in names
     ]
-    background = X[np.sort(np.concatenate(background_rows))]
+    background_rows = np.sort(np.concatenate(background_rows))
+    background = X[background_rows]
+    dependent_threshold = None
+    if settings["dependent_threshold"] and members:
+        dependent_scores = _dependent_held_scores(
+            X, writers, genuine, feature_parameters, mean, scale, folds, members, background_rows, settings,
+            np.random.default_rng(int(rng.integers(2**31))), progress,
+        )
+        dependent_threshold, dependent_figures = choose_threshold(
+            dependent_scores, settings["threshold_rule"], "development_dependent"
+        )
+        figures.update(dependent_figures)
     verifier = Verifier(feature_parameters, mean, scale, network, threshold, settings["spread_floor"],
-                        tuple(settings["grid"]), background=background, normalisation=settings["normalisation"])
+                        tuple(settings["grid"]), background=background, normalisation=settings["normalisation"],
+                        dependent_threshold=dependent_threshold)
     return verifier, figures, settings
+
+
+def _held_out_queries(writers, genuine, writer, n_references, n_random):
+    """(references, queries, kinds) of a held-out development writer, or None if it has too few signatures.
+
+    The first ``n_references`` genuine signatures are references (as in the evaluation
+    protocol); queries are the writer's other genuine signatures, its forgeries and
+    ``n_random`` genuine signatures of other writers spread over the set.
+    """
+    own = np.flatnonzero((writers == writer) & genuine)
+    count = min(n_references, len(own) - 1)
+    if count < 1:
+        return None
+    forged = np.flatnonzero((writers == writer) & ~genuine)
+    others = np.flatnonzero((writers != writer) & genuine)
+    randoms = others[:: max(1, len(others) // n_random)][:n_random]
+    queries = np.concatenate([own[count:], forged, randoms])
+    kinds = np.array(["genuine"] * (len(own) - count) + ["skilled"] * len(forged) + ["random"] * len(randoms))
+    return own[:count], queries, kinds
+
+
+def _dependent_held_scores(X, writers, genuine, feature_parameters, mean, scale, folds, members, background_rows,
+                           settings, rng, progress=None):
+    """Writer-dependent scores of held-out development writers, as the mode will score unseen writers.
+
+    Each held-out writer gets a per-writer model on top of the fold network that never saw it,
+    with development signatures of the fold's other writers only as its negatives, so the
+    threshold chosen on these scores is measured on writers unseen in every part of the model.
+    ``settings["dependent_writers"]`` caps the writers simulated per fold (for speed).
+    """
+    from signature.writer_model import MIN_REFERENCES, WriterModel
+
+    held_scores = {"genuine": [], "skilled": [], "random": []}
+    limit = settings["dependent_writers"]
+    for fold, network in zip(folds, members):
+        rows = background_rows[~np.isin(writers[background_rows], fold)]
+        verifier = Verifier(feature_parameters, mean, scale, network, 0.0, settings["spread_floor"],
+                            tuple(settings["grid"]), background=X[rows], normalisation=settings["normalisation"])
+        simulated = fold if limit is None else rng.permutation(fold)[:limit]
+        for writer in simulated:
+            plan = _held_out_queries(writers, genuine, writer, settings["n_references"], settings["n_random"])
+            if plan is None or len(plan[0]) < MIN_REFERENCES:
+                continue
+            references, queries, kinds = plan
+            scores = WriterModel(verifier, X[references], rng=rng).scores(X[queries])
+            for kind in held_scores:
+                held_scores[kind].append(scores[kinds == kind])
+        if progress:
+            progress(1)
+    return held_scores
+
+
+def choose_threshold(held_scores, rule, prefix):
+    """The equal-error threshold of held-out development scores and the figures at it.
+
+    ``held_scores`` maps "genuine", "skilled" and "random" to lists of score arrays. With
+    ``rule="all"`` skilled and random forgeries together are the negatives (as the evaluation
+    protocol mixes them); with "skilled" the skilled ones only. Returns (threshold, figures
+    named ``prefix``_frr, ...); with no genuine or no forged scores, (None, {}).
+    """
+    held = {kind: np.concatenate(parts) if parts else np.array([]) for kind, parts in held_scores.items()}
+    if rule == "all":
+        negatives = np.concatenate([held["skilled"], held["random"]])
+    else:
+        negatives = held["skilled"] if len(held["skilled"]) else held["random"]
+    if not len(held["genuine"]) or not len(negatives):
+        return None, {}
+    threshold = equal_error_threshold(held["genuine"], negatives)
+    figures = {
+        f"{prefix}_frr": float(np.mean(held["genuine"] < threshold)),
+        f"{prefix}_far_skilled": float(np.mean(held["skilled"] >= threshold)) if len(held["skilled"]) else None,
+        f"{prefix}_far_random": float(np.mean(held["random"] >= threshold)) if len(held["random"]) else None,
+    }
+    return threshold, figures
 
 
 PIPELINE = "signature"
@@ -381,7 +469,8 @@ def save_verifier(path, verifier, training=None, figures=None):
 
     metadata = {
         "features": verifier.feature_parameters,
-        "verifier": {"threshold": verifier.threshold, "spread_floor": verifier.spread_floor,
+        "verifier": {"threshold": verifier.threshold, "dependent_threshold": verifier.dependent_threshold,
+                     "spread_floor": verifier.spread_floor,
                      "grid": list(verifier.grid), "normalisation": verifier.normalisation},
         "training": training or {},
         "figures": figures or {},
@@ -413,8 +502,9 @@ def load_verifier(path):
         mean, scale = bundle.arrays["feature_mean"], bundle.arrays["feature_scale"]
         verifier = Verifier(parameters, mean, scale, network, settings["threshold"], settings["spread_floor"],
                             settings["grid"], background=bundle.arrays.get("background"),
-                            normalisation=settings.get("normalisation", "none"))
-    except (KeyError, TypeError, ParameterError) as error:
+                            normalisation=settings.get("normalisation", "none"),
+                            dependent_threshold=settings.get("dependent_threshold"))
+    except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{path} is not a complete signature model: {error}") from None
     n_groups = len(verifier.groups)
     if mean.shape != (verifier.n_features,) or scale.shape != (verifier.n_features,):

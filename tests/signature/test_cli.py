@@ -61,8 +61,22 @@ def test_verify_json_and_threshold_override(enrolled, samples_dir):
     assert all(json.loads(line)["verdict"] == "genuine" for line in low.output.splitlines())
     high = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--threshold", "1000", *queries)
     assert all(json.loads(line)["verdict"] == "forged" for line in high.output.splitlines())
-    dependent = run("verify", model, "--writer", "writer5", "--store", store, "--mode", "dependent", *queries)
-    assert dependent.exit_code == 0 and "09.png" in dependent.output
+
+
+def test_verify_dependent_mode_uses_its_stored_threshold(enrolled, sample_model, samples_dir):
+    model, store = enrolled
+    _, verifier = sample_model
+    queries = [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "03.png"]
+    dependent = run("verify", model, "--writer", "writer5", "--store", store, "--mode", "dependent", "--json",
+                    *queries)
+    assert dependent.exit_code == 0, dependent.output
+    rows = [json.loads(line) for line in dependent.output.splitlines()]
+    assert [row["threshold"] for row in rows] == [round(verifier.dependent_threshold, 4)] * 2
+    assert all(row["verdict"] == ("genuine" if row["score"] >= row["threshold"] else "forged") for row in rows)
+    override = run("verify", model, "--writer", "writer5", "--store", store, "--mode", "dependent", "--json",
+                   "--threshold", "1000", *queries)
+    rows = [json.loads(line) for line in override.output.splitlines()]
+    assert [(row["threshold"], row["verdict"]) for row in rows] == [(1000.0, "forged")] * 2
 
 
 def test_verify_unknown_writer(enrolled, samples_dir):
@@ -117,6 +131,14 @@ def test_evaluate_table_json_and_plot(sample_model, samples_dir, tmp_path):
     assert [row["writer"] for row in rows] == ["writer5", "writer6", "overall"]
     assert rows[-1]["n_genuine"] == 8 and rows[-1]["n_skilled"] == 12
     assert 0.0 <= rows[-1]["eer"] <= 0.5
+    assert rows[-1]["threshold"] == pytest.approx(sample_model[1].threshold)
+    dependent = [json.loads(line) for line in run("evaluate", model, samples_dir, "--writers", "writer5,writer6",
+                                                  "--refs", "6", "--json", "--mode", "dependent").output.splitlines()]
+    assert dependent[-1]["threshold"] == pytest.approx(sample_model[1].dependent_threshold)
+    override = [json.loads(line) for line in run("evaluate", model, samples_dir, "--writers", "writer5,writer6",
+                                                 "--refs", "6", "--json", "--mode", "dependent", "--threshold",
+                                                 "-1000").output.splitlines()]
+    assert override[-1]["threshold"] == -1000.0 and override[-1]["frr"] == 0.0
 
 
 def test_bad_model_file(tmp_path, samples_dir):

@@ -6,8 +6,9 @@ import pytest
 from core.errors import DataError, ModelFileError, ParameterError
 from signature.evaluation import area_under_curve, equal_error_rate, figures, protocol_queries
 from signature.features import check_parameters, extract
-from signature.verifier import load_verifier
+from signature.verifier import load_verifier, train_verifier
 from signature.writer_model import WriterModel
+from tests.signature.conftest import TRAINING_WRITERS
 from tests.signature.helpers import save_page
 
 
@@ -35,6 +36,7 @@ def test_save_and_load_give_identical_scores(sample_model, sample_features):
     genuine, forged = _writer(signatures, X, "writer5")
     assert np.array_equal(loaded.scores(forged, genuine[:6]), verifier.scores(forged, genuine[:6]))
     assert loaded.threshold == verifier.threshold
+    assert loaded.dependent_threshold == verifier.dependent_threshold
     assert metadata["features"] == check_parameters({})
     assert set(metadata["figures"]) >= {"development_frr", "development_far_skilled"}
 
@@ -44,6 +46,38 @@ def test_threshold_can_be_overridden(sample_model):
     scores = np.array([-1.0, 0.0, 1.0])
     assert verifier.decide(scores, threshold=0.5).tolist() == [False, False, True]
     assert verifier.decide(scores, threshold=-5).all()
+
+
+def test_writer_dependent_mode_has_its_own_stored_threshold(sample_model, sample_features):
+    path, verifier = sample_model
+    _, metadata = load_verifier(path)
+    assert metadata["verifier"]["dependent_threshold"] == verifier.dependent_threshold
+    assert verifier.dependent_threshold is not None and verifier.dependent_threshold != verifier.threshold
+    assert {"development_dependent_frr", "development_dependent_far_skilled"} <= set(metadata["figures"])
+    assert verifier.threshold_for("independent") == verifier.threshold
+    assert verifier.threshold_for("dependent") == verifier.dependent_threshold
+    scores = np.array([verifier.dependent_threshold - 1e-3, verifier.dependent_threshold])
+    assert verifier.decide(scores, mode="dependent").tolist() == [False, True]
+    with pytest.raises(ValueError, match="mode"):
+        verifier.threshold_for("both")
+
+
+def test_dependent_threshold_is_chosen_without_the_test_writers(sample_features):
+    # Training on writers 1-4 must not depend on writers 5 and 6 being in the data set at all.
+    signatures, X = sample_features
+    rows = [i for i, s in enumerate(signatures) if s.writer in TRAINING_WRITERS]
+    writers = np.array([signatures[i].writer for i in rows])
+    genuine = np.array([signatures[i].genuine for i in rows])
+    settings = {"n_references": 6, "n_folds": 4}
+    first, figures_first, _ = train_verifier(X[rows], writers, genuine, check_parameters({}), settings,
+                                             np.random.default_rng(0))
+    assert first.dependent_threshold is not None
+    assert 0.0 <= figures_first["development_dependent_frr"] <= 0.5
+    without, figures_without, _ = train_verifier(X[rows], writers, genuine, check_parameters({}),
+                                                 {**settings, "dependent_threshold": False}, np.random.default_rng(0))
+    assert without.dependent_threshold is None and without.threshold_for("dependent") == without.threshold
+    assert without.threshold == first.threshold
+    assert "development_dependent_frr" not in figures_without
 
 
 def test_background_grey_level_does_not_change_the_verdict(sample_model, samples_dir, tmp_path):
