@@ -1,8 +1,8 @@
 """CEDAR accuracy floors: train on writers 1-35, test on the unseen writers 36-45 (12 references each).
 
 Measured with seed 0 (bench/signature_accuracy.py): writer-independent EER 0.069, FRR 0.117 and
-FAR (skilled) 0.046 at the stored threshold; writer-dependent EER 0.058. The floors sit a
-little below those figures.
+FAR (skilled) 0.046 at the stored threshold; writer-dependent EER 0.058, FRR 0.150 and FAR
+(skilled) 0.021 at its own stored threshold. The floors sit a little below those figures.
 """
 
 import numpy as np
@@ -68,4 +68,7 @@ def test_writer_dependent_on_unseen_writers(cedar, cedar_verifier):
     scores, kinds = _evaluate(
         cedar, lambda queries, references: WriterModel(cedar_verifier, references).scores(queries)
     )
-    assert figures(scores, kinds, cedar_verifier.threshold)["eer"] <= 0.08
+    result = figures(scores, kinds, cedar_verifier.threshold_for("dependent"))
+    assert result["eer"] <= 0.08
+    assert result["frr"] <= 0.18
+    assert result["far_skilled"] <= 0.05
