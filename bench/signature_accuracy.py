@@ -12,7 +12,6 @@ The data folder defaults to $INKVOICE_DATA/cedar.
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from signature.evaluation import figures, protocol_queries
 from signature.features import check_parameters, extract
 from signature.verifier import train_verifier
 from signature.writer_model import WriterModel
+from real_data import data_folder
 
 
 def main():
@@ -35,9 +35,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2)")
     parser.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")
     args = parser.parse_args()
-    data = args.data or (Path(os.environ["INKVOICE_DATA"]) / "cedar" if "INKVOICE_DATA" in os.environ else None)
-    if data is None:
-        parser.error("give --data or set INKVOICE_DATA")
+    data = data_folder(args.data, "cedar")
 
     parameters = check_parameters({})
     train_names = parse_writer_range(args.train_writers)

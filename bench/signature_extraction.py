@@ -6,7 +6,6 @@ The data folder defaults to $INKVOICE_DATA/cedar; the cache lives in a temporary
 """
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from core.extraction import extract_many
 from signature.dataset import load_signatures
 from signature.features import check_parameters, extract
+from real_data import data_folder
 
 
 def main():
@@ -22,9 +22,7 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--jobs", default="1,2", help="process counts to time, comma-separated (default 1,2)")
     args = parser.parse_args()
-    data = args.data or (Path(os.environ["INKVOICE_DATA"]) / "cedar" if "INKVOICE_DATA" in os.environ else None)
-    if data is None:
-        parser.error("give --data or set INKVOICE_DATA")
+    data = data_folder(args.data, "cedar")
     paths = [s.path for s in load_signatures(data)][: args.limit]
     parameters = check_parameters({})
     print(f"{len(paths)} images, features {parameters}")

@@ -12,7 +12,6 @@ bench/signature_accuracy.py.
 """
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from core.extraction import default_cache_dir, extract_many
 from signature.dataset import load_signatures, parse_writer_range
 from signature.evaluation import figures, protocol_queries
 from signature.features import check_parameters, extract
+from real_data import data_folder
 
 
 def main():
@@ -30,9 +30,7 @@ def main():
     parser.add_argument("--data", type=Path, default=None, help="CEDAR folder (default: $INKVOICE_DATA/cedar)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args()
-    data = args.data or (Path(os.environ["INKVOICE_DATA"]) / "cedar" if "INKVOICE_DATA" in os.environ else None)
-    if data is None:
-        parser.error("give --data or set INKVOICE_DATA")
+    data = data_folder(args.data, "cedar")
     signatures = load_signatures(data)
     X = np.stack(extract_many(extract, [s.path for s in signatures], check_parameters({}),
                               cache_dir=default_cache_dir(), n_jobs=2))

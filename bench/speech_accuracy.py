@@ -7,7 +7,6 @@ held-out accuracy (never measured on training clips) and the training time.
 """
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,15 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speech.dataset import load_dataset, split_indices  # noqa: E402
 from speech.model import DEFAULT_AUGMENTATION_COPIES, DEFAULT_TEST_COPIES, DEFAULT_TRAINING, train  # noqa: E402
-
-
-def data_folder(option):
-    if option is not None:
-        return Path(option)
-    root = os.environ.get("INKVOICE_DATA")
-    if not root:
-        sys.exit("set INKVOICE_DATA to the folder holding fsdd/, or pass --data")
-    return Path(root) / "fsdd"
+from real_data import data_folder  # noqa: E402
 
 
 def accuracy(model, dataset, arguments):
@@ -74,7 +65,7 @@ def main():
                              "speaker and report accuracy on the remaining takes before and after.")
     parser.add_argument("--jobs", type=int, default=None, help="Worker processes for extraction.")
     arguments = parser.parse_args()
-    dataset = load_dataset(data_folder(arguments.data))
+    dataset = load_dataset(data_folder(arguments.data, "fsdd"))
     speakers = arguments.speakers.split(",") if arguments.speakers else sorted(set(dataset.speakers.tolist()))
     rows = []
     if not arguments.skip_official:

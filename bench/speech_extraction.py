@@ -21,15 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.extraction import extract_many  # noqa: E402
 from speech.dataset import load_dataset  # noqa: E402
 from speech.features import extract, feature_parameters  # noqa: E402
-
-
-def data_folder(option):
-    if option is not None:
-        return Path(option)
-    root = os.environ.get("INKVOICE_DATA")
-    if not root:
-        sys.exit("set INKVOICE_DATA to the folder holding fsdd/, or pass --data")
-    return Path(root) / "fsdd"
+from real_data import data_folder  # noqa: E402
 
 
 def timed(function):
@@ -44,7 +36,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=2, help="Worker processes.")
     parser.add_argument("--repeat", type=int, default=3, help="Runs per measurement (the best is kept).")
     arguments = parser.parse_args()
-    paths = load_dataset(data_folder(arguments.data)).paths
+    paths = load_dataset(data_folder(arguments.data, "fsdd")).paths
     parameters = {**feature_parameters(), "max_seconds": 10.0}
     rows = []
     extract(paths[0], **parameters)  # build the filterbank once, as a long-lived process would
@@ -81,7 +73,7 @@ def main():
         model = Path(folder) / "digits.npz"
         env = {**os.environ, "INKVOICE_CACHE": str(Path(folder) / "cache")}
         subprocess.run(
-            [sys.executable, "-m", "speech", "train", str(data_folder(arguments.data)), "-o", str(model), "--copies", "1",
+            [sys.executable, "-m", "speech", "train", str(data_folder(arguments.data, "fsdd")), "-o", str(model), "--copies", "1",
              "--test-copies", "24", "--epochs", "5", "--quiet", "--jobs", str(arguments.jobs)],
             check=True, capture_output=True, env=env,
         )

@@ -39,6 +39,20 @@ def _report_failures(paths, results):
     return failed
 
 
+def _signature_features(signatures, data, feature_parameters, jobs, cache, max_pixels, quiet=False):
+    """(features, writers, genuine, number failed) of a data set's usable signatures; failures are reported."""
+    paths = [s.path for s in signatures]
+    results = _extract(paths, feature_parameters, jobs, cache, max_pixels, "features", quiet=quiet)
+    failed = _report_failures(paths, results)
+    keep = [i for i, r in enumerate(results) if not isinstance(r, ProjectError)]
+    if not keep:
+        raise DataError(f"no usable signature images in {data}")
+    X = np.stack([results[i] for i in keep])
+    writers = np.array([signatures[i].writer for i in keep])
+    genuine = np.array([signatures[i].genuine for i in keep])
+    return X, writers, genuine, failed
+
+
 def _emit(rows, as_json, columns):
     if as_json:
         for row in rows:
@@ -123,15 +137,7 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, j
         hidden_sizes = [int(h) for h in hidden.split(",")]
     except ValueError:
         raise click.BadParameter("expected comma-separated integers", param_hint="--cells/--hidden") from None
-    paths = [s.path for s in signatures]
-    results = _extract(paths, parameters, jobs, cache, max_pixels, "features")
-    failed = _report_failures(paths, results)
-    keep = [i for i, r in enumerate(results) if not isinstance(r, ProjectError)]
-    if not keep:
-        raise DataError(f"no usable signature images in {data}")
-    X = np.stack([results[i] for i in keep])
-    names = np.array([signatures[i].writer for i in keep])
-    genuine = np.array([signatures[i].genuine for i in keep])
+    X, names, genuine, failed = _signature_features(signatures, data, parameters, jobs, cache, max_pixels)
     settings = {"n_references": refs, "n_draws": draws, "hidden_sizes": hidden_sizes}
     n_writers = len(set(names.tolist()))
     n_folds = min(5, n_writers)
@@ -139,10 +145,10 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, j
     with bar:
         verifier, figures, settings = train_verifier(X, names, genuine, parameters, settings,
                                                      np.random.default_rng(seed), progress=advance)
-    training = {**settings, "seed": seed, "writers": sorted(set(names.tolist())), "n_signatures": len(keep)}
+    training = {**settings, "seed": seed, "writers": sorted(set(names.tolist())), "n_signatures": len(X)}
     save_verifier(output, verifier, training, figures)
     dependent = "-" if verifier.dependent_threshold is None else f"{verifier.dependent_threshold:.3f}"
-    click.echo(f"wrote {output}: {len(set(names))} writers, {len(keep)} signatures, "
+    click.echo(f"wrote {output}: {len(set(names))} writers, {len(X)} signatures, "
                f"threshold {verifier.threshold:.3f} (writer-dependent {dependent})")
     for key, value in figures.items():
         click.echo(f"  {key}: {_cell(value)}")
@@ -271,15 +277,8 @@ def evaluate(model, data, refs, writers, mode, plot, threshold, as_json, jobs, c
     trained_on = set(metadata.get("training", {}).get("writers", []))
     if trained_on & set(writers_of(signatures)) and (data / "full_org").is_dir():
         click.echo("warning: some test writers were used in training; figures will be optimistic", err=True)
-    paths = [s.path for s in signatures]
-    results = _extract(paths, verifier.feature_parameters, jobs, cache, max_pixels, "features", quiet=as_json)
-    failed = _report_failures(paths, results)
-    keep = [i for i, r in enumerate(results) if not isinstance(r, ProjectError)]
-    if not keep:
-        raise DataError(f"no usable signature images in {data}")
-    X = np.stack([results[i] for i in keep])
-    names = np.array([signatures[i].writer for i in keep])
-    genuine = np.array([signatures[i].genuine for i in keep])
+    X, names, genuine, failed = _signature_features(signatures, data, verifier.feature_parameters, jobs, cache,
+                                                    max_pixels, quiet=as_json)
     test_writers = [w for w in writers_of(signatures) if w in set(names)]
     plan = protocol_queries(names, genuine, test_writers, refs)
     threshold = verifier.threshold_for(mode) if threshold is None else threshold
