@@ -269,7 +269,8 @@ def info(model_path, as_json):
 @main.command()
 @click.argument("name", type=click.Choice(["fsdd"]))
 @click.option("--url", help="Fetch the archive from here instead (http(s)://, file:// or a local path).")
-@click.option("--sha256", help="Expected SHA-256 of the archive; a mismatch aborts.")
+@click.option("--sha256", help="Expected SHA-256 of the archive (default: the pinned digest of FSDD v1.0.9, "
+                                "unless --url is given); a mismatch aborts.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for data sets (default: the cache's datasets/).")
 @click.option("--force", is_flag=True, help="Download again even if the data set is already there.")
 def download(name, url, sha256, cache_dir, force):

@@ -173,10 +173,10 @@ def test_bad_training_options(demo_dir, tmp_path, arguments, message):
 def make_archive(tmp_path, members):
     source = tmp_path / "source"
     for name, samples in members.items():
-        write(source / "free-spoken-digit-dataset-1.0.10" / "recordings" / name, samples)
+        write(source / "free-spoken-digit-dataset-1.0.9" / "recordings" / name, samples)
     archive = tmp_path / "fsdd.tar.gz"
     with tarfile.open(archive, "w:gz") as handle:
-        handle.add(source / "free-spoken-digit-dataset-1.0.10", arcname="free-spoken-digit-dataset-1.0.10")
+        handle.add(source / "free-spoken-digit-dataset-1.0.9", arcname="free-spoken-digit-dataset-1.0.9")
     return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
@@ -197,6 +197,17 @@ def test_download_refuses_a_checksum_mismatch(tmp_path):
     wrong = ("0" if digest[0] != "0" else "1") + digest[1:]
     result = run("download", "fsdd", "--url", str(archive), "--sha256", wrong, "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 1 and "Error: checksum mismatch" in result.output
+    assert not (tmp_path / "cache" / "fsdd").exists()
+
+
+def test_download_from_the_default_location_checks_the_pinned_digest(tmp_path, monkeypatch):
+    from speech import download
+
+    archive, digest = make_archive(tmp_path, {"0_ann_0.wav": tone(300.0)})
+    monkeypatch.setitem(download.SOURCES["fsdd"], "url", archive.as_uri())
+    result = run("download", "fsdd", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 1 and "Error: checksum mismatch" in result.output
+    assert download.SOURCES["fsdd"]["sha256"] in result.output and digest in result.output
     assert not (tmp_path / "cache" / "fsdd").exists()
 
 
