@@ -305,7 +305,8 @@ def evaluate(model, data, refs, writers, mode, plot, threshold, as_json, jobs, c
     if not as_json:
         click.echo(f"threshold {threshold:.3f}; mean of per-writer EERs {overall['eer_per_writer_mean']:.3f}")
     if plot is not None:
-        plot_curves(scores, kinds, plot, title=f"{model.name} on {data.name} ({mode}, {refs} references)")
+        plot_curves(scores, kinds, plot, title=f"{model.name} on {data.name} ({mode}, {refs} references)",
+                    threshold=threshold)
         click.echo(f"wrote {plot}", err=True)
     if failed:
         sys.exit(1)

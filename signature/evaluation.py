@@ -105,8 +105,17 @@ def protocol_queries(writers, genuine, test_writers, n_references, n_random=12):
     return plan
 
 
-def plot_curves(scores, kinds, path, title="Signature verification"):
-    """Write ROC and DET curves (genuine against skilled and random forgeries) to a PNG, atomically."""
+#: Error rates (%) labelled on the DET axes, which are drawn on the normal-deviate scale.
+DET_TICKS = (0.1, 0.5, 1, 2, 5, 10, 20, 40, 60)
+
+
+def plot_curves(scores, kinds, path, title="Signature verification", threshold=None):
+    """Write ROC and DET curves (genuine against skilled and random forgeries) to a PNG, atomically.
+
+    The DET curve uses normal-deviate axes, as is usual, so that error rates near zero stay
+    readable; rates of exactly 0 or 1 cannot be drawn there and are left out. With
+    ``threshold``, the operating point at that threshold is marked on both curves.
+    """
     try:
         import matplotlib
 
@@ -114,20 +123,35 @@ def plot_curves(scores, kinds, path, title="Signature verification"):
         import matplotlib.pyplot as plt
     except ImportError:
         raise DataError("plots need matplotlib: pip install 'inkvoice[plots]'") from None
+    from scipy.stats import norm
+
     from core.files import atomic_path
 
     scores = np.asarray(scores, dtype=float)
     kinds = np.asarray(kinds)
+    genuine = scores[kinds == "genuine"]
     figure, (roc_axis, det_axis) = plt.subplots(1, 2, figsize=(10, 4.5))
     for kind in ("skilled", "random"):
         negatives = scores[kinds == kind]
         if not len(negatives):
             continue
-        far, frr, _ = roc_points(scores[kinds == "genuine"], negatives)
-        roc_axis.plot(far, 1 - frr, label=f"{kind} forgeries")
-        det_axis.plot(np.clip(far, 1e-3, 1) * 100, np.clip(frr, 1e-3, 1) * 100, label=f"{kind} forgeries")
-    roc_axis.set(xlabel="false acceptance rate", ylabel="true acceptance rate", title="ROC")
-    det_axis.set(xlabel="FAR (%)", ylabel="FRR (%)", title="DET", xscale="log", yscale="log")
+        far, frr, _ = roc_points(genuine, negatives)
+        (line,) = roc_axis.plot(far, 1 - frr, label=f"{kind} forgeries")
+        inside = (far > 0) & (far < 1) & (frr > 0) & (frr < 1)
+        det_axis.plot(norm.ppf(far[inside]), norm.ppf(frr[inside]), color=line.get_color(),
+                      label=f"{kind} forgeries")
+        if threshold is not None:
+            point_far = float(np.mean(negatives >= threshold))
+            point_frr = float(np.mean(genuine < threshold))
+            roc_axis.plot(point_far, 1 - point_frr, "o", color=line.get_color())
+            clipped = np.clip([point_far, point_frr], DET_TICKS[0] / 100, 1 - DET_TICKS[0] / 100)
+            det_axis.plot(*norm.ppf(clipped), "o", color=line.get_color())
+    roc_axis.set(xlabel="false acceptance rate", ylabel="true acceptance rate",
+                 title="ROC" if threshold is None else f"ROC (dots: threshold {threshold:.3f})")
+    ticks = norm.ppf(np.array(DET_TICKS) / 100)
+    labels = [f"{t:g}" for t in DET_TICKS]
+    det_axis.set(xlabel="FAR (%)", ylabel="FRR (%)", title="DET", xticks=ticks, xticklabels=labels,
+                 yticks=ticks, yticklabels=labels, xlim=(ticks[0], ticks[-1]), ylim=(ticks[0], ticks[-1]))
     for axis in (roc_axis, det_axis):
         axis.grid(True, alpha=0.3)
         axis.legend()
