@@ -73,7 +73,7 @@ def _cell(value):
 
 
 def _load(model):
-    from signature.verifier import load_verifier
+    from signature.model_file import load_verifier
 
     return load_verifier(model)
 
@@ -125,7 +125,8 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, j
     """
     from signature.dataset import load_signatures, parse_writer_range, select_writers
     from signature.features import check_parameters
-    from signature.verifier import save_verifier, train_verifier
+    from signature.model_file import save_verifier
+    from signature.training import train_verifier
 
     signatures = load_signatures(data)
     if writers:

@@ -15,11 +15,24 @@ def roc_points(genuine_scores, forgery_scores):
     return far, frr, thresholds
 
 
+def _equal_error_point(genuine_scores, forgery_scores):
+    """(FAR, FRR, threshold) at the score threshold where FAR and FRR are closest."""
+    if not len(genuine_scores) or not len(forgery_scores):
+        raise DataError("equal error needs both genuine and forged scores")
+    far, frr, thresholds = roc_points(genuine_scores, forgery_scores)
+    best = int(np.argmin(np.abs(far - frr)))
+    return far[best], frr[best], float(thresholds[best])
+
+
 def equal_error_rate(genuine_scores, forgery_scores):
     """The equal error rate: where FAR and FRR cross (their mean at the closest threshold)."""
-    far, frr, _ = roc_points(genuine_scores, forgery_scores)
-    best = int(np.argmin(np.abs(far - frr)))
-    return float((far[best] + frr[best]) / 2)
+    far, frr, _ = _equal_error_point(genuine_scores, forgery_scores)
+    return float((far + frr) / 2)
+
+
+def equal_error_threshold(genuine_scores, forgery_scores):
+    """The threshold where the share of genuine scores below it is closest to the share of forgeries at or above it."""
+    return _equal_error_point(genuine_scores, forgery_scores)[2]
 
 
 def area_under_curve(genuine_scores, forgery_scores):

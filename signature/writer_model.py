@@ -12,7 +12,7 @@ skilled forgeries; the per-writer network alone never has.
 import numpy as np
 
 from core.errors import DataError
-from signature.verifier import deviation_features, leave_one_out_features
+from signature.comparison import deviation_features, leave_one_out_features
 
 #: Least number of references for a writer-dependent model.
 MIN_REFERENCES = 4

@@ -1,7 +1,6 @@
 """Train, fine-tune, save, load and apply a spoken-word model (an MLP on MFCC summaries)."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 

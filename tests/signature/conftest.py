@@ -7,7 +7,8 @@ import pytest
 
 from signature.dataset import load_signatures
 from signature.features import check_parameters, extract
-from signature.verifier import save_verifier, train_verifier
+from signature.model_file import save_verifier
+from signature.training import train_verifier
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "signatures"
 TRAINING_WRITERS = ("writer1", "writer2", "writer3", "writer4")

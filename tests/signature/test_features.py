@@ -7,7 +7,7 @@ from core.errors import DataError, ParameterError
 from signature.dataset import load_signatures, parse_writer_range, writers_of
 from signature.features import DEFAULT_PARAMETERS, check_parameters, extract
 from signature.preprocess import fit_canvas, preprocess
-from signature.verifier import feature_groups, feature_length
+from signature.comparison import feature_groups, feature_length
 from tests.signature.helpers import page, save_page, stroke_mask
 
 

@@ -12,7 +12,7 @@ from core.extraction import default_cache_dir, extract_many
 from signature.dataset import load_signatures
 from signature.evaluation import figures, protocol_queries
 from signature.features import check_parameters, extract
-from signature.verifier import train_verifier
+from signature.training import train_verifier
 from signature.writer_model import WriterModel
 
 pytestmark = pytest.mark.realdata

@@ -6,7 +6,8 @@ import pytest
 from core.errors import DataError, ModelFileError, ParameterError
 from signature.evaluation import area_under_curve, equal_error_rate, figures, protocol_queries
 from signature.features import check_parameters, extract
-from signature.verifier import load_verifier, train_verifier
+from signature.model_file import load_verifier
+from signature.training import train_verifier
 from signature.writer_model import WriterModel
 from tests.signature.conftest import TRAINING_WRITERS
 from tests.signature.helpers import save_page

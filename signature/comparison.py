@@ -1,0 +1,94 @@
+"""How a query departs from a writer's references: per-feature deviations averaged over feature groups.
+
+Every feature is standardised with statistics of the development writers; then, per feature,
+the query's distance to the references' mean is divided by the references' own spread (plus a
+floor), so a writer whose signatures vary a lot in some region is forgiven more there. These
+per-feature deviations are averaged within groups (each HOG scale as a whole and in a grid of
+regions, the row and column ink profiles, each shape measure), giving a short vector that means
+the same thing for every writer: the input of the verifier's networks.
+"""
+
+import numpy as np
+
+#: Added to the references' per-feature spread (in standard deviations of the development
+#: writers) so that a feature on which a few references happen to agree cannot dominate.
+DEFAULT_SPREAD_FLOOR = 0.5
+#: Regions (rows, columns) of each HOG scale that are compared separately.
+DEFAULT_GRID = (2, 4)
+
+
+def hog_shape(height, width, cell, block, orientations):
+    """Shape (block rows, block columns, block, block, orientations) of one HOG scale's features."""
+    return (height // cell - block + 1, width // cell - block + 1, block, block, orientations)
+
+
+def feature_groups(parameters, grid=DEFAULT_GRID):
+    """Index arrays of the feature groups compared separately, for complete feature ``parameters``.
+
+    Returns a list of (name, indices) in feature order; indices cover every feature once per
+    level of detail (each HOG scale appears whole and by region).
+    """
+    groups = []
+    offset = 0
+    for cell in parameters["cells"]:
+        shape = hog_shape(parameters["height"], parameters["width"], cell, parameters["block"],
+                          parameters["orientations"])
+        size = int(np.prod(shape))
+        indices = np.arange(offset, offset + size).reshape(shape[0], shape[1], -1)
+        groups.append((f"hog{cell}", indices.ravel()))
+        for r, rows in enumerate(np.array_split(np.arange(shape[0]), min(grid[0], shape[0]))):
+            for c, columns in enumerate(np.array_split(np.arange(shape[1]), min(grid[1], shape[1]))):
+                groups.append((f"hog{cell}[{r},{c}]", indices[np.ix_(rows, columns)].ravel()))
+        offset += size
+    for axis in ("rows", "columns"):
+        if parameters["profile_bins"]:
+            groups.append((f"profile_{axis}", np.arange(offset, offset + parameters["profile_bins"])))
+            offset += parameters["profile_bins"]
+    for name in ("aspect", "density", "coverage", "centre_row", "centre_column"):
+        groups.append((name, np.array([offset])))
+        offset += 1
+    return groups
+
+
+def feature_length(parameters):
+    """Length of the feature vector that ``features.extract`` gives for ``parameters``."""
+    return int(max(indices.max() for _, indices in feature_groups(parameters))) + 1
+
+
+def group_matrix(groups, n_features):
+    """A (n_features, n_groups) matrix whose product with per-feature values averages each group."""
+    matrix = np.zeros((n_features, len(groups)), dtype=np.float32)
+    for column, (_, indices) in enumerate(groups):
+        matrix[indices, column] = 1.0 / len(indices)
+    return matrix
+
+
+def deviation_features(queries, references, averaging, spread_floor=DEFAULT_SPREAD_FLOOR):
+    """How each query departs from a set of references, averaged per feature group.
+
+    Parameters
+    ----------
+    queries : ndarray (n_queries, n_features), standardised features
+    references : ndarray (n_references, n_features), standardised features, n_references >= 1
+    averaging : ndarray (n_features, n_groups), from ``group_matrix``
+    spread_floor : float > 0
+
+    Returns
+    -------
+    ndarray (n_queries, n_groups), float32
+    """
+    queries = np.atleast_2d(queries)
+    references = np.atleast_2d(references)
+    centre = references.mean(axis=0)
+    spread = references.std(axis=0) + spread_floor
+    return ((np.abs(queries - centre) / spread) @ averaging).astype(np.float32)
+
+
+def leave_one_out_features(references, averaging, spread_floor=DEFAULT_SPREAD_FLOOR):
+    """Deviation features of each reference against the others (n_references >= 2)."""
+    references = np.atleast_2d(references)
+    rows = [
+        deviation_features(references[i], np.delete(references, i, axis=0), averaging, spread_floor)[0]
+        for i in range(len(references))
+    ]
+    return np.stack(rows)
