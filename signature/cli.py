@@ -53,6 +53,18 @@ def _signature_features(signatures, data, feature_parameters, jobs, cache, max_p
     return X, writers, genuine, failed
 
 
+def _load_writers(data, writers):
+    """The signatures in ``data``, only those of ``writers`` (text such as "1-35") when given."""
+    from signature.dataset import load_signatures, parse_writer_range, select_writers
+
+    signatures = load_signatures(data)
+    if writers:
+        signatures = select_writers(signatures, parse_writer_range(writers))
+        if not signatures:
+            raise DataError(f"no signatures of writers {writers} in {data}")
+    return signatures
+
+
 def _emit(rows, as_json, columns):
     if as_json:
         for row in rows:
@@ -123,16 +135,11 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, j
     DATA is a CEDAR folder (full_org/, full_forg/) or a folder per writer holding genuine/
     and optionally forged/ images.
     """
-    from signature.dataset import load_signatures, parse_writer_range, select_writers
     from signature.features import check_parameters
     from signature.model_file import save_verifier
     from signature.training import train_verifier
 
-    signatures = load_signatures(data)
-    if writers:
-        signatures = select_writers(signatures, parse_writer_range(writers))
-        if not signatures:
-            raise DataError(f"no signatures of writers {writers} in {data}")
+    signatures = _load_writers(data, writers)
     try:
         parameters = check_parameters({"cells": [int(c) for c in cells.split(",")], "pen_radius": pen_radius})
         hidden_sizes = [int(h) for h in hidden.split(",")]
@@ -268,13 +275,11 @@ def compare(model, references, query, threshold, as_json, max_pixels):
 @_pixels_option
 def evaluate(model, data, refs, writers, mode, plot, threshold, as_json, jobs, cache, max_pixels):
     """FAR (skilled and random forgeries), FRR, EER and AUC per writer and overall on DATA."""
-    from signature.dataset import load_signatures, parse_writer_range, select_writers, writers_of
+    from signature.dataset import writers_of
     from signature.evaluation import figures, plot_curves, protocol_queries
 
     verifier, metadata = _load(model)
-    signatures = load_signatures(data)
-    if writers:
-        signatures = select_writers(signatures, parse_writer_range(writers))
+    signatures = _load_writers(data, writers)
     trained_on = set(metadata.get("training", {}).get("writers", []))
     if trained_on & set(writers_of(signatures)) and (data / "full_org").is_dir():
         click.echo("warning: some test writers were used in training; figures will be optimistic", err=True)

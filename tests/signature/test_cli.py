@@ -141,6 +141,15 @@ def test_evaluate_table_json_and_plot(sample_model, samples_dir, tmp_path):
     assert override[-1]["threshold"] == -1000.0 and override[-1]["frr"] == 0.0
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_writers_missing_from_the_data_are_one_error(command, sample_model, samples_dir, tmp_path):
+    arguments = (["train", samples_dir, "-o", tmp_path / "m.npz"] if command == "train"
+                 else ["evaluate", sample_model[0], samples_dir])
+    result = run(*arguments, "--writers", "writer98,writer99", "--no-cache")
+    _one_line_error(result, "no signatures of writers writer98,writer99")
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_bad_model_file(tmp_path, samples_dir):
     fake = tmp_path / "model.npz"
     fake.write_bytes(b"PK not really a zip")
