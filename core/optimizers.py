@@ -91,7 +91,10 @@ class Adam:
         for parameter, gradient, moments, decayed in zip(parameters, gradients, self._moments, decay):
             settings = (beta1, beta2, inverse_rate, scaled_epsilon, shrink if decayed else 0)
             pieces = self.n_threads if parameter.size >= self.parallel_size else 1
-            bounds = np.linspace(0, parameter.size, pieces + 1).astype(int)
+            if pieces == 1:
+                jobs.append((parameter, gradient, *moments, *settings))
+                continue
+            bounds = [parameter.size * piece // pieces for piece in range(pieces + 1)]
             for start, stop in zip(bounds[:-1], bounds[1:]):
                 arrays = [array.reshape(-1)[start:stop] for array in (parameter, gradient, *moments)]
                 jobs.append((*arrays, *settings))

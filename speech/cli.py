@@ -67,25 +67,35 @@ def main():
 @click.option("--test-copies", type=click.IntRange(0, 50), default=24, show_default=True,
               help="Perturbed copies of each clip averaged at prediction (test-time augmentation; needs --augment).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, augmentation and weights.")
+@click.option("--extra", "extra_folders", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="More labelled clips (either layout) for training only, never held out; repeatable. The "
+                   "project's data/speech voices widen the range of speakers a digit model has heard.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, ensemble, test_copies, seed, init_path,
-          max_seconds, jobs, no_cache, quiet):
+def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, ensemble, test_copies, seed,
+          extra_folders, init_path, max_seconds, jobs, no_cache, quiet):
     """Train a model on the labelled clips in DATA and write it to OUTPUT.
 
     DATA holds FSDD-named files ({label}_{speaker}_{take}.wav, also in recordings/) or one
     folder per label (DATA/<label>/*.wav).
     """
+    import numpy as np
+
     from speech.dataset import load_dataset
     from speech.model import SpeechModel, train as train_model
 
     hidden_sizes = _parse_hidden(hidden)
     dataset = load_dataset(data)
     split, train_indices, test_indices = _choose_split(dataset, split, test_speaker, test_fraction, seed)
+    n_extra = 0
+    for folder in extra_folders:
+        dataset, extra_indices = dataset.with_extra(load_dataset(folder))
+        train_indices = np.concatenate([train_indices, extra_indices])
+        n_extra += len(extra_indices)
     init = SpeechModel.load(init_path) if init_path else None
     training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs if epochs is not None else (15 if init else 40), "ensemble": ensemble,
                 "test_copies": test_copies}
@@ -103,7 +113,10 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
         # The figures measured before fine-tuning no longer describe this model.
         model.metadata["figures_before_fine_tuning"] = model.metadata.pop("figures", {})
     figures = {}
-    summary = {"clips": len(dataset), "train": int(len(train_indices)), "test": int(len(test_indices)), "split": split}
+    summary = {"clips": len(dataset) - n_extra, "train": int(len(train_indices)), "test": int(len(test_indices)),
+               "split": split}
+    if extra_folders:
+        summary["extra"] = {"folders": [folder.resolve().name for folder in extra_folders], "clips": n_extra}
     if len(test_indices):
         report, test_failures = _evaluate(model, dataset.subset(test_indices), max_seconds, jobs, not no_cache, quiet)
         failures += test_failures
@@ -114,7 +127,8 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
     model.metadata["figures"] = figures
     model.metadata["data"] = {"name": data.resolve().name, "layout": dataset.layout, **summary}
     model.save(output)
-    click.echo(f"trained on {summary['train']} clips ({len(model.labels)} labels: {', '.join(model.labels)})")
+    extra = f", {n_extra} of them from --extra" if n_extra else ""
+    click.echo(f"trained on {summary['train']} clips{extra} ({len(model.labels)} labels: {', '.join(model.labels)})")
     if "test_accuracy" in summary:
         click.echo(f"{split} split: test accuracy {summary['test_accuracy']:.4f} on {summary['test']} held-out clips")
     click.echo(f"model written to {output}")

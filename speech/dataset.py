@@ -48,6 +48,23 @@ class Dataset:
             self.takes[indices],
         )
 
+    def with_extra(self, extra):
+        """This data set followed by the clips of ``extra``, and the indices of those clips.
+
+        Splits are made on this data set alone, before extra clips are added, so extra
+        clips only ever train and never count in held-out figures.
+        """
+        start = len(self)
+        combined = Dataset(
+            self.root,
+            self.layout,
+            self.paths + extra.paths,
+            np.concatenate([self.labels, extra.labels]),
+            np.concatenate([self.speakers, extra.speakers]),
+            np.concatenate([self.takes, extra.takes]),
+        )
+        return combined, np.arange(start, len(combined))
+
 
 def is_audio(path):
     """Whether ``path`` has one of the audio suffixes we read (case-insensitive)."""

@@ -154,6 +154,24 @@ def test_train_on_own_words_and_fine_tune(tone_folders, tmp_path, demo_model):
     assert result.exit_code == 1 and "Error: fine-tuning cannot add labels" in result.output
 
 
+def test_extra_clips_train_but_are_never_held_out(tone_folders, tmp_path):
+    extra = tmp_path / "extra"
+    for label in ("low", "mid", "high"):
+        for take in range(2):
+            write(extra / label / f"carl_{take}.wav", word(label, 1.1 + 0.05 * take))
+    model = tmp_path / "m.npz"
+    result = run("train", tone_folders, "-o", model, "--split", "speaker", "--test-speaker", "anna", "--extra", extra,
+                 "--epochs", "5", "--hidden", "16", "--copies", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "trained on 18 clips, 6 of them from --extra" in result.output
+    assert "on 12 held-out clips" in result.output
+    data = json.loads(run("info", model, "--json").output)["data"]
+    assert data["clips"] == 24 and data["train"] == 18 and data["test"] == 12
+    assert data["extra"] == {"folders": ["extra"], "clips": 6}
+    missing = run("train", tone_folders, "-o", tmp_path / "x.npz", "--extra", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

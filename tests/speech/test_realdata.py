@@ -23,6 +23,8 @@ COPIES = 8
 OFFICIAL_FLOOR = 0.985  # measured 0.996 (bench/speech_accuracy.py --copies 8)
 NEW_SPEAKER = "jackson"
 NEW_SPEAKER_FLOOR = 0.88  # measured 0.904 (bench/speech_accuracy.py --copies 8 --speakers jackson)
+# measured 0.936 (bench/speech_accuracy.py --copies 8 --speakers jackson --extra data/speech)
+WITH_SYNTHETIC_VOICES_FLOOR = 0.91
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +73,14 @@ def test_an_unseen_speaker(fsdd):
     train_indices, test_indices = split_indices(fsdd, "speaker", test_speaker=NEW_SPEAKER)
     model, _ = train(fsdd, train_indices, augmentation={"copies": COPIES}, cache=False)
     assert accuracy(model, fsdd.subset(test_indices)) >= NEW_SPEAKER_FLOOR
+
+
+def test_the_projects_synthetic_voices_help_an_unseen_speaker(fsdd, demo_dir):
+    train_indices, test_indices = split_indices(fsdd, "speaker", test_speaker=NEW_SPEAKER)
+    combined, extra_indices = fsdd.with_extra(load_dataset(demo_dir))
+    model, _ = train(combined, np.concatenate([train_indices, extra_indices]), augmentation={"copies": COPIES},
+                     cache=False)
+    assert accuracy(model, fsdd.subset(test_indices)) >= WITH_SYNTHETIC_VOICES_FLOOR
 
 
 def test_the_feature_cache_gives_the_same_vectors_faster(fsdd, tmp_path):
