@@ -132,6 +132,9 @@ def loads(payload, pipeline, name="model"):
 
 
 def _read_entries(payload, name):
+    # numpy would take any other bytes for a pickle and suggest loading them unsafely; say what the file is not.
+    if not payload.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        raise ModelFileError(f"{name} is damaged or not an .npz model file: it does not begin like one")
     try:
         archive = np.load(io.BytesIO(payload), allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):

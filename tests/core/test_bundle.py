@@ -120,6 +120,7 @@ def test_bad_model_files_are_refused_with_a_clear_message(trained, tmp_path, cas
     with pytest.raises(ModelFileError, match=message) as caught:
         load_model(path, "speech")
     assert "\n" not in str(caught.value)
+    assert "allow_pickle" not in str(caught.value)  # never advise loading a bad file unsafely
 
 
 def test_missing_model_file(tmp_path):
