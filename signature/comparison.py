@@ -1,6 +1,6 @@
 """How a query departs from a writer's references: per-feature deviations averaged over feature groups.
 
-Every feature is standardised with statistics of the development writers; then, per feature,
+Features arrive standardised with statistics of the development writers; then, per feature,
 the query's distance to the references' mean is divided by the references' own spread (plus a
 floor), so a writer whose signatures vary a lot in some region is forgiven more there. These
 per-feature deviations are averaged within groups (each HOG scale as a whole and in a grid of
