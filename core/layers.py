@@ -48,7 +48,7 @@ class Dense:
         """Store the parameter gradients and return the gradient with respect to the input."""
         d_z = self.activation.backward(self._outputs, d_a)
         np.matmul(self._inputs.T, d_z, out=self.grad_weights)
-        np.sum(d_z, axis=0, out=self.grad_bias)
+        d_z.sum(axis=0, out=self.grad_bias)
         return d_z @ self.weights.T if need_input_gradient else None
 
     def __repr__(self):

@@ -24,6 +24,11 @@ def _scale_gradient(gradient, weights):
     return gradient
 
 
+def _sigmoid(z):
+    """The logistic function through tanh, which never overflows."""
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
 class SoftmaxCrossEntropy:
     """Softmax outputs with categorical cross-entropy; targets are class indices."""
 
@@ -66,11 +71,11 @@ class SigmoidBinaryCrossEntropy:
         y = targets.astype(logits.dtype, copy=False)
         # log(1 + exp(-|z|)) + max(z, 0) - z*y is the cross-entropy without overflow.
         per_sample = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        gradient = (self.probabilities(logits)[:, 1] - y)[:, None]
+        gradient = (_sigmoid(z) - y)[:, None]
         return _weighted_mean(per_sample, weights), _scale_gradient(gradient, weights)
 
     def probabilities(self, logits):
-        positive = 0.5 * (1 + np.tanh(0.5 * logits[:, 0]))
+        positive = _sigmoid(logits[:, 0])
         return np.stack([1 - positive, positive], axis=1)
 
     def __repr__(self):

@@ -47,7 +47,7 @@ def _accuracy(loss, logits, targets):
     if loss.name == "mean_squared_error":
         return None
     predicted = logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(axis=1)
-    return float(np.mean(predicted == targets))
+    return np.count_nonzero(predicted == targets) / len(targets)
 
 
 def evaluate(network, loss, X, targets, sample_weight=None, batch_size=4096):
