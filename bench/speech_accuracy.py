@@ -33,8 +33,7 @@ def held_out_accuracy(dataset, train_indices, test_indices, arguments, extra=Non
     started = time.perf_counter()
     test_set = dataset.subset(test_indices)
     if extra is not None:
-        dataset, extra_indices = dataset.with_extra(extra)
-        train_indices = np.concatenate([train_indices, extra_indices])
+        dataset, train_indices = dataset.with_extra(extra, train_indices)
     augmentation = {"copies": arguments.copies} if arguments.copies > 0 else None
     training = {"epochs": arguments.epochs, "seed": arguments.seed, "ensemble": arguments.ensemble,
                 "test_copies": arguments.test_copies}

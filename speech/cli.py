@@ -83,19 +83,16 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
     DATA holds FSDD-named files ({label}_{speaker}_{take}.wav, also in recordings/) or one
     folder per label (DATA/<label>/*.wav).
     """
-    import numpy as np
-
     from speech.dataset import load_dataset
     from speech.model import SpeechModel, train as train_model
 
     hidden_sizes = _parse_hidden(hidden)
     dataset = load_dataset(data)
     split, train_indices, test_indices = _choose_split(dataset, split, test_speaker, test_fraction, seed)
-    n_extra = 0
+    n_clips = len(dataset)
     for folder in extra_folders:
-        dataset, extra_indices = dataset.with_extra(load_dataset(folder))
-        train_indices = np.concatenate([train_indices, extra_indices])
-        n_extra += len(extra_indices)
+        dataset, train_indices = dataset.with_extra(load_dataset(folder), train_indices)
+    n_extra = len(dataset) - n_clips
     init = SpeechModel.load(init_path) if init_path else None
     training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs if epochs is not None else (15 if init else 40), "ensemble": ensemble,
                 "test_copies": test_copies}
@@ -113,7 +110,7 @@ def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augm
         # The figures measured before fine-tuning no longer describe this model.
         model.metadata["figures_before_fine_tuning"] = model.metadata.pop("figures", {})
     figures = {}
-    summary = {"clips": len(dataset) - n_extra, "train": int(len(train_indices)), "test": int(len(test_indices)),
+    summary = {"clips": n_clips, "train": int(len(train_indices)), "test": int(len(test_indices)),
                "split": split}
     if extra_folders:
         summary["extra"] = {"folders": [folder.resolve().name for folder in extra_folders], "clips": n_extra}

@@ -48,8 +48,8 @@ class Dataset:
             self.takes[indices],
         )
 
-    def with_extra(self, extra):
-        """This data set followed by the clips of ``extra``, and the indices of those clips.
+    def with_extra(self, extra, train_indices):
+        """This data set followed by the clips of ``extra``, and ``train_indices`` followed by theirs.
 
         Splits are made on this data set alone, before extra clips are added, so extra
         clips only ever train and never count in held-out figures.
@@ -63,7 +63,7 @@ class Dataset:
             np.concatenate([self.speakers, extra.speakers]),
             np.concatenate([self.takes, extra.takes]),
         )
-        return combined, np.arange(start, len(combined))
+        return combined, np.concatenate([np.asarray(train_indices, dtype=int), np.arange(start, len(combined))])
 
 
 def is_audio(path):
