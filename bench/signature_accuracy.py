@@ -6,12 +6,13 @@ queries (plus 12 genuine signatures of other test writers as random forgeries); 
 threshold is chosen on the development writers only. Prints one row per seed and mode; the
 training time includes choosing the writer-dependent threshold.
 
-    python bench/signature_accuracy.py [--data CEDAR_FOLDER] [--seeds 0,1,2]
+    python bench/signature_accuracy.py [--data CEDAR_FOLDER] [--seeds 0,1,2] [--features JSON] [--training JSON]
 
 The data folder defaults to $INKVOICE_DATA/cedar.
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -34,10 +35,15 @@ def main():
     parser.add_argument("--refs", type=int, default=12, help="references per test writer (default 12)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2)")
     parser.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")
+    parser.add_argument("--features", default="{}",
+                        help='feature parameters to change, as JSON (e.g. \'{"cells": [8, 16, 32]}\')')
+    parser.add_argument("--training", default="{}",
+                        help='training settings to change, as JSON (e.g. \'{"n_draws": 10}\')')
     args = parser.parse_args()
     data = data_folder(args.data, "cedar")
 
-    parameters = check_parameters({})
+    parameters = check_parameters(json.loads(args.features))
+    settings = json.loads(args.training)
     train_names = parse_writer_range(args.train_writers)
     test_names = parse_writer_range(args.test_writers)
     signatures = select_writers(load_signatures(data), train_names + test_names)
@@ -55,7 +61,7 @@ def main():
     totals = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         start = time.perf_counter()
-        verifier, _, _ = train_verifier(X[train], writers[train], genuine[train], parameters, None,
+        verifier, _, _ = train_verifier(X[train], writers[train], genuine[train], parameters, settings,
                                         np.random.default_rng(seed))
         seconds = time.perf_counter() - start
         plan = protocol_queries(writers, genuine, test_names, args.refs)
