@@ -99,9 +99,9 @@ def products_only_seconds(name, threads):
 def time_breakdown(name, epochs=2):
     """Seconds per epoch inside the forward pass, the backward pass and the optimiser, for our
     MLP on one problem: where an epoch goes besides the matrix products."""
-    import core.network
-    import core.optimizers
-    from core.estimator import MlpClassifier
+    import inkvoice.core.network
+    import inkvoice.core.optimizers
+    from inkvoice.core.estimator import MlpClassifier
 
     X, y, _, _ = make_problem(name)
     _, _, _, hidden, _, batch_size, _ = PROBLEMS[name]
@@ -118,9 +118,9 @@ def time_breakdown(name, epochs=2):
 
         setattr(cls, method, wrapper)
 
-    timed_method(core.network.Mlp, "forward", "forward")
-    timed_method(core.network.Mlp, "backward", "backward")
-    timed_method(core.optimizers.Adam, "step", "optimizer")
+    timed_method(inkvoice.core.network.Mlp, "forward", "forward")
+    timed_method(inkvoice.core.network.Mlp, "backward", "backward")
+    timed_method(inkvoice.core.optimizers.Adam, "step", "optimizer")
     model = MlpClassifier(hidden_sizes=hidden, batch_size=batch_size, max_epochs=epochs, early_stopping=False,
                           standardize=False, random_state=0)
     start = time.perf_counter()
@@ -149,7 +149,7 @@ def peak_rss_mb():
 
 
 def run_inkvoice(X, y, X_test, y_test, hidden, batch_size, epochs):
-    from core.estimator import MlpClassifier
+    from inkvoice.core.estimator import MlpClassifier
 
     # Without a thread count in the environment the core chooses (see core/threads.py).
     threads = os.environ.get("OMP_NUM_THREADS")
@@ -220,7 +220,7 @@ def worker(implementation, problem):
     elif implementation == "sklearn":
         import sklearn.neural_network  # noqa: F401
     else:
-        import core.estimator  # noqa: F401
+        import inkvoice.core.estimator  # noqa: F401
     reset_peak_rss()
     before = current_rss_mb()
     seconds, accuracy = runner(X, y, X_test, y_test, hidden, batch_size, epochs)

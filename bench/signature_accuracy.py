@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.extraction import default_cache_dir, extract_many
-from signature.dataset import load_signatures, parse_writer_range, select_writers
-from signature.evaluation import figures, protocol_queries
-from signature.features import check_parameters, extract
-from signature.training import train_verifier
-from signature.writer_model import WriterModel
+from inkvoice.core.extraction import default_cache_dir, extract_many
+from inkvoice.signature.dataset import load_signatures, parse_writer_range, select_writers
+from inkvoice.signature.evaluation import figures, protocol_queries
+from inkvoice.signature.features import check_parameters, extract
+from inkvoice.signature.training import train_verifier
+from inkvoice.signature.writer_model import WriterModel
 from real_data import data_folder
 
 

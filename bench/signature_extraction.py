@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.extraction import extract_many
-from signature.dataset import load_signatures
-from signature.features import check_parameters, extract
+from inkvoice.core.extraction import extract_many
+from inkvoice.signature.dataset import load_signatures
+from inkvoice.signature.features import check_parameters, extract
 from real_data import data_folder
 
 

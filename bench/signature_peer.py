@@ -18,10 +18,10 @@ import numpy as np
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 
-from core.extraction import default_cache_dir, extract_many
-from signature.dataset import load_signatures, parse_writer_range
-from signature.evaluation import figures, protocol_queries
-from signature.features import check_parameters, extract
+from inkvoice.core.extraction import default_cache_dir, extract_many
+from inkvoice.signature.dataset import load_signatures, parse_writer_range
+from inkvoice.signature.evaluation import figures, protocol_queries
+from inkvoice.signature.features import check_parameters, extract
 from real_data import data_folder
 
 

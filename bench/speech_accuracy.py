@@ -16,8 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.dataset import load_dataset, split_indices  # noqa: E402
-from speech.model import DEFAULT_AUGMENTATION_COPIES, DEFAULT_TEST_COPIES, DEFAULT_TRAINING, train  # noqa: E402
+from inkvoice.speech.dataset import load_dataset, split_indices  # noqa: E402
+from inkvoice.speech.model import DEFAULT_AUGMENTATION_COPIES, DEFAULT_TEST_COPIES, DEFAULT_TRAINING, train  # noqa: E402
 from real_data import data_folder  # noqa: E402
 
 

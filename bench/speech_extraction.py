@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.extraction import extract_many  # noqa: E402
-from speech.dataset import load_dataset  # noqa: E402
-from speech.features import extract, feature_parameters  # noqa: E402
+from inkvoice.core.extraction import extract_many  # noqa: E402
+from inkvoice.speech.dataset import load_dataset  # noqa: E402
+from inkvoice.speech.features import extract, feature_parameters  # noqa: E402
 from real_data import data_folder  # noqa: E402
 
 

@@ -7,10 +7,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from core import bundle
-from core.bundle import dumps, load_model, loads, save_model
-from core.errors import ModelFileError
-from core.estimator import MlpClassifier
+from inkvoice.core import bundle
+from inkvoice.core.bundle import dumps, load_model, loads, save_model
+from inkvoice.core.errors import ModelFileError
+from inkvoice.core.estimator import MlpClassifier
 
 
 @pytest.fixture(scope="module")

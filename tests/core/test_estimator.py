@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from core.errors import NotFittedError, ParameterError
-from core.estimator import MlpClassifier
-from core.schedules import PlateauSchedule
-from core.training import evaluate
+from inkvoice.core.errors import NotFittedError, ParameterError
+from inkvoice.core.estimator import MlpClassifier
+from inkvoice.core.schedules import PlateauSchedule
+from inkvoice.core.training import evaluate
 
 
 def spiral(n_per_class=100, n_classes=3, seed=0):

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.extraction import extract_many
+from inkvoice.core.errors import DataError
+from inkvoice.core.extraction import extract_many
 
 CALLS = []
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from core.files import atomic_path
+from inkvoice.core.files import atomic_path
 
 
 def test_written_file_gets_the_usual_permissions(tmp_path):

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from core.activations import ACTIVATIONS, get_activation
-from core.estimator import MlpClassifier
-from core.layers import Dense
-from core.losses import LOSSES, get_loss
-from core.network import Mlp
+from inkvoice.core.activations import ACTIVATIONS, get_activation
+from inkvoice.core.estimator import MlpClassifier
+from inkvoice.core.layers import Dense
+from inkvoice.core.losses import LOSSES, get_loss
+from inkvoice.core.network import Mlp
 
 TOLERANCE = 1e-6
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from core.errors import ParameterError
-from core.optimizers import Adam, Sgd, make_optimizer
+from inkvoice.core.errors import ParameterError
+from inkvoice.core.optimizers import Adam, Sgd, make_optimizer
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
-from core import threads
-from core.estimator import MlpClassifier
+from inkvoice.core import threads
+from inkvoice.core.estimator import MlpClassifier
 
 
 def test_small_networks_train_on_one_thread(monkeypatch):
@@ -34,7 +34,7 @@ def test_thread_limit_gives_the_same_training_result():
 
 
 def test_adam_on_several_threads_updates_exactly_like_one():
-    from core.optimizers import Adam
+    from inkvoice.core.optimizers import Adam
 
     rng = np.random.default_rng(0)
     size = Adam.parallel_size * 2 + 7

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from signature.dataset import load_signatures
-from signature.features import check_parameters, extract
-from signature.model_file import save_verifier
-from signature.training import train_verifier
+from inkvoice.signature.dataset import load_signatures
+from inkvoice.signature.features import check_parameters, extract
+from inkvoice.signature.model_file import save_verifier
+from inkvoice.signature.training import train_verifier
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "signatures"
 TRAINING_WRITERS = ("writer1", "writer2", "writer3", "writer4")

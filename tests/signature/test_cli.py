@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from signature.cli import main
+from inkvoice.signature.cli import main
 from tests.signature.helpers import page, save_page
 
 
@@ -168,5 +168,5 @@ def test_python_dash_m_runs_the_command():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "signature", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "inkvoice.signature", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "enroll" in result.stdout

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from signature.enrollment import EnrollmentStore
-from signature.features import check_parameters
+from inkvoice.core.errors import DataError
+from inkvoice.signature.enrollment import EnrollmentStore
+from inkvoice.signature.features import check_parameters
 
 PARAMETERS = check_parameters({})
 

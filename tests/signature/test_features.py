@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from core.errors import DataError, ParameterError
-from signature.dataset import load_signatures, parse_writer_range, writers_of
-from signature.features import DEFAULT_PARAMETERS, check_parameters, extract
-from signature.preprocess import fit_canvas, preprocess
-from signature.comparison import feature_groups, feature_length
+from inkvoice.core.errors import DataError, ParameterError
+from inkvoice.signature.dataset import load_signatures, parse_writer_range, writers_of
+from inkvoice.signature.features import DEFAULT_PARAMETERS, check_parameters, extract
+from inkvoice.signature.preprocess import fit_canvas, preprocess
+from inkvoice.signature.comparison import feature_groups, feature_length
 from tests.signature.helpers import page, save_page, stroke_mask
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import DataError
-from signature.images import read_grey
-from signature.preprocess import preprocess
+from inkvoice.core.errors import DataError
+from inkvoice.signature.images import read_grey
+from inkvoice.signature.preprocess import preprocess
 from tests.signature.helpers import page, save_page, stroke_mask
 
 

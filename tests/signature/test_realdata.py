@@ -8,12 +8,12 @@ FAR (skilled) 0.046 at the stored threshold; writer-dependent EER 0.058, FRR 0.1
 import numpy as np
 import pytest
 
-from core.extraction import default_cache_dir, extract_many
-from signature.dataset import load_signatures
-from signature.evaluation import figures, protocol_queries
-from signature.features import check_parameters, extract
-from signature.training import train_verifier
-from signature.writer_model import WriterModel
+from inkvoice.core.extraction import default_cache_dir, extract_many
+from inkvoice.signature.dataset import load_signatures
+from inkvoice.signature.evaluation import figures, protocol_queries
+from inkvoice.signature.features import check_parameters, extract
+from inkvoice.signature.training import train_verifier
+from inkvoice.signature.writer_model import WriterModel
 
 pytestmark = pytest.mark.realdata
 

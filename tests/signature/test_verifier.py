@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from core.errors import DataError, ModelFileError, ParameterError
-from signature.evaluation import area_under_curve, equal_error_rate, figures, protocol_queries
-from signature.features import check_parameters, extract
-from signature.model_file import load_verifier
-from signature.training import train_verifier
-from signature.writer_model import WriterModel
+from inkvoice.core.errors import DataError, ModelFileError, ParameterError
+from inkvoice.signature.evaluation import area_under_curve, equal_error_rate, figures, protocol_queries
+from inkvoice.signature.features import check_parameters, extract
+from inkvoice.signature.model_file import load_verifier
+from inkvoice.signature.training import train_verifier
+from inkvoice.signature.writer_model import WriterModel
 from tests.signature.conftest import TRAINING_WRITERS
 from tests.signature.helpers import save_page
 
@@ -82,7 +82,7 @@ def test_dependent_threshold_is_chosen_without_the_test_writers(sample_features)
 
 
 def test_background_grey_level_does_not_change_the_verdict(sample_model, samples_dir, tmp_path):
-    from signature.images import read_grey
+    from inkvoice.signature.images import read_grey
 
     _, verifier = sample_model
     parameters = verifier.feature_parameters
@@ -115,7 +115,7 @@ def test_damaged_and_foreign_model_files(tmp_path, sample_model):
     damaged.write_bytes(path.read_bytes()[:500])
     with pytest.raises(ModelFileError):
         load_verifier(damaged)
-    from core.bundle import load_model, save_model
+    from inkvoice.core.bundle import load_model, save_model
 
     bundle = load_model(path, "signature")
     foreign = tmp_path / "speech.npz"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from speech.audio import load_audio, read_audio, trim_silence
+from inkvoice.core.errors import DataError
+from inkvoice.speech.audio import load_audio, read_audio, trim_silence
 from tests.speech.conftest import RATE, tone, write
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from speech.cli import main
+from inkvoice.speech.cli import main
 from tests.speech.conftest import tone, word, write
 
 
@@ -39,13 +39,13 @@ def test_every_option_has_help():
 
 
 def test_help_does_not_import_heavy_libraries():
-    code = "import sys, speech.cli; print(sorted(m for m in ('librosa', 'matplotlib', 'scipy') if m in sys.modules))"
+    code = "import sys, inkvoice.speech.cli; print(sorted(m for m in ('librosa', 'matplotlib', 'scipy') if m in sys.modules))"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
 
 
 def test_python_dash_m_speech_runs():
-    result = subprocess.run([sys.executable, "-m", "speech", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "inkvoice.speech", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout
 
 
@@ -219,7 +219,7 @@ def test_download_refuses_a_checksum_mismatch(tmp_path):
 
 
 def test_download_from_the_default_location_checks_the_pinned_digest(tmp_path, monkeypatch):
-    from speech import download
+    from inkvoice.speech import download
 
     archive, digest = make_archive(tmp_path, {"0_ann_0.wav": tone(300.0)})
     monkeypatch.setitem(download.SOURCES["fsdd"], "url", archive.as_uri())

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from core.errors import DataError, ParameterError
-from speech.dataset import load_dataset, parse_fsdd_name, split_indices
+from inkvoice.core.errors import DataError, ParameterError
+from inkvoice.speech.dataset import load_dataset, parse_fsdd_name, split_indices
 from tests.speech.conftest import tone, write
 
 

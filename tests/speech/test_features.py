@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from core.errors import ParameterError
-from speech.augment import augmentation_parameters, change_speed, perturb
-from speech.features import (
+from inkvoice.core.errors import ParameterError
+from inkvoice.speech.augment import augmentation_parameters, change_speed, perturb
+from inkvoice.speech.features import (
     deltas,
     extract,
     extract_augmented,

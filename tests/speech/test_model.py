@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from core.bundle import save_model
-from core.errors import ModelFileError, ParameterError
-from core.estimator import MlpClassifier
-from speech.dataset import load_dataset, split_indices
-from speech.model import SpeechModel, train
+from inkvoice.core.bundle import save_model
+from inkvoice.core.errors import ModelFileError, ParameterError
+from inkvoice.core.estimator import MlpClassifier
+from inkvoice.speech.dataset import load_dataset, split_indices
+from inkvoice.speech.model import SpeechModel, train
 from tests.speech.conftest import word, write
 
 FAST = {"epochs": 30, "hidden_sizes": [32], "seed": 0}
@@ -112,8 +112,8 @@ def test_prediction_reuses_the_stored_feature_parameters(tone_folders, tmp_path)
 
 
 def test_a_rerun_reads_the_cache_and_a_changed_file_is_extracted_again(tone_folders, tmp_path, monkeypatch):
-    import speech.model as model_module
-    from speech.features import feature_parameters
+    import inkvoice.speech.model as model_module
+    from inkvoice.speech.features import feature_parameters
 
     monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
     paths = load_dataset(tone_folders).paths

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from core.extraction import extract_many
-from speech.cli import main
-from speech.dataset import load_dataset, split_indices
-from speech.features import extract, feature_parameters
-from speech.model import train
+from inkvoice.core.extraction import extract_many
+from inkvoice.speech.cli import main
+from inkvoice.speech.dataset import load_dataset, split_indices
+from inkvoice.speech.features import extract, feature_parameters
+from inkvoice.speech.model import train
 
 pytestmark = pytest.mark.realdata
 

@@ -1,0 +1,175 @@
+"""Verification figures: FAR on skilled and random forgeries, FRR, EER and AUC, per writer and overall."""
+
+import numpy as np
+
+from inkvoice.core.errors import DataError
+
+
+def roc_points(genuine_scores, forgery_scores):
+    """False acceptance and false rejection rates at every distinct threshold, plus the thresholds."""
+    genuine_scores = np.sort(np.asarray(genuine_scores, dtype=float))
+    forgery_scores = np.sort(np.asarray(forgery_scores, dtype=float))
+    thresholds = np.unique(np.concatenate([genuine_scores, forgery_scores, [np.inf]]))
+    frr = np.searchsorted(genuine_scores, thresholds, side="left") / len(genuine_scores)
+    far = 1.0 - np.searchsorted(forgery_scores, thresholds, side="left") / len(forgery_scores)
+    return far, frr, thresholds
+
+
+def _equal_error_point(genuine_scores, forgery_scores):
+    """(FAR, FRR, threshold) at the score threshold where FAR and FRR are closest."""
+    if not len(genuine_scores) or not len(forgery_scores):
+        raise DataError("equal error needs both genuine and forged scores")
+    far, frr, thresholds = roc_points(genuine_scores, forgery_scores)
+    best = int(np.argmin(np.abs(far - frr)))
+    return far[best], frr[best], float(thresholds[best])
+
+
+def equal_error_rate(genuine_scores, forgery_scores):
+    """The equal error rate: where FAR and FRR cross (their mean at the closest threshold)."""
+    far, frr, _ = _equal_error_point(genuine_scores, forgery_scores)
+    return float((far + frr) / 2)
+
+
+def equal_error_threshold(genuine_scores, forgery_scores):
+    """The threshold where the share of genuine scores below it is closest to the share of forgeries at or above it."""
+    return _equal_error_point(genuine_scores, forgery_scores)[2]
+
+
+def area_under_curve(genuine_scores, forgery_scores):
+    """Probability that a genuine score beats a forgery score (ties count half)."""
+    genuine_scores = np.asarray(genuine_scores, dtype=float)
+    forgery_scores = np.asarray(forgery_scores, dtype=float)
+    below = np.searchsorted(np.sort(forgery_scores), genuine_scores, side="left")
+    ties = np.searchsorted(np.sort(forgery_scores), genuine_scores, side="right") - below
+    return float((below + ties / 2).sum() / (len(genuine_scores) * len(forgery_scores)))
+
+
+def figures(scores, kinds, threshold):
+    """Figures of one set of scored queries.
+
+    Parameters
+    ----------
+    scores : ndarray (n,)
+    kinds : ndarray (n,) of "genuine", "skilled" or "random"
+    threshold : float, scores at or above it are accepted
+
+    Returns
+    -------
+    dict with n_genuine, n_skilled, n_random, frr, far_skilled, far_random, eer (genuine
+    against skilled forgeries, or random ones when there are no skilled ones), auc, and
+    eer_random.
+    """
+    scores = np.asarray(scores, dtype=float)
+    kinds = np.asarray(kinds)
+    genuine = scores[kinds == "genuine"]
+    skilled = scores[kinds == "skilled"]
+    random = scores[kinds == "random"]
+    if not len(genuine):
+        raise DataError("no genuine queries to evaluate")
+    result = {
+        "n_genuine": int(len(genuine)),
+        "n_skilled": int(len(skilled)),
+        "n_random": int(len(random)),
+        "frr": float(np.mean(genuine < threshold)),
+        "far_skilled": float(np.mean(skilled >= threshold)) if len(skilled) else None,
+        "far_random": float(np.mean(random >= threshold)) if len(random) else None,
+    }
+    negatives = skilled if len(skilled) else random
+    result["eer"] = equal_error_rate(genuine, negatives) if len(negatives) else None
+    result["auc"] = area_under_curve(genuine, negatives) if len(negatives) else None
+    result["eer_random"] = equal_error_rate(genuine, random) if len(random) else None
+    return result
+
+
+def protocol_queries(writers, genuine, test_writers, n_references, n_random=12):
+    """The evaluation protocol's references and queries for each test writer.
+
+    A writer's first ``n_references`` genuine signatures are references; the queries are its
+    other genuine signatures, its skilled forgeries, and the first ``n_random`` genuine
+    signatures of other test writers that are not references (random forgeries), spread
+    over those writers. Returns a list of (writer, reference indices, query indices, kinds).
+    """
+    writers = np.asarray(writers).astype(str)
+    genuine = np.asarray(genuine, dtype=bool)
+    plan = []
+    held_out = {}
+    for writer in test_writers:
+        own = np.flatnonzero((writers == writer) & genuine)
+        if len(own) <= n_references:
+            raise DataError(
+                f"writer {writer} has {len(own)} genuine signatures; --refs {n_references} leaves none to test"
+            )
+        held_out[writer] = own[n_references:]
+    for writer in test_writers:
+        own = np.flatnonzero((writers == writer) & genuine)
+        forged = np.flatnonzero((writers == writer) & ~genuine)
+        others = [w for w in test_writers if w != writer]
+        randoms = []
+        for round_ in range(n_random):
+            if not others:
+                break
+            pool = held_out[others[round_ % len(others)]]
+            index = round_ // len(others)
+            if index < len(pool):
+                randoms.append(pool[index])
+        queries = np.concatenate([own[n_references:], forged, np.array(randoms, dtype=int)])
+        kinds = ["genuine"] * (len(own) - n_references) + ["skilled"] * len(forged) + ["random"] * len(randoms)
+        plan.append((writer, own[:n_references], queries, np.array(kinds)))
+    return plan
+
+
+#: Error rates (%) labelled on the DET axes, which are drawn on the normal-deviate scale.
+DET_TICKS = (0.1, 0.5, 1, 2, 5, 10, 20, 40, 60)
+
+
+def plot_curves(scores, kinds, path, title="Signature verification", threshold=None):
+    """Write ROC and DET curves (genuine against skilled and random forgeries) to a PNG, atomically.
+
+    The DET curve uses normal-deviate axes, as is usual, so that error rates near zero stay
+    readable; rates of exactly 0 or 1 cannot be drawn there and are left out. With
+    ``threshold``, the operating point at that threshold is marked on both curves.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DataError("plots need matplotlib: pip install 'inkvoice[plots]'") from None
+    from scipy.stats import norm
+
+    from inkvoice.core.files import atomic_path
+
+    scores = np.asarray(scores, dtype=float)
+    kinds = np.asarray(kinds)
+    genuine = scores[kinds == "genuine"]
+    figure, (roc_axis, det_axis) = plt.subplots(1, 2, figsize=(10, 4.5))
+    for kind in ("skilled", "random"):
+        negatives = scores[kinds == kind]
+        if not len(negatives):
+            continue
+        far, frr, _ = roc_points(genuine, negatives)
+        (line,) = roc_axis.plot(far, 1 - frr, label=f"{kind} forgeries")
+        inside = (far > 0) & (far < 1) & (frr > 0) & (frr < 1)
+        det_axis.plot(norm.ppf(far[inside]), norm.ppf(frr[inside]), color=line.get_color(),
+                      label=f"{kind} forgeries")
+        if threshold is not None:
+            point_far = float(np.mean(negatives >= threshold))
+            point_frr = float(np.mean(genuine < threshold))
+            roc_axis.plot(point_far, 1 - point_frr, "o", color=line.get_color())
+            clipped = np.clip([point_far, point_frr], DET_TICKS[0] / 100, 1 - DET_TICKS[0] / 100)
+            det_axis.plot(*norm.ppf(clipped), "o", color=line.get_color())
+    roc_axis.set(xlabel="false acceptance rate", ylabel="true acceptance rate",
+                 title="ROC" if threshold is None else f"ROC (dots: threshold {threshold:.3f})")
+    ticks = norm.ppf(np.array(DET_TICKS) / 100)
+    labels = [f"{t:g}" for t in DET_TICKS]
+    det_axis.set(xlabel="FAR (%)", ylabel="FRR (%)", title="DET", xticks=ticks, xticklabels=labels,
+                 yticks=ticks, yticklabels=labels, xlim=(ticks[0], ticks[-1]), ylim=(ticks[0], ticks[-1]))
+    for axis in (roc_axis, det_axis):
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)

@@ -1,0 +1,111 @@
+"""Signature features: HOG of the normalised ink canvas at one or more cell sizes, plus shape measures.
+
+``extract`` is a pure, module-level function of (file, parameters) so that
+``core.extraction.extract_many`` can run it in worker processes and cache its results;
+the parameters are stored in every model file, so prediction applies what training used.
+"""
+
+import numpy as np
+
+from inkvoice.core.errors import ParameterError
+from inkvoice.signature.images import DEFAULT_MAX_PIXELS
+from inkvoice.signature.preprocess import preprocess
+
+#: Default feature parameters; a model file keeps its own copy.
+DEFAULT_PARAMETERS = {
+    "height": 128,
+    "width": 256,
+    "pen_radius": None,
+    "cells": [16, 32],
+    "orientations": 9,
+    "block": 2,
+    "profile_bins": 16,
+}
+
+
+def check_parameters(parameters):
+    """Complete ``parameters`` with the defaults and validate every value; returns a new dict."""
+    unknown = set(parameters) - set(DEFAULT_PARAMETERS) - {"max_pixels"}
+    if unknown:
+        raise ParameterError(f"unknown feature parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMETERS)}")
+    merged = {**DEFAULT_PARAMETERS, **{k: v for k, v in parameters.items() if k != "max_pixels"}}
+    cells = merged["cells"]
+    if not isinstance(cells, (list, tuple)) or not cells or not all(
+        isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 4 for c in cells
+    ):
+        raise ParameterError(f"cells must be a non-empty list of integers >= 4; got {cells!r}")
+    merged["cells"] = [int(c) for c in cells]
+    for name in ("orientations", "block", "profile_bins"):
+        value = merged[name]
+        least = 0 if name == "profile_bins" else 1
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ParameterError(f"{name} must be an integer >= {least}; got {value!r}")
+    for name in ("height", "width"):
+        value = merged[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
+            raise ParameterError(f"{name} must be an integer >= 16; got {value!r}")
+    radius = merged["pen_radius"]
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0):
+        raise ParameterError(f"pen_radius must be None or an integer >= 0; got {radius!r}")
+    for cell in merged["cells"]:
+        if merged["height"] // cell < merged["block"] or merged["width"] // cell < merged["block"]:
+            raise ParameterError(
+                f"cell size {cell} with block {merged['block']} does not fit a "
+                f"{merged['height']}x{merged['width']} canvas"
+            )
+    return merged
+
+
+def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, profile_bins=16):
+    """Feature vector of a normalised ink canvas.
+
+    Parameters
+    ----------
+    canvas : numpy.ndarray, shape (height, width), ink coverage in [0, 1]
+    shape : dict with ``aspect`` and ``density`` (see ``preprocess``)
+    cells : sequence of int
+        HOG cell sizes in pixels; one HOG per size, concatenated (coarse sizes see the
+        signature's layout, fine sizes its strokes).
+    orientations, block : int
+        HOG orientation bins and block size in cells (L2-Hys block normalisation).
+    profile_bins : int >= 0
+        Bins of the row and column ink profiles appended to the HOG.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n_features,)
+    """
+    from skimage.feature import hog
+
+    parts = []
+    for cell in cells:
+        parts.append(
+            hog(canvas, orientations=orientations, pixels_per_cell=(cell, cell), cells_per_block=(block, block),
+                block_norm="L2-Hys", feature_vector=True)
+        )
+    total = float(canvas.sum()) or 1.0
+    if profile_bins:
+        for axis in (1, 0):
+            profile = canvas.sum(axis=axis) / total
+            starts = np.linspace(0, profile.size, profile_bins, endpoint=False).astype(int)
+            parts.append(np.add.reduceat(profile, starts))
+    rows, columns = np.indices(canvas.shape)
+    parts.append(np.array([
+        shape["aspect"],
+        shape["density"],
+        canvas.mean(),
+        (rows * canvas).sum() / total / canvas.shape[0],
+        (columns * canvas).sum() / total / canvas.shape[1],
+    ]))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def extract(path, height=128, width=256, pen_radius=None, cells=(16, 32), orientations=9, block=2,
+            profile_bins=16, max_pixels=DEFAULT_MAX_PIXELS):
+    """Feature vector of one signature image file (see ``preprocess`` and ``canvas_features``).
+
+    Raises DataError for a file that is not a usable signature image.
+    """
+    canvas, shape = preprocess(path, height=height, width=width, pen_radius=pen_radius, max_pixels=max_pixels)
+    return canvas_features(canvas, shape, cells=cells, orientations=orientations, block=block,
+                           profile_bins=profile_bins)

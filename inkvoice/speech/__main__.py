@@ -1,0 +1,5 @@
+"""``python -m inkvoice.speech`` runs the ``speech`` command."""
+
+from inkvoice.speech.cli import main
+
+main()

@@ -1,0 +1,291 @@
+"""MFCC features for short utterances at 8 kHz and their fixed-length summary.
+
+Stages, in the order the code follows them:
+
+1. load: read, mono, resample, trim silence, normalise level (:mod:`speech.audio`);
+2. pre-emphasis, framing with a periodic Hann window (window and hop in milliseconds);
+3. power spectrum, mel filterbank, log (dB), DCT-II -> MFCCs (librosa's filters and
+   conventions, computed once per process and applied with numpy, because librosa's per-call
+   overhead dominates on clips of a fraction of a second);
+4. per-utterance cepstral mean and variance normalisation (``cmvn``), which removes the
+   recording channel and much of the speaker's timbre;
+5. deltas and delta-deltas (regression over +-``delta_width`` frames);
+6. a fixed-length summary: the means of ``n_segments`` equal time spans of the normalised
+   MFCCs (and of their deltas with ``segment_deltas``), pooled standard deviations of MFCCs,
+   deltas and delta-deltas, and the log duration.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from inkvoice.core.errors import ParameterError, check_number
+from inkvoice.speech.audio import DEFAULT_MAX_SECONDS, DEFAULT_TOP_DB, load_audio
+
+FEATURE_VERSION = 1
+
+DEFAULT_PARAMETERS = {
+    "sample_rate": 8000,
+    "window_ms": 25.0,
+    "hop_ms": 10.0,
+    "n_fft": 256,
+    "n_mels": 40,
+    "n_mfcc": 13,
+    "fmin": 50.0,
+    "fmax": 4000.0,
+    "pre_emphasis": 0.97,
+    "top_db": DEFAULT_TOP_DB,
+    "cmvn": "mean_variance",
+    "delta_width": 2,
+    "n_segments": 8,
+    "segment_deltas": True,
+}
+
+CMVN_CHOICES = ("none", "mean", "mean_variance")
+
+
+def feature_parameters(**overrides):
+    """The default feature parameters updated with ``overrides``, validated.
+
+    Raises
+    ------
+    ParameterError
+        An unknown name or a value out of range (the message names both).
+    """
+    unknown = sorted(set(overrides) - set(DEFAULT_PARAMETERS))
+    if unknown:
+        raise ParameterError(f"unknown feature parameter(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_PARAMETERS)}")
+    parameters = {**DEFAULT_PARAMETERS, **overrides}
+    check_number("sample_rate", parameters["sample_rate"], low=1000, high=192000, integer=True)
+    check_number("window_ms", parameters["window_ms"], low=1, high=200)
+    check_number("hop_ms", parameters["hop_ms"], low=1, high=parameters["window_ms"])
+    check_number("n_mels", parameters["n_mels"], low=4, high=256, integer=True)
+    check_number("n_mfcc", parameters["n_mfcc"], low=2, high=parameters["n_mels"], integer=True)
+    check_number("fmin", parameters["fmin"], low=0)
+    check_number("fmax", parameters["fmax"], low=parameters["fmin"], low_open=True, high=parameters["sample_rate"] / 2)
+    check_number("pre_emphasis", parameters["pre_emphasis"], low=0, high=1, high_open=True)
+    check_number("top_db", parameters["top_db"], low=0, low_open=True)
+    check_number("delta_width", parameters["delta_width"], low=1, high=10, integer=True)
+    check_number("n_segments", parameters["n_segments"], low=1, high=50, integer=True)
+    window = int(round(parameters["sample_rate"] * parameters["window_ms"] / 1000))
+    check_number("n_fft", parameters["n_fft"], low=window, integer=True)
+    if not isinstance(parameters["segment_deltas"], bool):
+        raise ParameterError(f"segment_deltas must be true or false; got {parameters['segment_deltas']!r}")
+    if parameters["cmvn"] not in CMVN_CHOICES:
+        raise ParameterError(f"cmvn must be one of {', '.join(CMVN_CHOICES)}; got {parameters['cmvn']!r}")
+    return parameters
+
+
+def feature_length(parameters):
+    """Length of the vector :func:`summarise` makes with these parameters."""
+    n_mfcc = parameters["n_mfcc"]
+    per_segment = 2 * n_mfcc if parameters["segment_deltas"] else n_mfcc
+    return per_segment * parameters["n_segments"] + 3 * n_mfcc + 1
+
+
+_MATRICES = {}
+
+
+def matrices_key(parameters):
+    """The settings that determine the analysis matrices, as a hashable tuple."""
+    rate = int(parameters["sample_rate"])
+    return (
+        rate,
+        int(parameters["n_fft"]),
+        int(round(rate * parameters["window_ms"] / 1000)),
+        int(parameters["n_mels"]),
+        int(parameters["n_mfcc"]),
+        float(parameters["fmin"]),
+        float(parameters["fmax"]),
+    )
+
+
+def mel_filterbank(parameters):
+    """librosa's Slaney-normalised mel filters, shape (n_fft // 2 + 1, n_mels), float32."""
+    import librosa
+
+    rate, n_fft, _, n_mels, _, fmin, fmax = matrices_key(parameters)
+    basis = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return np.ascontiguousarray(basis.T, dtype=np.float32)
+
+
+def use_mel_filterbank(parameters, mel_basis):
+    """Use ``mel_basis`` (e.g. stored in a model file) for ``parameters`` instead of building it.
+
+    Building it imports librosa and scipy, which costs more than a second in a fresh process.
+    """
+    key = matrices_key(parameters)
+    expected = (key[1] // 2 + 1, key[3])
+    if mel_basis.shape != expected:
+        raise ParameterError(f"mel filterbank has shape {mel_basis.shape}; expected {expected}")
+    _MATRICES[key] = _assemble(key, np.ascontiguousarray(mel_basis, dtype=np.float32))
+
+
+def _assemble(key, mel_basis):
+    _, _, window_length, n_mels, n_mfcc, _, _ = key
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window_length) / window_length)
+    # Orthonormal DCT-II, as scipy.fft.dct(norm="ortho") and librosa.feature.mfcc use.
+    bands = np.arange(n_mels)
+    dct_basis = np.cos(np.pi / n_mels * (bands[:, None] + 0.5) * np.arange(n_mfcc)[None, :]) * np.sqrt(2.0 / n_mels)
+    dct_basis[:, 0] /= np.sqrt(2.0)
+    return window.astype(np.float32), mel_basis, dct_basis.astype(np.float32)
+
+
+def analysis_matrices(parameters):
+    """The Hann window, mel filterbank and DCT matrix for ``parameters`` (built once per process).
+
+    Returns
+    -------
+    window : (window_length,) float32, periodic Hann
+    mel_basis : (n_fft // 2 + 1, n_mels) float32
+    dct_basis : (n_mels, n_mfcc) float32
+    """
+    key = matrices_key(parameters)
+    if key not in _MATRICES:
+        _MATRICES[key] = _assemble(key, mel_filterbank(parameters))
+    return _MATRICES[key]
+
+
+def warped_filterbank(mel_basis, factor):
+    """``mel_basis`` applied to a spectrum whose frequencies are scaled by ``factor``.
+
+    Vocal tract length perturbation: the warped spectrum at bin k is the original one at
+    k / factor (linear interpolation, zero above Nyquist), so formants move by ``factor``.
+    """
+    n_bins = mel_basis.shape[0]
+    source = np.arange(n_bins) / factor
+    lower = np.floor(source).astype(int)
+    weight = source - lower
+    warp = np.zeros((n_bins, n_bins), dtype=np.float32)
+    inside = lower < n_bins - 1
+    rows = np.flatnonzero(inside)
+    warp[lower[rows], rows] += 1 - weight[rows]
+    warp[lower[rows] + 1, rows] += weight[rows]
+    return warp @ mel_basis
+
+
+def mfcc(samples, parameters, warp=1.0):
+    """MFCCs of a clip, shape (n_frames, n_mfcc); a clip shorter than a window is zero-padded.
+
+    ``warp`` != 1 scales the spectrum's frequency axis first (augmentation only).
+    """
+    window, mel_basis, dct_basis = analysis_matrices(parameters)
+    if warp != 1.0:
+        mel_basis = warped_filterbank(mel_basis, warp)
+    rate = int(parameters["sample_rate"])
+    window_length = window.size
+    hop = max(1, int(round(rate * parameters["hop_ms"] / 1000)))
+    samples = np.asarray(samples, dtype=np.float32)
+    emphasised = np.empty_like(samples)
+    emphasised[:1] = samples[:1]
+    emphasised[1:] = samples[1:] - np.float32(parameters["pre_emphasis"]) * samples[:-1]
+    # Centre the first window on the first sample, as librosa does, and pad short clips.
+    half = window_length // 2
+    padded = np.zeros(max(emphasised.size + 2 * half, window_length), dtype=np.float32)
+    padded[half : half + emphasised.size] = emphasised
+    n_frames = 1 + (padded.size - window_length) // hop
+    frames = np.lib.stride_tricks.as_strided(
+        padded, shape=(n_frames, window_length), strides=(padded.strides[0] * hop, padded.strides[0])
+    )
+    spectrum = np.fft.rfft(frames * window, n=int(parameters["n_fft"]), axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    mel_power = power.astype(np.float32) @ mel_basis
+    log_mel = 10.0 * np.log10(np.maximum(mel_power, 1e-10))
+    # librosa's power_to_db floor: nothing more than 80 dB below the loudest band.
+    np.maximum(log_mel, log_mel.max() - 80.0, out=log_mel)
+    return log_mel @ dct_basis
+
+
+def deltas(coefficients, width):
+    """Regression deltas over +-``width`` frames (edges repeat the first and last frame)."""
+    n_frames = coefficients.shape[0]
+    padded = np.concatenate(
+        [np.repeat(coefficients[:1], width, axis=0), coefficients, np.repeat(coefficients[-1:], width, axis=0)]
+    )
+    result = np.zeros_like(coefficients)
+    for offset in range(1, width + 1):
+        result += offset * (padded[width + offset : width + offset + n_frames] - padded[width - offset : width - offset + n_frames])
+    return result / (2 * sum(k * k for k in range(1, width + 1)))
+
+
+def segment_means(frames, n_segments):
+    """Means of ``frames`` over ``n_segments`` equal time spans, shape (n_segments, n_columns).
+
+    Spans may cut frames in part (each frame counts in proportion), so a clip with fewer
+    frames than segments still gets a well-defined value for every segment.
+    """
+    n_frames = frames.shape[0]
+    cumulative = np.vstack([np.zeros((1, frames.shape[1]), dtype=np.float64), np.cumsum(frames, axis=0, dtype=np.float64)])
+    edges = np.linspace(0.0, n_frames, n_segments + 1)
+    whole = np.minimum(np.floor(edges).astype(int), n_frames - 1)
+    fraction = (edges - whole)[:, None]
+    integral = cumulative[whole] + fraction * frames[whole]
+    return ((integral[1:] - integral[:-1]) / np.diff(edges)[:, None]).astype(np.float32)
+
+
+def summarise(coefficients, parameters, duration_seconds):
+    """The fixed-length vector of one utterance from its MFCC frames (see the module stages)."""
+    if parameters["cmvn"] != "none":
+        coefficients = coefficients - coefficients.mean(axis=0)
+        if parameters["cmvn"] == "mean_variance":
+            coefficients = coefficients / (coefficients.std(axis=0) + 1e-3)
+    first = deltas(coefficients, parameters["delta_width"])
+    second = deltas(first, parameters["delta_width"])
+    trajectory = np.hstack([coefficients, first]) if parameters["segment_deltas"] else coefficients
+    return np.concatenate(
+        [
+            segment_means(trajectory, parameters["n_segments"]).ravel(),
+            np.hstack([coefficients, first, second]).std(axis=0),
+            [np.log(max(duration_seconds, 1e-3))],
+        ]
+    ).astype(np.float32)
+
+
+def features_from_samples(samples, parameters, warp=1.0):
+    """The summary vector of an already loaded clip at ``parameters['sample_rate']``."""
+    coefficients = mfcc(samples, parameters, warp)
+    return summarise(coefficients, parameters, samples.size / parameters["sample_rate"])
+
+
+def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION, **parameters):
+    """Feature vector of one audio file (module level, for :func:`core.extraction.extract_many`).
+
+    ``feature_version`` only keys the cache, so that features cached by an older version of
+    this code are not reused.
+
+    Raises
+    ------
+    DataError
+        The file cannot be used (the message names it).
+    """
+    samples = load_audio(
+        path, sample_rate=parameters["sample_rate"], max_seconds=max_seconds, top_db=parameters["top_db"]
+    )
+    return features_from_samples(samples, parameters)
+
+
+def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION,
+                      **parameters):
+    """Feature vectors of a file and of ``augmentation['copies']`` perturbed variants of it.
+
+    Module level, for :func:`core.extraction.extract_many`; the variants depend only on
+    ``seed``, the file name and the settings, so the cache can hold them.
+
+    Returns
+    -------
+    np.ndarray, shape (1 + copies, n_features)
+        The clean clip's vector first.
+    """
+    from inkvoice.speech.audio import normalise_level, trim_silence
+    from inkvoice.speech.augment import file_generator, perturb
+
+    rate = parameters["sample_rate"]
+    raw = load_audio(path, sample_rate=rate, max_seconds=max_seconds, trim=False)
+    rows = [features_from_samples(normalise_level(trim_silence(raw, rate, top_db=parameters["top_db"])), parameters)]
+    generator = file_generator(seed, Path(path).name)
+    for _ in range(augmentation["copies"]):
+        variant = perturb(raw, rate, augmentation, generator)
+        variant = normalise_level(trim_silence(variant, rate, top_db=parameters["top_db"]))
+        warp = float(generator.uniform(*augmentation["warp"]))
+        rows.append(features_from_samples(variant, parameters, warp))
+    return np.stack(rows)

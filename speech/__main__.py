@@ -1,5 +1,0 @@
-"""``python -m speech`` runs the ``speech`` command."""
-
-from speech.cli import main
-
-main()
