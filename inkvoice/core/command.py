@@ -1,12 +1,14 @@
-"""Click support shared by the pipelines' CLIs: a ProjectError becomes one "Error:" line.
+"""Click support shared by the CLIs: one-line errors, and the options every command spells alike.
 
 This is the one core module that imports click; the numerical core never does.
 """
 
+import functools
 import sys
 
 import click
 
+from inkvoice import __version__
 from inkvoice.core.errors import ProjectError
 
 
@@ -31,3 +33,65 @@ def progress_reporter(total, label, enabled=True):
     # sys.stderr is looked up at call time, so click's test runner captures it too.
     bar = click.progressbar(length=total, label=label, file=sys.stderr, hidden=not enabled)
     return bar, bar.update
+
+
+def version_option(prog_name):
+    """``--version``: the installed inkvoice version, the same for every command."""
+    return click.version_option(__version__, "--version", prog_name=prog_name)
+
+
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars or progress messages.")
+
+
+def extraction_options(command):
+    """``--jobs`` and ``--cache/--no-cache`` for a command over many files.
+
+    The command receives them as one ``extraction`` argument, an
+    :class:`inkvoice.core.extraction.ExtractionSettings`.
+    """
+
+    @click.option("--jobs", type=click.IntRange(min=1), default=None,
+                  help="Worker processes for feature extraction (default: every core).")
+    @click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
+                  help="Read and write the feature cache (see `inkvoice cache`).")
+    @functools.wraps(command)
+    def wrapper(*args, jobs, use_cache, **kwargs):
+        from inkvoice.core.extraction import ExtractionSettings
+
+        return command(*args, extraction=ExtractionSettings(n_jobs=jobs, cache=use_cache), **kwargs)
+
+    return wrapper
+
+
+class CommaList(click.ParamType):
+    """Comma-separated values of one type, e.g. ``256,128`` or ``16,32``.
+
+    Parameters
+    ----------
+    item_type : callable
+        Converts one item (``int``, ``float``, ``str``).
+    minimum : number or None
+        Smallest value allowed for every item.
+    example : str
+        Shown in the error message.
+    """
+
+    name = "list"
+
+    def __init__(self, item_type=int, minimum=None, example="256,128"):
+        self.item_type = item_type
+        self.minimum = minimum
+        self.example = example
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        parts = [part.strip() for part in str(value).split(",") if part.strip()]
+        try:
+            items = [self.item_type(part) for part in parts]
+        except ValueError:
+            items = None
+        if not items or (self.minimum is not None and any(item < self.minimum for item in items)):
+            bound = "" if self.minimum is None else f" of at least {self.minimum}"
+            self.fail(f"expected comma-separated values{bound} such as {self.example}; got {value!r}", param, ctx)
+        return items

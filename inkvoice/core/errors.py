@@ -49,3 +49,7 @@ def check_number(name, value, *, low=None, high=None, low_open=False, high_open=
         span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
         raise ParameterError(f"{name} must be {kind} in {span}; got {value!r}")
     return int(value) if integer else value
+
+
+class DependencyError(ProjectError):
+    """An optional package that the requested feature needs is not installed."""

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,28 @@ def _collect(outputs, chunks, results, keys, cache, progress):
                 cache.put(keys[index], value)
         if progress is not None:
             progress(len(chunk))
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How a command turns many files into features: how parallel, and whether through the cache.
+
+    The CLIs build one from their shared options; the service and the benchmarks build their
+    own. Every pipeline extracts through :meth:`extract`, so a new way to run extraction is
+    added here once.
+
+    Parameters
+    ----------
+    n_jobs : int > 0 or None
+        Worker processes; None uses every core, 1 runs in this process.
+    cache : bool
+        Read and write the feature cache (see :func:`default_cache_dir`).
+    """
+
+    n_jobs: int | None = None
+    cache: bool = True
+
+    def extract(self, function, paths, parameters, progress=None):
+        """:func:`extract_many` with these settings: one array or ProjectError per path, in order."""
+        return extract_many(function, paths, parameters, cache_dir=default_cache_dir() if self.cache else None,
+                            n_jobs=self.n_jobs, progress=progress)
