@@ -82,32 +82,37 @@ def check_input_file(path, max_bytes=DEFAULT_MAX_INPUT_BYTES, what="file"):
 def read_input_bytes(path, max_bytes=DEFAULT_MAX_INPUT_BYTES, what="file"):
     """The bytes of the regular file ``path``, never more than ``max_bytes`` of them.
 
-    The file is opened without blocking and checked again once open, so a path swapped for a
-    FIFO or a device after :func:`check_input_file` still cannot hang or flood the reader.
+    The file is opened without blocking and checked once open (the checks of
+    :func:`check_input_file`), so a FIFO or a device can neither hang nor flood the reader,
+    even one swapped in after an earlier check.
 
     Raises
     ------
     DataError
     """
-    path = check_input_file(path, max_bytes, what)
+    path = Path(path)
     try:
         handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError as error:
-        raise DataError(f"{path}: cannot open the {what} ({error.strerror or error})") from None
+    except OSError:
+        check_input_file(path, max_bytes, what)  # explains a missing file, a loop, a folder ...
+        raise DataError(f"{path}: cannot open the {what}") from None
     try:
         status = os.fstat(handle)
         if not stat.S_ISREG(status.st_mode):
             raise DataError(f"{path}: {describe_kind(status.st_mode)}, not a {what}")
+        if status.st_size > max_bytes:
+            raise DataError(f"{path}: {status.st_size:,} bytes, over the limit of {max_bytes:,} bytes for a {what}")
         chunks, total = [], 0
         while True:
-            chunk = os.read(handle, min(1 << 20, max_bytes + 1 - total))
+            # One read of the whole file in the usual case; a file growing meanwhile stays bounded.
+            chunk = os.read(handle, max(1, min(status.st_size + 1, max_bytes + 1) - total))
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:
                 raise DataError(f"{path}: over the limit of {max_bytes:,} bytes for a {what}")
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     except OSError as error:
         raise DataError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
     finally:
