@@ -327,7 +327,8 @@ def _run_chunk(jobs):
     return [_run_one(job) for job in jobs]
 
 
-def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, progress=None, chunk_size=32):
+def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, progress=None, chunk_size=32,
+                 scheduler=None, send_files=False):
     """Apply ``function(path, **parameters)`` to every path, in parallel and through the cache.
 
     Parameters
@@ -344,6 +345,12 @@ def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, pr
         Worker processes; None uses every core, 1 runs in this process.
     progress : callable or None
         Called as ``progress(n_done)`` after each finished chunk.
+    scheduler : str or None
+        Address of a Dask scheduler (e.g. ``tcp://10.0.0.5:8786``): the files missing from the
+        cache are then extracted as tasks on its workers (see :mod:`inkvoice.core.cluster`),
+        with the same results, errors and order; ``n_jobs`` is then unused.
+    send_files : bool
+        With ``scheduler``: send the files' bytes to the workers instead of their paths.
 
     Returns
     -------
@@ -351,6 +358,8 @@ def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, pr
         One entry per path, in order: the feature array, or the ProjectError explaining
         why that file could not be used (the other files still go through).
     """
+    if send_files and not scheduler:
+        raise ParameterError("send_files needs a scheduler: files are only sent to a Dask cluster's workers")
     paths = [Path(p) for p in paths]
     cache = FeatureCache(cache_dir, {"function": f"{function.__module__}.{function.__qualname__}", **parameters})
     results = [None] * len(paths)
@@ -377,13 +386,18 @@ def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, pr
 
     workers = (os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
     chunks = [pending[i : i + chunk_size] for i in range(0, len(pending), chunk_size)]
-    if workers == 1 or len(pending) <= chunk_size:
+    if scheduler and pending:
+        from inkvoice.core.cluster import run_on_cluster
+
+        finished = run_on_cluster(_run_chunk, function, paths, pending, parameters, scheduler, send_files, chunk_size)
+        _collect(finished, results, keys, cache, progress)
+    elif workers == 1 or len(pending) <= chunk_size:
         outputs = (_run_chunk([(function, paths[i], parameters) for i in chunk]) for chunk in chunks)
-        _collect(outputs, chunks, results, keys, cache, progress)
+        _collect(zip(chunks, outputs), results, keys, cache, progress)
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             outputs = pool.map(_run_chunk, [[(function, paths[i], parameters) for i in chunk] for chunk in chunks])
-            _collect(outputs, chunks, results, keys, cache, progress)
+            _collect(zip(chunks, outputs), results, keys, cache, progress)
     if not any(isinstance(result, ProjectError) for result in results):
         cache.put_set(keys, results)
     if cache.written:
@@ -391,8 +405,9 @@ def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, pr
     return results
 
 
-def _collect(outputs, chunks, results, keys, cache, progress):
-    for chunk, output in zip(chunks, outputs):
+def _collect(finished, results, keys, cache, progress):
+    """Place each finished chunk's outputs, given as (indices, outputs) pairs, and cache them."""
+    for chunk, output in finished:
         for index, value in zip(chunk, output):
             results[index] = value
             if keys[index] is not None and not isinstance(value, ProjectError):
@@ -415,12 +430,23 @@ class ExtractionSettings:
         Worker processes; None uses every core, 1 runs in this process.
     cache : bool
         Read and write the feature cache (see :func:`default_cache_dir`).
+    scheduler : str or None
+        Address of a Dask scheduler whose workers extract instead (see :mod:`inkvoice.core.cluster`).
+    send_files : bool
+        With ``scheduler``: send the files' bytes, for workers that do not share this machine's paths.
     """
 
     n_jobs: int | None = None
     cache: bool = True
+    scheduler: str | None = None
+    send_files: bool = False
+
+    def __post_init__(self):
+        if self.send_files and not self.scheduler:
+            raise ParameterError("send_files needs a scheduler: files are only sent to a Dask cluster's workers")
 
     def extract(self, function, paths, parameters, progress=None):
         """:func:`extract_many` with these settings: one array or ProjectError per path, in order."""
         return extract_many(function, paths, parameters, cache_dir=default_cache_dir() if self.cache else None,
-                            n_jobs=self.n_jobs, progress=progress)
+                            n_jobs=self.n_jobs, progress=progress, scheduler=self.scheduler,
+                            send_files=self.send_files)
