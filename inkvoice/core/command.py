@@ -5,6 +5,7 @@ This is the one core module that imports click; the numerical core never does.
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -105,3 +106,24 @@ class CommaList(click.ParamType):
             bound = "" if self.minimum is None else f" of at least {self.minimum}"
             self.fail(f"expected comma-separated values{bound} such as {self.example}; got {value!r}", param, ctx)
         return items
+
+
+class OutputFile(click.Path):
+    """A file the command writes (model, PNG, JSON), checked before any work starts.
+
+    Only a regular file or a new name is accepted: a folder, device (``/dev/full``), FIFO or
+    socket is refused, as is a place that cannot be written (under a file, a read-only folder,
+    a full disk, a file-size limit), with a usage error naming the option.
+    """
+
+    def __init__(self):
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        from inkvoice.core.files import check_output_path
+
+        path = super().convert(value, param, ctx)
+        try:
+            return check_output_path(path)
+        except ProjectError as error:
+            self.fail(str(error), param, ctx)

@@ -21,6 +21,10 @@ class DataError(ProjectError):
     """An input file (audio, image, data folder) cannot be used."""
 
 
+class OutputError(ProjectError):
+    """An output file cannot be written there (a device, a read-only folder, a full disk)."""
+
+
 def check_choice(name, value, choices):
     """Return ``value`` if it is one of ``choices``, else raise a ParameterError naming them."""
     if value not in choices:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from inkvoice.core.command import ProjectGroup, progress_reporter
+from inkvoice.core.command import OutputFile, ProjectGroup, progress_reporter
 from inkvoice.core.errors import DataError, ProjectError
 
 _PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -115,7 +115,7 @@ def main():
 
 @main.command()
 @click.argument("data", type=_FOLDER)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--output", type=OutputFile(), required=True,
               help="Model file to write (.npz).")
 @click.option("--writers", default=None,
               help="Development writers to learn from, e.g. 1-35 (default: every writer in DATA).")
@@ -268,7 +268,7 @@ def compare(model, references, query, threshold, as_json, max_pixels):
 @click.option("--writers", default=None, help="Writers to test, e.g. 36-45 (default: every writer in DATA).")
 @click.option("--mode", type=click.Choice(["independent", "dependent"]), default="independent", show_default=True,
               help="Writer-independent verifier, or with a per-writer network added.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--plot", type=OutputFile(), default=None,
               help="Write ROC and DET curves to this PNG (needs matplotlib).")
 @_threshold_option
 @_json_option
