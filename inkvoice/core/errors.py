@@ -21,6 +21,10 @@ class DataError(ProjectError):
     """An input file (audio, image, data folder) cannot be used."""
 
 
+class OutputError(ProjectError):
+    """An output file cannot be written there (a device, a read-only folder, a full disk)."""
+
+
 class DataConversionWarning(UserWarning):
     """Input was accepted after a conversion its caller may not have meant (as scikit-learn's)."""
 
@@ -76,3 +80,7 @@ def check_number(name, value, *, low=None, high=None, low_open=False, high_open=
         span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
         raise ParameterError(f"{name} must be {kind} in {span}; got {value!r}")
     return int(value) if integer else value
+
+
+class DependencyError(ProjectError):
+    """An optional package that the requested feature needs is not installed."""
