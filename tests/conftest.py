@@ -57,3 +57,11 @@ def postgres_url(postgres_server):
     with psycopg.connect(postgres_server, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     return f"{postgres_server}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request, tmp_path):
+    """Where a new enrolment store goes: an SQLite file, or a fresh schema on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "store.sqlite"
+    return request.getfixturevalue("postgres_url")

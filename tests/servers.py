@@ -90,8 +90,11 @@ def _postgres_binaries():
 
 
 @contextlib.contextmanager
-def postgres_server():
-    """A throw-away PostgreSQL server on 127.0.0.1; yields the URL of its ``postgres`` database."""
+def postgres_server(durable=False):
+    """A throw-away PostgreSQL server on 127.0.0.1; yields the URL of its ``postgres`` database.
+
+    ``durable`` keeps fsync on, as a production server has it (benchmarks); tests turn it off.
+    """
     pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install -e '.[postgres]')")
     binaries = _postgres_binaries()
     if binaries is None:
@@ -115,8 +118,9 @@ def postgres_server():
             subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                             "--no-sync", "-E", "UTF8", "--locale=C"],
                            check=True, capture_output=True, timeout=START_SECONDS)
-            # fsync off, and the unix socket inside the folder: a server for tests only.
-            options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -F -c max_connections=40"
+            # The unix socket inside the folder; without ``durable``, fsync off.
+            options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=40"
+            options += "" if durable else " -F"
             started = True
             subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "log.txt"),
                             "-o", options, "-w", "-t", str(START_SECONDS), "start"],

@@ -36,6 +36,8 @@ SEND_FILES_MAX_BYTES = 256 * 2**20
 #: Chunks per worker thread: enough to balance uneven files, few enough to keep the
 #: per-task overhead (a few milliseconds) small beside the work.
 CHUNKS_PER_THREAD = 4
+#: Packages whose versions decide the features: every worker must have this machine's.
+FEATURE_PACKAGES = ("inkvoice", "numpy", "scipy", "librosa", "soundfile", "scikit-image", "pillow")
 
 _CLIENTS = {}
 
@@ -77,8 +79,43 @@ def connect(address):
             f"the Dask scheduler at {address!r} has had no worker for {WORKER_WAIT_SECONDS} s: start workers "
             f"with `dask worker {address}`"
         ) from None
+    try:
+        _check_versions(client)
+    except BaseException:
+        client.close()
+        raise
     _CLIENTS[address] = client
     return client
+
+
+def package_versions():
+    """The installed versions of FEATURE_PACKAGES (None for one that is missing)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in FEATURE_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _check_versions(client):
+    """Refuse workers whose feature code differs from this machine's: their answers could too."""
+    here = package_versions()
+    try:
+        answers = client.run(package_versions)
+    except ImportError as error:
+        raise ProjectError(f"the Dask workers cannot import inkvoice ({error}): install it on every worker") from None
+    for worker, versions in sorted(answers.items()):
+        for name, version in here.items():
+            if versions.get(name) != version:
+                raise ProjectError(
+                    f"the Dask worker {worker} has {name} {versions.get(name) or '(not installed)'} but this machine "
+                    f"has {version or '(not installed)'}: install the same versions on every worker, so that "
+                    "features are computed alike"
+                )
 
 
 def close_clients():

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from inkvoice.core.errors import DataError, DependencyError, ParameterError
+from inkvoice.core.errors import DataError, DependencyError, ParameterError, ProjectError
 
 #: Fewest references a writer may have after an enrolment.
 DEFAULT_MIN_REFERENCES = 3
@@ -212,7 +212,7 @@ class EnrollmentStore:
     def _errors(self):
         try:
             yield
-        except DataError:
+        except ProjectError:
             raise
         except Exception as error:  # the engine's errors, translated; anything else is a bug
             translated = self._translate(error)

@@ -39,7 +39,7 @@ def _assert_same(expected, got):
 
 @pytest.fixture
 def speech_files(tmp_path, monkeypatch):
-    """Relative paths (as a user types them) to 14 demo clips, a file that is not audio, a missing file."""
+    """Relative paths (as a user types them) to 15 demo clips, a file that is not audio, a missing file."""
     monkeypatch.chdir(ROOT)
     clips = sorted(Path("data/speech").rglob("*.wav"))[::17]
     bad = tmp_path / "noise.wav"
@@ -76,8 +76,9 @@ def test_signature_features_match_a_local_run(scheduler, tmp_path, send_files):
 def test_the_cache_stays_in_front_of_the_cluster(scheduler, speech_files, tmp_path):
     cache = tmp_path / "cache"
     first = extract_many(speech_features.extract, speech_files, SPEECH_PARAMETERS, cache_dir=cache, scheduler=scheduler)
-    entries = sorted(p.name for p in cache.rglob("*.entry") if p.parent.name != "sets")
-    assert len(entries) == len(speech_files) - 2  # one per good file; errors are never cached
+    # One entry per good file (in folders named by the key's first two characters); errors are never cached.
+    entries = sorted(p.name for p in cache.rglob("*.entry") if len(p.parent.name) == 2)
+    assert len(entries) == len(speech_files) - 2
     good = [path for path, result in zip(speech_files, first) if not isinstance(result, ProjectError)]
     again = extract_many(speech_features.extract, good[::-1], SPEECH_PARAMETERS, cache_dir=cache,
                          scheduler="tcp://127.0.0.1:9")  # never contacted: every file is cached
@@ -111,3 +112,34 @@ def test_a_worker_names_a_sent_file_as_the_user_gave_it():
     [answer] = cluster.run_items(speech_features.extract, [(given, "not-audio.wav", b"plain text")],
                                  SPEECH_PARAMETERS)
     assert isinstance(answer, DataError) and str(answer).startswith(given) and "inkvoice-" not in str(answer)
+
+
+def test_workers_that_do_not_share_the_paths_stop_the_run_with_the_remedy(scheduler, tmp_path, monkeypatch):
+    # /proc/self/cwd is this process's folder here and each worker's own folder there: a path
+    # this machine sees and the workers do not, as on a cluster without a shared file system.
+    monkeypatch.chdir(tmp_path)
+    clip = sorted((ROOT / "data" / "speech").rglob("*.wav"))[0]
+    (tmp_path / "clip.wav").write_bytes(clip.read_bytes())
+    unseen = Path("/proc/self/cwd/clip.wav")
+    with pytest.raises(ProjectError, match="cannot see /proc/self/cwd/clip.wav .*share them at the same paths or "
+                                           "pass --send-files"):
+        extract_many(speech_features.extract, [unseen], SPEECH_PARAMETERS, scheduler=scheduler)
+    [sent] = extract_many(speech_features.extract, [unseen], SPEECH_PARAMETERS, scheduler=scheduler, send_files=True)
+    np.testing.assert_array_equal(sent, speech_features.extract(clip, **SPEECH_PARAMETERS))
+
+
+class _Client:
+    """Stands in for a Dask client whose one worker answers ``versions``."""
+
+    def __init__(self, versions):
+        self.versions = versions
+
+    def run(self, function):
+        return {"tcp://10.0.0.7:4000": self.versions}
+
+
+def test_workers_with_other_feature_code_are_refused():
+    here = cluster.package_versions()
+    cluster._check_versions(_Client(dict(here)))
+    with pytest.raises(ProjectError, match="worker tcp://10.0.0.7:4000 has numpy 1.0 but this machine has"):
+        cluster._check_versions(_Client({**here, "numpy": "1.0"}))

@@ -28,46 +28,38 @@ def _entries(n, start=0, size=5):
     return [(f"s{i}.png", f"digest{i}", np.full(size, i, dtype=np.float32)) for i in range(start, start + n)]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request, tmp_path):
-    """Where a new store goes: an SQLite file, or a fresh schema on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        return tmp_path / "store.sqlite"
-    return request.getfixturevalue("postgres_url")
-
-
-def _alter(location, statement):
+def _alter(store_location, statement):
     """Run ``statement`` on the store behind inkvoice's back, as a person with database access could."""
-    if str(location).startswith("postgresql://"):
+    if str(store_location).startswith("postgresql://"):
         import psycopg
 
-        with psycopg.connect(str(location), autocommit=True) as connection:
+        with psycopg.connect(str(store_location), autocommit=True) as connection:
             connection.execute(statement)
     else:
-        with sqlite3.connect(location) as connection:
+        with sqlite3.connect(store_location) as connection:
             connection.execute(statement)
         connection.close()
 
 
-def test_add_and_read_back(location):
-    with open_store(location, PARAMETERS) as store:
+def test_add_and_read_back(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         assert store.add("ann", _entries(3), "model1") == (3, 3)
         assert store.add("ann", _entries(2, start=3), "model1") == (2, 5)
         assert store.writers() == [("ann", 5)]
-    with open_store(location, PARAMETERS, create=False) as store:
+    with open_store(store_location, PARAMETERS, create=False) as store:
         references = store.references("ann")
         assert store.check() == []
     assert references.shape == (5, 5) and references[:, 0].tolist() == [0, 1, 2, 3, 4]
 
 
-def test_same_image_is_not_enrolled_twice(location):
-    with open_store(location, PARAMETERS) as store:
+def test_same_image_is_not_enrolled_twice(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
         assert store.add("ann", _entries(3), "model1") == (0, 3)
 
 
-def test_too_few_references_enrols_nothing(location):
-    with open_store(location, PARAMETERS) as store:
+def test_too_few_references_enrols_nothing(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         with pytest.raises(DataError, match="'bob' would have 2 reference.*at least 3.*nothing was enrolled"):
             store.add("bob", _entries(2), "model1")
         assert store.writers() == []
@@ -75,8 +67,8 @@ def test_too_few_references_enrols_nothing(location):
             store.references("bob")
 
 
-def test_a_failed_addition_leaves_the_writer_as_they_were(location):
-    with open_store(location, PARAMETERS) as store:
+def test_a_failed_addition_leaves_the_writer_as_they_were(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
         bad = [*_entries(2, start=3), ("nan.png", "digest-nan", np.full(5, np.nan, dtype=np.float32))]
         with pytest.raises(DataError, match="nan.png: its features are not a finite vector"):
@@ -86,31 +78,31 @@ def test_a_failed_addition_leaves_the_writer_as_they_were(location):
         assert store.writers() == [("ann", 3)] and store.check() == []
 
 
-def test_unknown_writer_and_missing_store(location):
+def test_unknown_writer_and_missing_store(store_location):
     with pytest.raises(DataError, match="enrol a writer first"):
-        open_store(location, PARAMETERS, create=False)
-    with open_store(location, PARAMETERS) as store:
+        open_store(store_location, PARAMETERS, create=False)
+    with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
         with pytest.raises(DataError, match="writer 'zoe' is not enrolled .*enrolled: ann"):
             store.references("zoe")
 
 
-def test_store_of_other_feature_settings_is_refused(location):
-    with open_store(location, PARAMETERS) as store:
+def test_store_of_other_feature_settings_is_refused(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
     with pytest.raises(DataError, match="other feature settings"):
-        open_store(location, check_parameters({"cells": [8]}))
+        open_store(store_location, check_parameters({"cells": [8]}))
 
 
-def test_remove_writer(location):
-    with open_store(location, PARAMETERS) as store:
+def test_remove_writer(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
         assert store.remove(" ann ") == 3
         assert store.writers() == []
 
 
-def test_writer_names_are_one_writer_with_or_without_spaces(location):
-    with open_store(location, PARAMETERS) as store:
+def test_writer_names_are_one_writer_with_or_without_spaces(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         store.add("  ann ", _entries(3), "model1")
         assert store.writers() == [("ann", 3)]
         assert store.references("ann ").shape == (3, 5)
@@ -128,13 +120,13 @@ def test_writer_names_are_one_writer_with_or_without_spaces(location):
     "DELETE FROM refs WHERE source = 's2.png'",  # a reference taken away
     "UPDATE refs SET source = 'planted.png' WHERE source = 's0.png'",
 ])
-def test_references_changed_outside_inkvoice_are_detected(location, statement):
-    with open_store(location, PARAMETERS) as store:
+def test_references_changed_outside_inkvoice_are_detected(store_location, statement):
+    with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(4), "model1")
         store.add("bob", _entries(3), "model1")
-    doubled = "features || features" if str(location).startswith("postgresql") else "CAST(features || features AS BLOB)"
-    _alter(location, statement.format(doubled=doubled).replace("WHERE", "WHERE writer = 'ann' AND"))
-    with open_store(location, PARAMETERS, create=False) as store:
+    doubled = "features || features" if str(store_location).startswith("postgresql") else "CAST(features || features AS BLOB)"
+    _alter(store_location, statement.format(doubled=doubled).replace("WHERE", "WHERE writer = 'ann' AND"))
+    with open_store(store_location, PARAMETERS, create=False) as store:
         with pytest.raises(StoreDamagedError, match="is damaged: the references of writer 'ann' do not match"):
             store.references("ann")
         assert store.references("bob").shape == (3, 5)
@@ -144,14 +136,14 @@ def test_references_changed_outside_inkvoice_are_detected(location, statement):
             store.add("ann", _entries(1, start=9), "model1")
 
 
-def test_feature_values_flipped_in_place_are_detected(location):
-    with open_store(location, PARAMETERS) as store:
+def test_feature_values_flipped_in_place_are_detected(store_location):
+    with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
     # The same length, other values: what a flipped byte or a planted vector looks like.
     forged = np.full(5, 7, dtype=np.float32).tobytes().hex()
-    literal = f"'\\x{forged}'::bytea" if str(location).startswith("postgresql") else f"X'{forged}'"
-    _alter(location, f"UPDATE refs SET features = {literal} WHERE source = 's0.png'")
-    with open_store(location, PARAMETERS, create=False) as store:
+    literal = f"'\\x{forged}'::bytea" if str(store_location).startswith("postgresql") else f"X'{forged}'"
+    _alter(store_location, f"UPDATE refs SET features = {literal} WHERE source = 's0.png'")
+    with open_store(store_location, PARAMETERS, create=False) as store:
         with pytest.raises(StoreDamagedError, match="writer 'ann' do not match their digest"):
             store.references("ann")
 
@@ -239,3 +231,39 @@ def test_the_digest_does_not_depend_on_row_order():
     rows = [(f"s{i}.png", f"d{i}", "m", bytes([i]) * 4) for i in range(3)]
     assert references_digest("ann", "x", rows) == references_digest("ann", "x", rows[::-1])
     assert references_digest("ann", "x", rows) != references_digest("bob", "x", rows)
+
+
+def _client(store_location, number, rounds=6):
+    """One process of the concurrency test: enrols its own writer and adds to a shared one, reading all along."""
+    import traceback
+
+    try:
+        with open_store(store_location, PARAMETERS) as store:
+            store.add(f"own{number}", _entries(3, start=100 * number), "model1")
+            seen = []
+            for round_ in range(rounds):
+                images = [(f"shared{number}-{round_}-{k}.png", f"shared{number}-{round_}-{k}",
+                           np.full(5, number, dtype=np.float32)) for k in range(2)]
+                store.add("shared", images, "model1", min_references=1)
+                seen.append(len(store.references("shared")))
+                assert store.references(f"own{number}").shape == (3, 5)
+        return seen
+    except Exception:
+        return traceback.format_exc()
+
+
+def test_concurrent_enrolments_and_verifications_from_several_processes(store_location):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    n_clients, rounds = 4, 6
+    with ProcessPoolExecutor(n_clients, mp_context=multiprocessing.get_context("fork")) as pool:
+        answers = list(pool.map(_client, [store_location] * n_clients, range(n_clients), [rounds] * n_clients))
+    for answer in answers:
+        assert isinstance(answer, list), answer
+        # Each read sees whole enrolments only (2 references each), never fewer than its own.
+        assert all(count % 2 == 0 for count in answer) and answer == sorted(answer)
+    with open_store(store_location, PARAMETERS, create=False) as store:
+        counts = dict(store.writers())
+        assert counts == {"shared": 2 * n_clients * rounds, **{f"own{n}": 3 for n in range(n_clients)}}
+        assert store.check() == []
