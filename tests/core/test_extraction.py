@@ -209,3 +209,14 @@ def test_cache_command_shows_and_clears_features_only(files, tmp_path, monkeypat
     assert cleared.exit_code == 0 and "removed 42 files" in cleared.output
     assert "entries: 0" in runner.invoke(main, ["cache", "info"]).output
     assert (tmp_path / "cache" / "datasets" / "kept.txt").exists()
+
+
+def not_finite(path, scale):
+    value = float(Path(path).read_text())
+    return np.array([value * scale, np.inf if value == 3 else 1.0])
+
+
+def test_non_finite_features_become_an_error_naming_the_file(files, tmp_path):
+    results = extract_many(not_finite, files[:6], {"scale": 1.0}, cache_dir=tmp_path / "cache", n_jobs=1)
+    assert isinstance(results[3], DataError) and str(files[3]) in str(results[3]) and "NaN or infinite" in str(results[3])
+    assert [r[0] for i, r in enumerate(results) if i != 3] == [0.0, 1.0, 2.0, 4.0, 5.0]
