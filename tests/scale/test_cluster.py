@@ -2,10 +2,13 @@
 
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from inkvoice.core import cluster
+from inkvoice.core.command import extraction_options
 from inkvoice.core.errors import DataError, ParameterError, ProjectError
 from inkvoice.core.extraction import ExtractionSettings, extract_many
 from inkvoice.signature import features as signature_features
@@ -143,3 +146,21 @@ def test_workers_with_other_feature_code_are_refused():
     cluster._check_versions(_Client(dict(here)))
     with pytest.raises(ProjectError, match="worker tcp://10.0.0.7:4000 has numpy 1.0 but this machine has"):
         cluster._check_versions(_Client({**here, "numpy": "1.0"}))
+
+
+@click.command()
+@extraction_options
+def _show(extraction):
+    click.echo(f"{extraction.scheduler} {extraction.send_files}")
+
+
+def test_the_shared_options_carry_the_scheduler_from_the_option_or_the_environment(monkeypatch):
+    runner = CliRunner()
+    assert runner.invoke(_show, ["--scheduler", "tcp://10.0.0.5:8786", "--send-files"]).output.split() == [
+        "tcp://10.0.0.5:8786", "True"]
+    monkeypatch.setenv("INKVOICE_SCHEDULER", "tcp://10.0.0.6:8786")
+    assert runner.invoke(_show, []).output.split() == ["tcp://10.0.0.6:8786", "False"]
+    monkeypatch.delenv("INKVOICE_SCHEDULER")
+    assert runner.invoke(_show, []).output.split() == ["None", "False"]
+    refused = runner.invoke(_show, ["--send-files"])
+    assert refused.exit_code == 2 and "--send-files needs --scheduler" in refused.output
