@@ -267,3 +267,20 @@ def test_concurrent_enrolments_and_verifications_from_several_processes(store_lo
         counts = dict(store.writers())
         assert counts == {"shared": 2 * n_clients * rounds, **{f"own{n}": 3 for n in range(n_clients)}}
         assert store.check() == []
+
+
+def test_one_open_store_serves_several_threads(store_location):
+    """A service may share one open store between its request threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open_store(store_location, PARAMETERS) as store:
+        store.add("ann", _entries(3), "model1")
+
+        def work(number):
+            store.add(f"writer{number}", _entries(3, start=10 * number), "model1")
+            return [store.references("ann").shape for _ in range(5)]
+
+        with ThreadPoolExecutor(4) as pool:
+            shapes = [shape for answer in pool.map(work, range(8)) for shape in answer]
+        assert shapes == [(3, 5)] * 40
+        assert len(store.writers()) == 9 and store.check() == []
