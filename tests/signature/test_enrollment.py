@@ -124,7 +124,8 @@ def test_references_changed_outside_inkvoice_are_detected(store_location, statem
     with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(4), "model1")
         store.add("bob", _entries(3), "model1")
-    doubled = "features || features" if str(store_location).startswith("postgresql") else "CAST(features || features AS BLOB)"
+    postgres = str(store_location).startswith("postgresql")
+    doubled = "features || features" if postgres else "CAST(features || features AS BLOB)"
     _alter(store_location, statement.format(doubled=doubled).replace("WHERE", "WHERE writer = 'ann' AND"))
     with open_store(store_location, PARAMETERS, create=False) as store:
         with pytest.raises(StoreDamagedError, match="is damaged: the references of writer 'ann' do not match"):
