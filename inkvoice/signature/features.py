@@ -5,9 +5,11 @@
 the parameters are stored in every model file, so prediction applies what training used.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from inkvoice.core.errors import ParameterError
+from inkvoice.core.errors import DataError, ParameterError, ProjectError
 from inkvoice.signature.images import DEFAULT_MAX_PIXELS
 from inkvoice.signature.preprocess import preprocess
 
@@ -109,3 +111,66 @@ def extract(path, height=128, width=256, pen_radius=None, cells=(16, 32), orient
     canvas, shape = preprocess(path, height=height, width=width, pen_radius=pen_radius, max_pixels=max_pixels)
     return canvas_features(canvas, shape, cells=cells, orientations=orientations, block=block,
                            profile_bins=profile_bins)
+
+
+def extract_files(paths, parameters, extraction=None, max_pixels=DEFAULT_MAX_PIXELS, progress=None):
+    """Features of many image files: the one extraction path of the CLI, the benchmarks and the service.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+    parameters : dict, complete feature parameters (``check_parameters``)
+    extraction : inkvoice.core.extraction.ExtractionSettings or None (every core, with the cache)
+    max_pixels : int > 0, see ``images.read_grey``
+    progress : callable or None, called with the number of files done
+
+    Returns
+    -------
+    list, one entry per path in order: a feature vector, or the ProjectError saying why that
+    file could not be used (the other files still go through).
+    """
+    from inkvoice.core.extraction import ExtractionSettings
+
+    extraction = ExtractionSettings() if extraction is None else extraction
+    return extraction.extract(extract, list(paths), {**parameters, "max_pixels": max_pixels}, progress=progress)
+
+
+@dataclass
+class FeatureTable:
+    """Features of a data set's usable signatures, with their writers, and the files that failed.
+
+    ``X`` is (n, n_features); ``writers``, ``genuine`` and ``paths`` are (n,) arrays;
+    ``failures`` lists (path, ProjectError) of the unusable files.
+    """
+
+    X: np.ndarray
+    writers: np.ndarray
+    genuine: np.ndarray
+    paths: list
+    failures: list
+
+    def subset(self, rows):
+        """The table of ``rows`` (a boolean mask or indices) only, without failures."""
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        return FeatureTable(self.X[rows], self.writers[rows], self.genuine[rows],
+                            [self.paths[i] for i in rows], [])
+
+
+def load_features(signatures, parameters, extraction=None, max_pixels=DEFAULT_MAX_PIXELS, progress=None):
+    """A FeatureTable of ``signatures`` (``dataset.Signature`` list); unusable files go to ``failures``.
+
+    Raises DataError when no signature is usable.
+    """
+    paths = [s.path for s in signatures]
+    results = extract_files(paths, parameters, extraction, max_pixels, progress)
+    failures = [(path, r) for path, r in zip(paths, results) if isinstance(r, ProjectError)]
+    keep = [i for i, r in enumerate(results) if not isinstance(r, ProjectError)]
+    if not keep:
+        raise DataError(f"no usable signature images among {len(paths)} files")
+    return FeatureTable(
+        np.stack([results[i] for i in keep]),
+        np.array([signatures[i].writer for i in keep]),
+        np.array([signatures[i].genuine for i in keep], dtype=bool),
+        [paths[i] for i in keep],
+        failures,
+    )

@@ -146,7 +146,7 @@ def test_writers_missing_from_the_data_are_one_error(command, sample_model, samp
     arguments = (["train", samples_dir, "-o", tmp_path / "m.npz"] if command == "train"
                  else ["evaluate", sample_model[0], samples_dir])
     result = run(*arguments, "--writers", "writer98,writer99", "--no-cache")
-    _one_line_error(result, "no signatures of writers writer98,writer99")
+    _one_line_error(result, "no signatures of 2 writer(s): writer98, writer99")
     assert not (tmp_path / "m.npz").exists()
 
 
