@@ -218,3 +218,61 @@ def evaluate_writers(verifier, X, writers, genuine, test_writers=None, n_referen
     overall["eer_per_writer_mean"] = float(np.mean(per_writer)) if per_writer else None
     overall["threshold"] = float(threshold)
     return {"writers": rows, "overall": overall, "scores": scores, "kinds": kinds}
+
+
+#: Folds of the k-fold evaluation by writer.
+DEFAULT_FOLDS = 5
+
+
+def writer_folds(writers, n_folds=DEFAULT_FOLDS):
+    """A fixed assignment of writers to folds: natural order, cut into ``n_folds`` contiguous runs.
+
+    The same writers always give the same folds (CEDAR's 45: 1-9, 10-18, 19-27, 28-36, 37-45),
+    so every variant is compared on the same splits.
+    """
+    from inkvoice.signature.dataset import natural_order
+
+    names = natural_order(set(np.asarray(writers).astype(str).tolist()))
+    if len(names) < n_folds:
+        raise DataError(f"{n_folds} folds need at least {n_folds} writers; got {len(names)}")
+    return [part.tolist() for part in np.array_split(np.array(names, dtype=object), n_folds)]
+
+
+def cross_validate(table, fold, parameters, settings=None, seed=0, n_references=DEFAULT_REFERENCES,
+                   modes=("independent",), extra=None, test_table=None):
+    """Train without the writers of ``fold`` and evaluate on them: one fold of a k-fold by writer.
+
+    Parameters
+    ----------
+    table : features.FeatureTable, the development writers (the fold's writers are left out
+        of training)
+    fold : list of str, the test writers
+    parameters : dict, the feature parameters the table was extracted with
+    settings : TrainingSettings, dict of overrides or None
+    seed : int, seeds training and the writer-dependent networks
+    n_references : int, references per test writer
+    modes : sequence of "independent" and "dependent"
+    extra : FeatureTable or None, more development writers (never tested)
+    test_table : FeatureTable or None, where the test writers are (default ``table``)
+
+    Returns
+    -------
+    dict mode -> the ``evaluate_writers`` result, plus ``figures`` (the development figures
+    training stored) and ``verifier``.
+    """
+    from inkvoice.signature.training import train_verifier
+
+    inside = ~np.isin(table.writers, fold)
+    X, writers, genuine = table.X[inside], table.writers[inside], table.genuine[inside]
+    if extra is not None:
+        X = np.concatenate([X, extra.X])
+        writers = np.concatenate([writers, extra.writers])
+        genuine = np.concatenate([genuine, extra.genuine])
+    rng = np.random.default_rng(seed)
+    verifier, development, _ = train_verifier(X, writers, genuine, parameters, settings, rng)
+    test = table if test_table is None else test_table
+    result = {"figures": development, "verifier": verifier}
+    for mode in modes:
+        result[mode] = evaluate_writers(verifier, test.X, test.writers, test.genuine, list(fold), n_references, mode,
+                                        rng=np.random.default_rng(seed))
+    return result

@@ -19,9 +19,9 @@ from inkvoice.core.scaling import Standardizer
 from inkvoice.signature.comparison import (
     DEFAULT_GRID,
     DEFAULT_SPREAD_FLOOR,
-    deviation_features,
+    DEFAULT_STATISTICS,
+    Comparison,
     feature_groups,
-    group_matrix,
 )
 from inkvoice.signature.evaluation import DEFAULT_RANDOM_FORGERIES, DEFAULT_REFERENCES, equal_error_threshold
 from inkvoice.signature.verifier import Verifier, VerifierConfig, WriterModelSettings
@@ -39,6 +39,9 @@ class TrainingSettings:
     n_references : int >= 1
         References per development writer in each training comparison (fewer when a writer
         has fewer genuine signatures; one is always left as a query).
+    min_references : int >= 1 or None
+        With a number, each draw takes between this many and ``n_references`` references, so
+        the networks learn scores that mean the same for writers enrolled with few or many.
     n_draws : int >= 1
         Random reference sets drawn per development writer.
     n_random : int >= 0
@@ -50,7 +53,7 @@ class TrainingSettings:
     n_folds : int >= 2
         Cross-validation folds over the development writers: one network per fold, and the
         threshold from the scores of the writers each did not see.
-    spread_floor : float > 0, grid : (rows, columns)
+    spread_floor : float > 0, grid : (rows, columns), statistics : tuple of str
         Comparison settings (see ``comparison``).
     threshold_rule : {"all", "skilled"}
         Negatives of the equal-error threshold.
@@ -64,6 +67,7 @@ class TrainingSettings:
     """
 
     n_references: int = DEFAULT_REFERENCES
+    min_references: int | None = None
     n_draws: int = 5
     n_random: int = DEFAULT_RANDOM_FORGERIES
     hidden_sizes: tuple = (64,)
@@ -75,6 +79,7 @@ class TrainingSettings:
     n_folds: int = 5
     spread_floor: float = DEFAULT_SPREAD_FLOOR
     grid: tuple = DEFAULT_GRID
+    statistics: tuple = DEFAULT_STATISTICS
     threshold_rule: str = "all"
     n_background: int = 8
     dependent_threshold: bool = True
@@ -90,6 +95,8 @@ class TrainingSettings:
         check_number("learning_rate", self.learning_rate, low=0, low_open=True)
         check_number("spread_floor", self.spread_floor, low=0, low_open=True)
         check_choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
+        if self.min_references is not None:
+            check_number("min_references", self.min_references, low=1, high=self.n_references, integer=True)
         if self.dependent_writers is not None:
             check_number("dependent_writers", self.dependent_writers, low=1, integer=True)
         sizes = tuple(self.hidden_sizes)
@@ -97,6 +104,7 @@ class TrainingSettings:
             raise ParameterError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}")
         object.__setattr__(self, "hidden_sizes", sizes)
         object.__setattr__(self, "grid", tuple(self.grid))
+        object.__setattr__(self, "statistics", tuple(self.statistics))
         if isinstance(self.writer_model, dict):
             object.__setattr__(self, "writer_model", WriterModelSettings(**self.writer_model))
 
@@ -114,16 +122,17 @@ class TrainingSettings:
         document = asdict(self)
         document["hidden_sizes"] = list(self.hidden_sizes)
         document["grid"] = list(self.grid)
+        document["statistics"] = list(self.statistics)
         document["writer_model"]["hidden_sizes"] = list(self.writer_model.hidden_sizes)
         return document
 
 
-def draw_training_set(X, writers, genuine, n_references, n_draws, rng, averaging, spread_floor,
-                      n_random=DEFAULT_RANDOM_FORGERIES):
-    """Training samples from development writers: (features, labels, kinds).
+def draw_training_set(X, writers, genuine, n_references, n_draws, rng, compare, n_random=DEFAULT_RANDOM_FORGERIES,
+                      min_references=None):
+    """Training samples from development writers: (inputs, labels, kinds, owners).
 
     For each writer and each of ``n_draws`` draws, ``n_references`` of its genuine signatures
-    are references; its other genuine signatures are positives (label 1), its skilled forgeries
+    (a random count from ``min_references`` up, when given) are references; its other genuine signatures are positives (label 1), its skilled forgeries
     and ``n_random`` genuine signatures of other writers are negatives (label 0). ``kinds``
     says which: "genuine", "skilled" or "random".
     """
@@ -133,15 +142,16 @@ def draw_training_set(X, writers, genuine, n_references, n_draws, rng, averaging
         own = np.flatnonzero((writers == writer) & genuine)
         forged = np.flatnonzero((writers == writer) & ~genuine)
         others = np.flatnonzero((writers != writer) & genuine)
-        count = min(n_references, len(own) - 1)
-        if count < 1:
+        most = min(n_references, len(own) - 1)
+        if most < 1:
             continue
         for _ in range(n_draws):
+            count = most if min_references is None else int(rng.integers(min(min_references, most), most + 1))
             order = rng.permutation(own)
             references, positives = order[:count], order[count:]
             randoms = rng.choice(others, size=min(n_random, len(others)), replace=False) if len(others) else others
             queries = np.concatenate([positives, forged, randoms])
-            features.append(deviation_features(X[queries], X[references], averaging, spread_floor))
+            features.append(compare(X[queries], X[references]))
             labels.append(np.r_[np.ones(len(positives)), np.zeros(len(forged) + len(randoms))])
             kinds.extend(["genuine"] * len(positives) + ["skilled"] * len(forged) + ["random"] * len(randoms))
             owners.extend([writer] * len(queries))
@@ -174,10 +184,10 @@ def _fit(network, features, labels):
     return network
 
 
-def _fit_network(X, writers, genuine, settings, rng, averaging):
+def _fit_network(X, writers, genuine, settings, rng, compare):
     features, labels, _, _ = draw_training_set(
-        X, writers, genuine, settings.n_references, settings.n_draws, rng, averaging, settings.spread_floor,
-        settings.n_random,
+        X, writers, genuine, settings.n_references, settings.n_draws, rng, compare, settings.n_random,
+        settings.min_references,
     )
     return _fit(_network(settings, int(rng.integers(2**31))), features, labels)
 
@@ -220,7 +230,8 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         raise DataError(f"training needs at least 2 writers; got {len(names)}")
     standardizer = Standardizer().fit(X)
     X_std = standardizer.transform(X)
-    averaging = group_matrix(feature_groups(feature_parameters, settings.grid), X.shape[1])
+    compare = Comparison(feature_groups(feature_parameters, settings.grid), X.shape[1], settings.spread_floor,
+                         settings.statistics)
 
     n_folds = int(min(settings.n_folds, len(names)))
     held_scores = {"genuine": [], "skilled": [], "random": []}
@@ -228,15 +239,14 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     folds = np.array_split(rng.permutation(names), n_folds)
     for fold in folds:
         inside = ~np.isin(writers, fold)
-        network = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, averaging)
+        network = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, compare)
         members.append(network)
         for writer in fold:
             plan = _held_out_queries(writers, genuine, writer, settings.n_references, settings.n_random)
             if plan is None:
                 continue
             references, queries, kinds = plan
-            comparison = deviation_features(X_std[queries], X_std[references], averaging, settings.spread_floor)
-            scores = network.decision_function(comparison).reshape(-1)
+            scores = network.decision_function(compare(X_std[queries], X_std[references])).reshape(-1)
             for kind in held_scores:
                 held_scores[kind].append(scores[kinds == kind])
         if progress:
@@ -260,7 +270,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         )
         figures.update(dependent_figures)
     config = VerifierConfig(feature_parameters, threshold, dependent_threshold, settings.spread_floor,
-                            settings.grid, settings.writer_model)
+                            settings.grid, settings.statistics, settings.writer_model)
     verifier = Verifier(config, standardizer, members, background=X[background_rows])
     return verifier, figures, settings
 
@@ -298,7 +308,7 @@ def _dependent_held_scores(X, writers, genuine, feature_parameters, standardizer
     held_scores = {"genuine": [], "skilled": [], "random": []}
     limit = settings.dependent_writers
     config = VerifierConfig(feature_parameters, 0.0, None, settings.spread_floor, settings.grid,
-                            settings.writer_model)
+                            settings.statistics, settings.writer_model)
     for fold, network in zip(folds, members):
         rows = background_rows[~np.isin(writers[background_rows], fold)]
         verifier = Verifier(config, standardizer, [network], background=X[rows])

@@ -16,10 +16,10 @@ from inkvoice.core.errors import DataError, ParameterError, check_choice, check_
 from inkvoice.signature.comparison import (
     DEFAULT_GRID,
     DEFAULT_SPREAD_FLOOR,
-    deviation_features,
+    DEFAULT_STATISTICS,
+    Comparison,
     feature_groups,
     feature_length,
-    group_matrix,
 )
 
 #: Verification modes: the writer-independent verifier alone, or with a per-writer network added.
@@ -76,6 +76,8 @@ class VerifierConfig:
         Added to the references' per-feature spread (see ``comparison``).
     grid : (rows, columns)
         Regions of each HOG scale compared separately.
+    statistics : tuple of str
+        What the comparison measures per feature group (``comparison.STATISTICS``).
     writer_model : WriterModelSettings
     """
 
@@ -84,6 +86,7 @@ class VerifierConfig:
     dependent_threshold: float | None = None
     spread_floor: float = DEFAULT_SPREAD_FLOOR
     grid: tuple = DEFAULT_GRID
+    statistics: tuple = DEFAULT_STATISTICS
     writer_model: WriterModelSettings = field(default_factory=WriterModelSettings)
 
     def __post_init__(self):
@@ -95,6 +98,7 @@ class VerifierConfig:
         if len(grid) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid):
             raise ParameterError(f"grid must be two integers >= 1; got {self.grid!r}")
         object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "statistics", tuple(self.statistics))
         if isinstance(self.writer_model, dict):
             object.__setattr__(self, "writer_model", WriterModelSettings(**self.writer_model))
 
@@ -103,6 +107,7 @@ class VerifierConfig:
         document = asdict(self)
         del document["feature_parameters"]
         document["grid"] = list(self.grid)
+        document["statistics"] = list(self.statistics)
         document["writer_model"]["hidden_sizes"] = list(self.writer_model.hidden_sizes)
         return document
 
@@ -144,7 +149,8 @@ class Verifier:
             raise ParameterError("a verifier needs at least one network")
         self.background = None if background is None else np.asarray(background, dtype=np.float32)
         self.groups = feature_groups(config.feature_parameters, config.grid)
-        self.averaging = group_matrix(self.groups, feature_length(config.feature_parameters))
+        self.compare = Comparison(self.groups, feature_length(config.feature_parameters), config.spread_floor,
+                                  config.statistics)
 
     @property
     def feature_parameters(self):
@@ -161,7 +167,7 @@ class Verifier:
     @property
     def n_features(self):
         """Length of the raw feature vectors this verifier takes."""
-        return self.averaging.shape[0]
+        return self.compare.averaging.shape[0]
 
     def standardize(self, X):
         """Raw feature vectors (n, n_features) -> standardised with the development writers' statistics."""
@@ -176,12 +182,11 @@ class Verifier:
         return self.standardizer.transform(X)
 
     def comparison(self, queries, references):
-        """Deviation features (n_queries, n_groups) of raw ``queries`` against raw ``references``."""
+        """The networks' inputs (n_queries, n_inputs) for raw ``queries`` against raw ``references``."""
         references = np.atleast_2d(references)
         if len(references) < 1:
             raise DataError("at least one reference signature is needed")
-        return deviation_features(self.standardize(queries), self.standardize(references), self.averaging,
-                                  self.config.spread_floor)
+        return self.compare(self.standardize(queries), self.standardize(references))
 
     def independent_scores(self, queries, references):
         """Writer-independent scores (n_queries,) of raw ``queries`` against raw ``references``."""

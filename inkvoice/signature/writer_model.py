@@ -13,7 +13,6 @@ network alone never has.
 import numpy as np
 
 from inkvoice.core.errors import DataError
-from inkvoice.signature.comparison import deviation_features, leave_one_out_features
 
 #: Least number of references for a writer-dependent model.
 MIN_REFERENCES = 4
@@ -34,20 +33,19 @@ class WriterModel:
         self.verifier = verifier
         self.references = references
         self.settings = settings = verifier.config.writer_model
-        floor = verifier.config.spread_floor
+        compare = verifier.compare
         standard_refs = verifier.standardize(references)
-        positives = leave_one_out_features(standard_refs, verifier.averaging, floor)
+        positives = compare.leave_one_out(standard_refs)
         background = verifier.standardize(verifier.background)
-        negatives = deviation_features(background, standard_refs, verifier.averaging, floor)
+        negatives = compare(background, standard_refs)
         self.network = self._fit(positives, negatives, rng, settings)
         # Centre the per-writer scores on what held-out references of this writer get: each
         # quarter of the references is scored by a network learnt from the other three.
         held_out = []
         for part in np.array_split(rng.permutation(len(standard_refs)), 4):
             rest = np.delete(standard_refs, part, axis=0)
-            network = self._fit(leave_one_out_features(rest, verifier.averaging, floor),
-                                deviation_features(background, rest, verifier.averaging, floor), rng, settings)
-            held = deviation_features(standard_refs[part], rest, verifier.averaging, floor)
+            network = self._fit(compare.leave_one_out(rest), compare(background, rest), rng, settings)
+            held = compare(standard_refs[part], rest)
             held_out.append(network.decision_function(held).reshape(-1))
         held_out = np.concatenate(held_out)
         self.offset = float(np.median(held_out))

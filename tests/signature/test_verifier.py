@@ -155,5 +155,5 @@ def test_protocol_uses_first_references_and_other_writers_as_random_forgeries():
     writer, references, queries, kinds = plan[0]
     assert writer == "a" and references.tolist() == [0, 1]
     assert queries.tolist() == [2, 3, 4, 7] and kinds.tolist() == ["genuine", "skilled", "skilled", "random"]
-    with pytest.raises(DataError, match="3 references leave none to test: a \(3\); use at most 2"):
+    with pytest.raises(DataError, match=r"3 references leave none to test: a \(3\); use at most 2"):
         protocol_queries(writers, genuine, ["a"], n_references=3)
