@@ -100,7 +100,8 @@ def writer_references(model_path, writer, store=None, verifier=None):
         return database.references(writer_name(writer))
 
 
-def verify_features(verifier, paths, results, references, mode=DEFAULT_MODE, threshold=None, explain=None):
+def verify_features(verifier, paths, results, references, mode=DEFAULT_MODE, threshold=None, explain=None,
+                    max_pixels=DEFAULT_MAX_PIXELS):
     """Records of already extracted ``results`` (vectors or ProjectErrors) of ``paths`` against ``references``."""
     records = _records(paths, results)
     good = [i for i, record in enumerate(records) if "error" not in record]
@@ -112,7 +113,8 @@ def verify_features(verifier, paths, results, references, mode=DEFAULT_MODE, thr
         if explain is not None:
             from inkvoice.signature.explain import explain_queries
 
-            explanations = explain_queries(verifier, [paths[i] for i in good], queries, references, explain)
+            explanations = explain_queries(verifier, [paths[i] for i in good], queries, references, explain,
+                                           max_pixels)
             for i, explanation in zip(good, explanations):
                 records[i]["explanation"] = explanation
     return records
@@ -146,7 +148,7 @@ def verify_files(model_path, writer, paths, store=None, *, mode=DEFAULT_MODE, th
     references = writer_references(model_path, writer, store, verifier)
     paths = [Path(p) for p in paths]
     results = extract_files(paths, verifier.feature_parameters, extraction, max_pixels, progress)
-    return verify_features(verifier, paths, results, references, mode, threshold, explain)
+    return verify_features(verifier, paths, results, references, mode, threshold, explain, max_pixels)
 
 
 def compare_files(verifier, reference_paths, query_path, *, threshold=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -165,4 +167,4 @@ def compare_files(verifier, reference_paths, query_path, *, threshold=None, max_
     if failed:
         return failed
     return verify_features(verifier, paths[-1:], results[-1:], np.stack(results[:-1]), threshold=threshold,
-                           explain=explain)
+                           explain=explain, max_pixels=max_pixels)

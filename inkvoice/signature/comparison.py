@@ -44,6 +44,15 @@ def feature_groups(parameters, grid=DEFAULT_GRID):
         if parameters["profile_bins"]:
             groups.append((f"profile_{axis}", np.arange(offset, offset + parameters["profile_bins"])))
             offset += parameters["profile_bins"]
+    if parameters.get("lbp_radius") is not None:
+        from inkvoice.signature.features import LBP_CODES, LBP_GRID
+
+        groups.append(("texture", np.arange(offset, offset + LBP_CODES)))
+        offset += LBP_CODES
+        for r in range(LBP_GRID[0]):
+            for c in range(LBP_GRID[1]):
+                groups.append((f"texture[{r},{c}]", np.arange(offset, offset + LBP_CODES)))
+                offset += LBP_CODES
     for name in ("aspect", "density", "coverage", "centre_row", "centre_column"):
         groups.append((name, np.array([offset])))
         offset += 1

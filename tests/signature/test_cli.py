@@ -271,3 +271,19 @@ def test_python_dash_m_runs_the_command():
 
     result = subprocess.run([sys.executable, "-m", "inkvoice.signature", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "enroll" in result.stdout
+
+
+def test_verify_explain_writes_a_picture_per_query(enrolled, samples_dir, tmp_path):
+    model, store = enrolled
+    queries = [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "03.png"]
+    folder = tmp_path / "why"
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--explain", folder, *queries)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2
+    pictures = sorted(folder.iterdir())
+    assert [record["explanation"]["png"] for record in records] == [str(p) for p in pictures]
+    assert all(len(record["explanation"]["groups"]) == 3 for record in records)
+    table = run("verify", model, "--writer", "writer5", "--store", store, "--explain", folder, *queries)
+    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 3
+    assert len(table.stderr.splitlines()) == 2 and "weighed" not in table.stdout
