@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from inkvoice.core.errors import ProjectError
-from inkvoice.signature.dataset import writer_name
-from inkvoice.signature.enrollment import DEFAULT_MIN_REFERENCES
+from inkvoice.signature.enrollment import DEFAULT_MIN_REFERENCES, writer_name
 from inkvoice.signature.features import extract_files
 from inkvoice.signature.images import DEFAULT_MAX_PIXELS
 from inkvoice.signature.verifier import DEFAULT_MODE
@@ -26,9 +25,10 @@ def default_store(model_path):
 
 
 def open_enrollment_store(location, verifier, create):
-    from inkvoice.signature.enrollment import EnrollmentStore
+    """The enrolment store at ``location`` (an SQLite path or a postgresql:// URL) for ``verifier``'s features."""
+    from inkvoice.signature.enrollment import open_store
 
-    return EnrollmentStore(location, verifier.feature_parameters, create=create)
+    return open_store(location, verifier.feature_parameters, create=create)
 
 
 def _verifier(model_path, verifier):
@@ -56,7 +56,7 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     model_path : path-like, the model file whose features the store keeps
     writer : str, normalised by ``dataset.writer_name``
     paths : sequence of path-like, the reference images
-    store : path-like or None (``default_store(model_path)``)
+    store : path-like, postgresql:// URL or None (``default_store(model_path)``)
     extraction : ExtractionSettings or None
     max_pixels : int > 0
     min_references : int >= 1, fewest references the writer may have afterwards

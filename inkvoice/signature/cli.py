@@ -12,6 +12,7 @@ import numpy as np
 
 from inkvoice.core.command import (
     CommaList,
+    OutputFile,
     ProjectGroup,
     extraction_options,
     progress_reporter,
@@ -94,8 +95,9 @@ _json_option = click.option("--json", "as_json", is_flag=True,
 _threshold_option = click.option("--threshold", type=float, default=None,
                                  help="Decision threshold on the score (default: the one stored in the model "
                                       "for the mode).")
-_store_option = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                             help="Enrolment store (SQLite); default: MODEL with the suffix .enrol.sqlite.")
+_store_option = click.option("--store", metavar="PATH_OR_URL", default=None,
+                             help="Enrolment store: an SQLite file, or postgresql://user@host:port/database for one "
+                                  "that several processes share; default: MODEL with the suffix .enrol.sqlite.")
 _mode_option = click.option("--mode", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
                             help="independent: the trained verifier; dependent: adds a network learnt from the "
                                  "writer's references (>= 4 references).")
@@ -111,7 +113,7 @@ def main():
 
 @main.command()
 @click.argument("data", type=_FOLDER, nargs=-1, required=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--output", type=OutputFile(), required=True,
               help="Model file to write (.npz).")
 @click.option("--writers", default=None, help=f"Development writers to learn from. {_writers_help}")
 @click.option("--refs", type=click.IntRange(min=1), default=TrainingSettings.n_references, show_default=True,
@@ -276,7 +278,7 @@ def compare(model, references, query, threshold, explain, as_json, max_pixels):
               help="Genuine references per writer (the first ones); the rest are queries.")
 @click.option("--writers", default=None, help=f"Writers to test. {_writers_help}")
 @_mode_option
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--plot", type=OutputFile(), default=None,
               help="Write ROC and DET curves to this PNG (needs matplotlib).")
 @_threshold_option
 @_json_option
@@ -318,6 +320,7 @@ def evaluate(model, data, refs, writers, mode, plot, threshold, as_json, extract
 def info(model, store, as_json):
     """Show a model's feature settings, thresholds, training and figures (and its store's writers)."""
     from inkvoice.signature.api import default_store, open_enrollment_store
+    from inkvoice.signature.enrollment import is_store_url
 
     verifier, metadata = _load(model)
     training = metadata.get("training", {})
@@ -332,9 +335,9 @@ def info(model, store, as_json):
         "training_writers": len(training.get("writers", [])),
         "figures": metadata.get("figures", {}),
     }
-    store_path = default_store(model) if store is None else store
-    if store_path.is_file():
-        with open_enrollment_store(store_path, verifier, create=False) as database:
+    location = default_store(model) if store is None else store
+    if is_store_url(location) or Path(location).is_file():
+        with open_enrollment_store(location, verifier, create=False) as database:
             document["enrolled"] = {name: count for name, count in database.writers()}
     if as_json:
         click.echo(json.dumps(document, allow_nan=False))

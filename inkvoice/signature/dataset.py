@@ -163,24 +163,3 @@ def parse_writer_range(text):
     if not writers:
         raise DataError(f"no writers in {shorten(text)!r}")
     return writers
-
-
-#: Longest writer name accepted (names are stored and echoed in messages).
-MAX_WRITER_NAME = 200
-
-
-def writer_name(text):
-    """The one normal form of a writer's name: surrounding spaces removed, non-empty, printable.
-
-    Enrolment and verification both go through it, so " ann " and "ann" are the same writer.
-    """
-    from inkvoice.core.errors import ParameterError
-
-    name = str(text).strip()
-    if not name:
-        raise ParameterError("writer must be a non-empty name")
-    if len(name) > MAX_WRITER_NAME:
-        raise ParameterError(f"writer name {shorten(name, 40)!r} is longer than {MAX_WRITER_NAME} characters")
-    if not name.isprintable():
-        raise ParameterError(f"writer name {shorten(name, 40)!r} holds control characters")
-    return name

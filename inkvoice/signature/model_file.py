@@ -1,9 +1,23 @@
 """The signature model file: the verifier's networks, feature statistics, settings and thresholds."""
 
-
 from inkvoice.signature.verifier import Verifier, VerifierConfig
 
 PIPELINE = "signature"
+
+
+def _schema():
+    """The signature model file's own fields and arrays, checked before any network is built."""
+    from inkvoice.core.bundle import NUMBER, ArraySpec, ModelSchema, OptionalField
+
+    writer_model = {"hidden_sizes": [int], "l2": NUMBER, "max_epochs": int, "weight": NUMBER}
+    return ModelSchema(
+        fields={"features": dict, "training": OptionalField(dict), "figures": OptionalField(dict),
+                "verifier": {"threshold": NUMBER, "dependent_threshold": OptionalField(NUMBER), "spread_floor": NUMBER,
+                             "grid": [int], "statistics": OptionalField([str]),
+                             "writer_model": OptionalField(writer_model)}},
+        arrays={"feature_mean": ArraySpec(ndim=1), "feature_scale": ArraySpec(ndim=1, positive=True),
+                "background": ArraySpec(ndim=2, required=False)},
+    )
 
 
 def save_verifier(path, verifier, training=None, figures=None):
@@ -36,7 +50,7 @@ def load_verifier(path):
     from inkvoice.core.scaling import Standardizer
     from inkvoice.signature.features import check_parameters
 
-    bundle = load_model(path, PIPELINE)
+    bundle = load_model(path, PIPELINE, _schema())
     name = str(path)
     try:
         parameters = check_parameters(bundle.metadata["features"])

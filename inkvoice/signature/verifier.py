@@ -115,7 +115,12 @@ class VerifierConfig:
     def from_dict(cls, feature_parameters, document):
         """The config stored by ``to_dict``; unknown or missing keys raise KeyError/TypeError."""
         document = dict(document)
-        writer_model = dict(document.pop("writer_model", {}))
+        # files written before score normalisation was removed say "none"; any other value
+        # would score differently than this version can
+        normalisation = document.pop("normalisation", "none")
+        if normalisation != "none":
+            raise ValueError(f"score normalisation {normalisation!r} is no longer supported: train the model again")
+        writer_model = dict(document.pop("writer_model", None) or {})
         if "hidden_sizes" in writer_model:
             writer_model["hidden_sizes"] = tuple(writer_model["hidden_sizes"])
         return cls(feature_parameters, writer_model=WriterModelSettings(**writer_model), **document)
