@@ -1,0 +1,54 @@
+"""Running the app: load the models once, bind the address, serve with uvicorn until interrupted."""
+
+import socket
+
+from inkvoice.core.errors import ParameterError
+from inkvoice.serve.service import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, Service
+
+
+def _need_extra():
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise ParameterError(
+            f"the server needs the 'serve' extra ({error.name} is missing): pip install 'inkvoice[serve]'"
+        ) from None
+
+
+def bind(host, port):
+    """A listening socket on ``host``:``port`` (port 0: a free one), refused with one clear line."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        raise ParameterError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock.listen(2048)
+    return sock
+
+
+def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model=None, store=None, token=None,
+        max_upload_mb=DEFAULT_MAX_UPLOAD_MB, test_copies=None, announce=print):
+    """Serve until interrupted; ``announce`` receives the line that gives the page's address."""
+    _need_extra()
+    import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    from inkvoice.serve.app import create_app
+
+    # Requests are the parallelism: BLAS threads on each request's small products only compete.
+    threadpool_limits(limits=1, user_api="blas")
+    service = Service(speech_model, signature_model, store=store, token=token, test_copies=test_copies)
+    try:
+        sock = bind(host, port)
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        pipelines = " and ".join(service.models)
+        announce(f"serving {pipelines} on http://{shown}:{bound_port}/ (API schema at /openapi.json); Ctrl-C stops")
+        config = uvicorn.Config(create_app(service, max_upload_mb), log_level="info", timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        service.close()
