@@ -92,17 +92,17 @@ def _error_response(status, message, headers=None):
 
 
 class RequestLimits:
-    """ASGI middleware: refuse bodies over ``max_bytes`` (413) and add the page's security headers."""
+    """ASGI middleware: refuse bodies over ``max_mb`` megabytes (413) and add the page's security headers."""
 
-    def __init__(self, app, max_bytes):
+    def __init__(self, app, max_mb):
         self.app = app
-        self.max_bytes = int(max_bytes)
+        self.max_mb = max_mb
+        self.max_bytes = int(max_mb * MEGABYTE)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit_mb = self.max_bytes / MEGABYTE
-        too_large = f"the request is larger than this server's limit of {limit_mb:g} MB (--max-upload-mb)"
+        too_large = f"the request is larger than this server's limit of {self.max_mb:g} MB (--max-upload-mb)"
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes + _MULTIPART_SLACK:
             return await _error_response(413, too_large)(scope, receive, send)
@@ -157,7 +157,7 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         docs_url=None,  # the interactive pages load their scripts from a CDN; /openapi.json is served
         redoc_url=None,
     )
-    app.add_middleware(RequestLimits, max_bytes=int(max_upload_mb * MEGABYTE))
+    app.add_middleware(RequestLimits, max_mb=max_upload_mb)
     bearer = HTTPBearer(auto_error=False, description="The token the server was started with (--token).")
 
     def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):

@@ -9,7 +9,7 @@ from inkvoice.serve.service import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_
 def _need_extra():
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401
+        import python_multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as error:
         raise ParameterError(
@@ -41,14 +41,23 @@ def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model
 
     # Requests are the parallelism: BLAS threads on each request's small products only compete.
     threadpool_limits(limits=1, user_api="blas")
-    service = Service(speech_model, signature_model, store=store, token=token, test_copies=test_copies)
+    sock = bind(host, port)  # first, so a taken port is reported before the models load
     try:
-        sock = bind(host, port)
+        service = Service(speech_model, signature_model, store=store, token=token, test_copies=test_copies)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        service.warm_up()
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         pipelines = " and ".join(service.models)
         announce(f"serving {pipelines} on http://{shown}:{bound_port}/ (API schema at /openapi.json); Ctrl-C stops")
         config = uvicorn.Config(create_app(service, max_upload_mb), log_level="info", timeout_graceful_shutdown=5)
-        uvicorn.Server(config).run(sockets=[sock])
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass  # uvicorn has shut down cleanly and passes the interrupt on: stopping is the normal end
     finally:
+        sock.close()
         service.close()

@@ -125,8 +125,10 @@ class Service:
             self._secrets.append((str(self.store_path), "the enrolment store"))
             self.models["signature"] = self._describe(signature_model, threshold=round(self.verifier.threshold, 4))
             if self.store_path.is_file():
-                with self._store(create=False):
-                    pass  # refuses a store of other feature settings now, not at the first request
+                from inkvoice.signature.enrollment import EnrollmentStore
+
+                # A store of other feature settings is refused now, not at the first request.
+                EnrollmentStore(self.store_path, self.verifier.feature_parameters, create=False).close()
         self._uploads = Path(tempfile.mkdtemp(prefix="inkvoice-serve-"))
         self._secrets.append((str(self._uploads), "upload"))
 
@@ -136,6 +138,34 @@ class Service:
             if text not in ("", "."):
                 self._secrets.append((text + os.sep, ""))
         return {"name": path.name, "version": _file_version(path), **details}
+
+    def warm_up(self):
+        """Answer one made-up request of each kind, so the first client does not wait for imports.
+
+        The first clip at another sample rate than the model's loads the resampler and the first
+        image the image libraries: seconds, on a busy machine, that a client should never see.
+        """
+        import io
+
+        if self.speech is not None:
+            import soundfile
+
+            rate = 2 * int(self.speech.features["sample_rate"])
+            time = np.arange(rate // 2) / rate
+            buffer = io.BytesIO()
+            soundfile.write(buffer, (0.5 * np.sin(2 * np.pi * 440 * time)).astype(np.float32), rate, format="WAV")
+            buffer.seek(0)
+            self.predict_speech(Upload("warm-up.wav", buffer))
+        if self.verifier is not None:
+            from PIL import Image
+
+            page = np.full((120, 300), 235, dtype=np.uint8)
+            page[40:80, 30:270:7] = 20
+            buffer = io.BytesIO()
+            Image.fromarray(page).save(buffer, format="PNG")
+            buffer.seek(0)
+            with self.staged([Upload("warm-up.png", buffer)]) as paths:
+                self._features(paths)
 
     def close(self):
         """Remove the upload folder."""
@@ -183,11 +213,10 @@ class Service:
         try:
             with EnrollmentStore(self.store_path, self.verifier.feature_parameters, create=create) as store:
                 yield store
-        except sqlite3.OperationalError as error:
+        except (sqlite3.DatabaseError, ProjectError) as error:
+            # What reaches here is the store's own failure (the jobs handle their callers' errors).
             if "locked" in str(error) or "busy" in str(error):
                 raise ServiceError(503, "the enrolment store is busy; try again in a moment") from None
-            raise ServiceError(500, f"the enrolment store cannot be used: {self.public(error)}") from None
-        except sqlite3.DatabaseError as error:
             raise ServiceError(500, f"the enrolment store cannot be used: {self.public(error)}") from None
 
     def _bad_file(self, error):

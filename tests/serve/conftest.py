@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,6 @@ class RunningServer:
     """``inkvoice serve`` in a child process on a free loopback port; its output goes to files in ``folder``."""
 
     def __init__(self, arguments, folder, env=None):
-        import httpx
-
         command = [sys.executable, "-c", "from inkvoice.cli import main; main()", "serve", "--port", "0", *arguments]
         self.log = folder / "server.log"
         self.output = folder / "server.out"
@@ -98,9 +97,10 @@ class RunningServer:
                 time.sleep(0.1)
         while self.url and time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the server did not start: {self.output.read_text()[-500:]} {self.log.read_text()[-2000:]}")

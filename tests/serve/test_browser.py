@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.serve.conftest import SPEECH_SAMPLES, TOKEN, genuine
+from tests.serve.conftest import SPEECH_SAMPLES, TOKEN, RunningServer, genuine
 
 WAIT_SECONDS = 30
 
@@ -25,10 +25,15 @@ def page_errors(driver):
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
-@pytest.fixture
-def both_models(serve, speech_model_path, signature_model_path, tmp_path):
-    return serve("--speech-model", speech_model_path, "--signature-model", signature_model_path,
-                 "--store", tmp_path / "store.sqlite", "--token", TOKEN)
+@pytest.fixture(scope="module")
+def both_models(speech_model_path, signature_model_path, tmp_path_factory):
+    """One server for the page tests (starting one loads the models and warms them up)."""
+    folder = tmp_path_factory.mktemp("page-server")
+    server = RunningServer([str(a) for a in ("--speech-model", speech_model_path, "--signature-model",
+                                             signature_model_path, "--store", folder / "store.sqlite",
+                                             "--token", TOKEN)], folder)
+    yield server
+    server.stop()
 
 
 def test_uploaded_wav_shows_its_digit(both_models, browser_factory, tmp_path):
