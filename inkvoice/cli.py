@@ -32,7 +32,9 @@ def main():
               help="Largest request accepted, in megabytes (413 above it).")
 @click.option("--test-copies", type=click.IntRange(0, 50), default=None,
               help="Speech test-time augmentation copies per clip (default: the model's setting).")
-def serve(host, port, speech_model, signature_model, store, token, max_upload_mb, test_copies):
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes, each with its own copy of the models (about one per core answers most).")
+def serve(host, port, speech_model, signature_model, store, token, max_upload_mb, test_copies, workers):
     """Serve the JSON API and the web page for the models given (at least one).
 
     The page is at / ; the API's OpenAPI schema at /openapi.json. Stop with Ctrl-C.
@@ -40,4 +42,4 @@ def serve(host, port, speech_model, signature_model, store, token, max_upload_mb
     from inkvoice.serve.server import run
 
     run(host=host, port=port, speech_model=speech_model, signature_model=signature_model, store=store, token=token,
-        max_upload_mb=max_upload_mb, test_copies=test_copies, announce=click.echo)
+        max_upload_mb=max_upload_mb, test_copies=test_copies, workers=workers, announce=click.echo)

@@ -6,6 +6,7 @@ failures are logged on the server and reach the client only as "internal error".
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +22,8 @@ from inkvoice import __version__
 from inkvoice.serve.service import DEFAULT_MAX_UPLOAD_MB, DEFAULT_TOP_K, ServiceError, Upload
 
 STATIC = Path(__file__).with_name("static")
+#: The environment variable that hands the server's settings to its worker processes (JSON).
+SETTINGS_VARIABLE = "INKVOICE_SERVE_SETTINGS"
 MEGABYTE = 1 << 20
 # Room for the multipart boundaries and headers around the files themselves.
 _MULTIPART_SLACK = 64 * 1024
@@ -234,4 +237,28 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def app_from_environment():
+    """The app of one worker process of ``inkvoice serve --workers N``: settings from ``SETTINGS_VARIABLE``.
+
+    Each worker loads the models once and warms them up before it takes requests.
+    """
+    from contextlib import asynccontextmanager
+
+    from inkvoice.serve.service import Service
+
+    settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    max_upload_mb = settings.pop("max_upload_mb")
+    service = Service(**settings)
+    service.warm_up()
+    app = create_app(service, max_upload_mb)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.close()
+
+    app.router.lifespan_context = lifespan
     return app
