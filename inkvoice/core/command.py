@@ -1,12 +1,15 @@
-"""Click support shared by the pipelines' CLIs: a ProjectError becomes one "Error:" line.
+"""Click support shared by the CLIs: one-line errors, and the options every command spells alike.
 
 This is the one core module that imports click; the numerical core never does.
 """
 
+import functools
 import sys
+from pathlib import Path
 
 import click
 
+from inkvoice import __version__
 from inkvoice.core.errors import ProjectError
 
 
@@ -31,3 +34,96 @@ def progress_reporter(total, label, enabled=True):
     # sys.stderr is looked up at call time, so click's test runner captures it too.
     bar = click.progressbar(length=total, label=label, file=sys.stderr, hidden=not enabled)
     return bar, bar.update
+
+
+def version_option(prog_name):
+    """``--version``: the installed inkvoice version, the same for every command."""
+    return click.version_option(__version__, "--version", prog_name=prog_name)
+
+
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars or progress messages.")
+
+
+def extraction_options(command):
+    """``--jobs``, ``--cache/--no-cache``, ``--scheduler`` and ``--send-files`` for a command over many files.
+
+    The command receives them as one ``extraction`` argument, an
+    :class:`inkvoice.core.extraction.ExtractionSettings`.
+    """
+
+    @click.option("--jobs", type=click.IntRange(min=1), default=None,
+                  help="Worker processes for feature extraction (default: every core).")
+    @click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
+                  help="Read and write the feature cache (see `inkvoice cache`).")
+    @click.option("--scheduler", metavar="ADDRESS", envvar="INKVOICE_SCHEDULER", default=None,
+                  help="Extract features on the Dask cluster whose scheduler is at ADDRESS, e.g. tcp://10.0.0.5:8786 "
+                       "(default: $INKVOICE_SCHEDULER, else this machine). Its workers read the files at the paths "
+                       "given here, unless --send-files.")
+    @click.option("--send-files", is_flag=True,
+                  help="With --scheduler: send each file's bytes to the workers, for workers that do not share "
+                       "this machine's files.")
+    @functools.wraps(command)
+    def wrapper(*args, jobs, use_cache, scheduler, send_files, **kwargs):
+        from inkvoice.core.extraction import ExtractionSettings
+
+        if send_files and not scheduler:
+            raise click.UsageError("--send-files needs --scheduler (or INKVOICE_SCHEDULER)")
+        settings = ExtractionSettings(n_jobs=jobs, cache=use_cache, scheduler=scheduler or None, send_files=send_files)
+        return command(*args, extraction=settings, **kwargs)
+
+    return wrapper
+
+
+class CommaList(click.ParamType):
+    """Comma-separated values of one type, e.g. ``256,128`` or ``16,32``.
+
+    Parameters
+    ----------
+    item_type : callable
+        Converts one item (``int``, ``float``, ``str``).
+    minimum : number or None
+        Smallest value allowed for every item.
+    example : str
+        Shown in the error message.
+    """
+
+    name = "list"
+
+    def __init__(self, item_type=int, minimum=None, example="256,128"):
+        self.item_type = item_type
+        self.minimum = minimum
+        self.example = example
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        parts = [part.strip() for part in str(value).split(",") if part.strip()]
+        try:
+            items = [self.item_type(part) for part in parts]
+        except ValueError:
+            items = None
+        if not items or (self.minimum is not None and any(item < self.minimum for item in items)):
+            bound = "" if self.minimum is None else f" of at least {self.minimum}"
+            self.fail(f"expected comma-separated values{bound} such as {self.example}; got {value!r}", param, ctx)
+        return items
+
+
+class OutputFile(click.Path):
+    """A file the command writes (model, PNG, JSON), checked before any work starts.
+
+    Only a regular file or a new name is accepted: a folder, device (``/dev/full``), FIFO or
+    socket is refused, as is a place that cannot be written (under a file, a read-only folder,
+    a full disk, a file-size limit), with a usage error naming the option.
+    """
+
+    def __init__(self):
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        from inkvoice.core.files import check_output_path
+
+        path = super().convert(value, param, ctx)
+        try:
+            return check_output_path(path)
+        except ProjectError as error:
+            self.fail(str(error), param, ctx)

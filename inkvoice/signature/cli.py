@@ -7,14 +7,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from inkvoice.core.command import ProjectGroup, progress_reporter
+from inkvoice.core.command import OutputFile, ProjectGroup, progress_reporter
 from inkvoice.core.errors import DataError, ProjectError
 
 _PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
 _FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def _store_path(model, store):
+def _store_location(model, store):
+    """The enrolment store: ``--store`` (an SQLite path or a postgresql:// URL), else MODEL.enrol.sqlite."""
     return store if store is not None else model.with_suffix(".enrol.sqlite")
 
 
@@ -101,8 +102,9 @@ _json_option = click.option("--json", "as_json", is_flag=True,
 _threshold_option = click.option("--threshold", type=float, default=None,
                                  help="Decision threshold on the score (default: the one stored in the model "
                                       "for the mode).")
-_store_option = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                             help="Enrolment store (SQLite); default: MODEL with the suffix .enrol.sqlite.")
+_store_option = click.option("--store", metavar="PATH_OR_URL", default=None,
+                             help="Enrolment store: an SQLite file, or postgresql://user@host:port/database for one "
+                                  "that several processes share; default: MODEL with the suffix .enrol.sqlite.")
 
 
 @click.group(cls=ProjectGroup)
@@ -113,7 +115,7 @@ def main():
 
 @main.command()
 @click.argument("data", type=_FOLDER)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--output", type=OutputFile(), required=True,
               help="Model file to write (.npz).")
 @click.option("--writers", default=None,
               help="Development writers to learn from, e.g. 1-35 (default: every writer in DATA).")
@@ -176,7 +178,7 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, j
 @_pixels_option
 def enroll(model, images, writer, min_references, store, jobs, cache, max_pixels):
     """Enrol reference IMAGES of a writer (all of them or, if any is unusable, none)."""
-    from inkvoice.signature.enrollment import EnrollmentStore, file_digest
+    from inkvoice.signature.enrollment import file_digest, open_store
 
     verifier, _ = _load(model)
     results = _extract(list(images), verifier.feature_parameters, jobs, cache, max_pixels, "features")
@@ -184,7 +186,7 @@ def enroll(model, images, writer, min_references, store, jobs, cache, max_pixels
         raise DataError(f"nothing enrolled for writer {writer!r}: fix or leave out the images above")
     model_digest = file_digest(model)[:16]
     entries = [(path.name, file_digest(path), vector) for path, vector in zip(images, results)]
-    with EnrollmentStore(_store_path(model, store), verifier.feature_parameters) as database:
+    with open_store(_store_location(model, store), verifier.feature_parameters) as database:
         added, total = database.add(writer, entries, model_digest, min_references)
     click.echo(f"writer {writer}: {added} reference(s) added, {total} in total")
 
@@ -215,10 +217,10 @@ _VERDICT_COLUMNS = [("image", "image"), ("verdict", "verdict"), ("score", "score
 @_pixels_option
 def verify(model, images, writer, mode, threshold, store, as_json, jobs, cache, max_pixels):
     """Say whether each of IMAGES is a genuine signature of an enrolled writer."""
-    from inkvoice.signature.enrollment import EnrollmentStore
+    from inkvoice.signature.enrollment import open_store
 
     verifier, _ = _load(model)
-    with EnrollmentStore(_store_path(model, store), verifier.feature_parameters, create=False) as database:
+    with open_store(_store_location(model, store), verifier.feature_parameters, create=False) as database:
         references = database.references(writer)
     results = _extract(list(images), verifier.feature_parameters, jobs, cache, max_pixels, "features", quiet=as_json)
     failed = _report_failures(images, results)
@@ -266,7 +268,7 @@ def compare(model, references, query, threshold, as_json, max_pixels):
 @click.option("--writers", default=None, help="Writers to test, e.g. 36-45 (default: every writer in DATA).")
 @click.option("--mode", type=click.Choice(["independent", "dependent"]), default="independent", show_default=True,
               help="Writer-independent verifier, or with a per-writer network added.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--plot", type=OutputFile(), default=None,
               help="Write ROC and DET curves to this PNG (needs matplotlib).")
 @_threshold_option
 @_json_option
@@ -334,11 +336,11 @@ def info(model, store, as_json):
         "training_writers": len(metadata.get("training", {}).get("writers", [])),
         "figures": metadata.get("figures", {}),
     }
-    store_path = _store_path(model, store)
-    if store_path.is_file():
-        from inkvoice.signature.enrollment import EnrollmentStore
+    from inkvoice.signature.enrollment import is_store_url, open_store
 
-        with EnrollmentStore(store_path, verifier.feature_parameters, create=False) as database:
+    location = _store_location(model, store)
+    if is_store_url(location) or Path(location).is_file():
+        with open_store(location, verifier.feature_parameters, create=False) as database:
             document["enrolled"] = {name: count for name, count in database.writers()}
     if as_json:
         click.echo(json.dumps(document))

@@ -37,11 +37,12 @@ def read_grey(path, max_pixels=DEFAULT_MAX_PIXELS):
     """
     from PIL import Image, UnidentifiedImageError
 
+    from inkvoice.core.files import check_input_file
+
     path = Path(path)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0:
         raise ParameterError(f"max_pixels must be a positive integer; got {max_pixels!r}")
-    if not path.is_file():
-        raise DataError(f"{path}: no such image file")
+    check_input_file(path, what="image file")  # not a FIFO, device or link loop; bounded size
     # Pillow's own bomb check is replaced by ours, which the user can raise.
     saved_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None

@@ -5,6 +5,19 @@ from inkvoice.signature.verifier import Verifier
 PIPELINE = "signature"
 
 
+def _schema():
+    """The signature model file's own fields and arrays, checked before any network is built."""
+    from inkvoice.core.bundle import NUMBER, ArraySpec, ModelSchema, OptionalField
+
+    return ModelSchema(
+        fields={"features": dict, "training": OptionalField(dict), "figures": OptionalField(dict),
+                "verifier": {"threshold": NUMBER, "dependent_threshold": OptionalField(NUMBER), "spread_floor": NUMBER,
+                             "grid": [int], "normalisation": OptionalField(str)}},
+        arrays={"feature_mean": ArraySpec(ndim=1), "feature_scale": ArraySpec(ndim=1, positive=True),
+                "background": ArraySpec(ndim=2, required=False)},
+    )
+
+
 def save_verifier(path, verifier, training=None, figures=None):
     """Write ``verifier`` to one model file (weights, statistics, feature parameters, threshold)."""
     from inkvoice.core.bundle import save_model
@@ -33,7 +46,7 @@ def load_verifier(path):
     from inkvoice.core.errors import ModelFileError
     from inkvoice.signature.features import check_parameters
 
-    bundle = load_model(path, PIPELINE)
+    bundle = load_model(path, PIPELINE, _schema())
     try:
         parameters = check_parameters(bundle.metadata["features"])
         settings = bundle.metadata["verifier"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from inkvoice.core.command import ProjectGroup, progress_reporter
+from inkvoice.core.command import OutputFile, ProjectGroup, progress_reporter
 from inkvoice.core.errors import DataError
 
 MAX_SECONDS_HELP = "Longest clip accepted, in seconds (longer clips are refused)."
@@ -51,7 +51,7 @@ def main():
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Model file to write (.npz).")
+@click.option("-o", "--output", required=True, type=OutputFile(), help="Model file to write (.npz).")
 @click.option("--split", type=click.Choice(["auto", "official", "speaker", "random", "none"]), default="auto", show_default=True,
               help="Held-out test clips: FSDD's official split (takes 0-4), one speaker, a seeded stratified random split, "
                    "or none; auto is official for FSDD names, else random.")
@@ -214,8 +214,8 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
 @click.option("--test-copies", type=click.IntRange(0, 50), default=None,
               help="Perturbed copies of each clip averaged with it (default: the model's setting; 0: the clip alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the confusion matrix to this PNG.")
-@click.option("--curve-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the model's training curve to this PNG.")
+@click.option("--confusion-png", type=OutputFile(), help="Also draw the confusion matrix to this PNG.")
+@click.option("--curve-png", type=OutputFile(), help="Also draw the model's training curve to this PNG.")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
