@@ -33,7 +33,7 @@ def bind(host, port):
 
 
 def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model=None, store=None, token=None,
-        max_upload_mb=DEFAULT_MAX_UPLOAD_MB, test_copies=None, workers=1, announce=print):
+        max_upload_mb=DEFAULT_MAX_UPLOAD_MB, test_copies=None, busy_seconds=None, workers=1, announce=print):
     """Serve until interrupted; ``announce`` receives the line that gives the page's address.
 
     With ``workers`` > 1, that many processes share the listening socket, each with its own
@@ -51,7 +51,8 @@ def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model
     sock = bind(host, port)  # first, so a taken port is reported before the models load
     settings = {"speech_model": None if speech_model is None else str(speech_model),
                 "signature_model": None if signature_model is None else str(signature_model),
-                "store": None if store is None else str(store), "token": token, "test_copies": test_copies}
+                "store": None if store is None else str(store), "token": token, "test_copies": test_copies,
+                "busy_seconds": busy_seconds}
     try:
         service = Service(**settings)  # with several workers, only checks the models and the store
     except BaseException:

@@ -28,8 +28,6 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20
 #: Labels listed with their probabilities in a speech answer.
 DEFAULT_TOP_K = 3
-#: Longest writer name accepted.
-MAX_WRITER_NAME = 100
 # Everything a client can send for a file name that we keep; the rest becomes "_".
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -59,15 +57,13 @@ def public_name(name, fallback="upload"):
 
 
 def check_writer(writer):
-    """A writer name from a URL, stripped; ServiceError 400 when empty, too long or holding control characters."""
-    name = str(writer).strip()
-    if not name:
-        raise ServiceError(400, "the writer name is empty")
-    if len(name) > MAX_WRITER_NAME:
-        raise ServiceError(400, f"the writer name has {len(name)} characters; at most {MAX_WRITER_NAME} are allowed")
-    if any(ord(character) < 32 or ord(character) == 127 for character in name):
-        raise ServiceError(400, "the writer name holds control characters")
-    return name
+    """A writer name from a URL, as the store keeps it; ServiceError 400 for an unusable name."""
+    from inkvoice.signature.enrollment import writer_name
+
+    try:
+        return writer_name(writer)
+    except ProjectError as error:
+        raise ServiceError(400, str(error)) from None
 
 
 def _file_version(path):
@@ -88,12 +84,16 @@ class Service:
         A ``speech`` model file; None serves no speech endpoints (they answer 404).
     signature_model : path-like or None
         A ``signature`` model file; None serves no signature endpoints.
-    store : path-like or None
-        The enrolment store; default: the signature model's, as ``signature enroll`` uses it.
+    store : path-like, str or None
+        The enrolment store: an SQLite file or a ``postgresql://`` URL; default: the
+        signature model's, as ``signature enroll`` uses it.
     token : str or None
         Bearer token that enrolment and deletion need; None turns both off.
     test_copies : int or None
         Speech test-time augmentation copies (default: the model's own setting).
+    busy_seconds : float > 0 or None
+        How long a request waits for a store locked by another process before its answer
+        is 503 (default: the store's own default).
 
     Raises
     ------
@@ -101,11 +101,15 @@ class Service:
         A model file or the store cannot be used (checked at start, not at the first request).
     """
 
-    def __init__(self, speech_model=None, signature_model=None, store=None, token=None, test_copies=None):
+    def __init__(self, speech_model=None, signature_model=None, store=None, token=None, test_copies=None,
+                 busy_seconds=None):
         if speech_model is None and signature_model is None:
             raise ParameterError("give a speech model, a signature model or both")
         self.token = token or None
         self.test_copies = test_copies
+        if busy_seconds is None:
+            from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS as busy_seconds
+        self.busy_seconds = busy_seconds
         self.speech = self.verifier = None
         self.models = {}
         self._secrets = []  # (text on the server, what a client sees instead)
@@ -115,20 +119,22 @@ class Service:
             self.speech = SpeechModel.load(speech_model)
             self.models["speech"] = self._describe(speech_model, labels=self.speech.labels)
         if signature_model is not None:
-            from inkvoice.signature.enrollment import file_digest
+            from inkvoice.signature.enrollment import file_digest, is_store_url, open_store
             from inkvoice.signature.model_file import load_verifier
 
             self.verifier, _ = load_verifier(signature_model)
             self.signature_digest = file_digest(signature_model)[:16]
-            self.store_path = Path(store) if store is not None else Path(signature_model).with_suffix(".enrol.sqlite")
-            self._secrets.append((str(self.store_path.resolve()), "the enrolment store"))
-            self._secrets.append((str(self.store_path), "the enrolment store"))
+            self.store_location = store if store is not None else Path(signature_model).with_suffix(".enrol.sqlite")
+            self.store_is_url = is_store_url(self.store_location)
+            if not self.store_is_url:
+                self.store_location = Path(self.store_location)
+                self._secrets.append((str(self.store_location.resolve()), "the enrolment store"))
+            self._secrets.append((str(self.store_location), "the enrolment store"))
             self.models["signature"] = self._describe(signature_model, threshold=round(self.verifier.threshold, 4))
-            if self.store_path.is_file():
-                from inkvoice.signature.enrollment import EnrollmentStore
-
-                # A store of other feature settings is refused now, not at the first request.
-                EnrollmentStore(self.store_path, self.verifier.feature_parameters, create=False).close()
+            if self.store_is_url or self.store_location.is_file():
+                # A store of other feature settings, or out of reach, is refused now, not at the first request.
+                open_store(self.store_location, self.verifier.feature_parameters, create=self.store_is_url,
+                           busy_seconds=self.busy_seconds).close()
         self._uploads = Path(tempfile.mkdtemp(prefix="inkvoice-serve-"))
         self._secrets.append((str(self._uploads), "upload"))
 
@@ -207,17 +213,21 @@ class Service:
 
     @contextlib.contextmanager
     def _store(self, create):
-        """The enrolment store, opened for one request; store failures become 503 or 500 answers."""
-        from inkvoice.signature.enrollment import EnrollmentStore
+        """The enrolment store, opened for one request; its own failures become 503 (busy) or 500."""
+        from inkvoice.signature.enrollment import StoreBusyError, open_store
 
         try:
-            with EnrollmentStore(self.store_path, self.verifier.feature_parameters, create=create) as store:
+            with open_store(self.store_location, self.verifier.feature_parameters, create=create,
+                            busy_seconds=self.busy_seconds) as store:
                 yield store
-        except (sqlite3.DatabaseError, ProjectError) as error:
+        except StoreBusyError:
+            raise ServiceError(503, "the enrolment store is busy; try again in a moment") from None
+        except ProjectError as error:
             # What reaches here is the store's own failure (the jobs handle their callers' errors).
-            if "locked" in str(error) or "busy" in str(error):
-                raise ServiceError(503, "the enrolment store is busy; try again in a moment") from None
             raise ServiceError(500, f"the enrolment store cannot be used: {self.public(error)}") from None
+
+    def _store_exists(self):
+        return self.store_is_url or self.store_location.is_file()
 
     def _bad_file(self, error):
         return ServiceError(400, self.public(error))
@@ -255,7 +265,7 @@ class Service:
     def writers(self):
         """Enrolled writers and their reference counts."""
         self._need("signature")
-        if not self.store_path.is_file():
+        if not self._store_exists():
             return []
         with self._store(create=False) as store:
             return [{"writer": name, "references": int(count)} for name, count in store.writers()]
@@ -307,7 +317,7 @@ class Service:
         """Forget ``writer`` and their references."""
         self._need("signature")
         writer = check_writer(writer)
-        if not self.store_path.is_file():
+        if not self._store_exists():
             raise ServiceError(404, f"writer {writer!r} is not enrolled")
         with self._store(create=False) as store:
             self._reference_count(store, writer)
@@ -324,7 +334,7 @@ class Service:
             raise ServiceError(400, f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         if explain:
             raise ServiceError(501, "explanations of verdicts are not available in this version")
-        if not self.store_path.is_file():
+        if not self._store_exists():
             raise ServiceError(404, f"writer {writer!r} is not enrolled")
         with self._store(create=False) as store:
             count = self._reference_count(store, writer)

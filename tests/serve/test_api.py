@@ -15,7 +15,7 @@ def service(speech_model_path, signature_model_path, tmp_path_factory):
     from inkvoice.serve.service import Service
 
     store = tmp_path_factory.mktemp("api-store") / "writers.sqlite"
-    service = Service(speech_model_path, signature_model_path, store=store, token=TOKEN)
+    service = Service(speech_model_path, signature_model_path, store=store, token=TOKEN, busy_seconds=0.5)
     yield service
     service.close()
 
@@ -42,7 +42,7 @@ class ApiClient:
         if response.status_code >= 400:
             body = response.json()
             assert set(body) == {"error"} and body["error"], body
-            secrets = [str(self.service._uploads), str(self.service.store_path.parent), str(SIGNATURE_SAMPLES.parent)]
+            secrets = [str(self.service._uploads), str(self.service.store_location.parent), str(SIGNATURE_SAMPLES.parent)]
             assert not any(secret in body["error"] for secret in secrets), body
             assert "Traceback" not in body["error"]
         return response
@@ -191,9 +191,11 @@ def test_verify_errors(client):
     Image.new("L", (300, 120), 240).save(blank, format="PNG")
     response = client.post("/api/signature/writers/writer4/verify", files=[("file", ("blank.png", blank.getvalue(), "image/png"))])
     assert response.status_code == 400 and response.json()["error"].startswith("blank.png: blank page")
-    long_name = client.post("/api/signature/writers/" + "x" * 200 + "/verify",
+    long_name = client.post("/api/signature/writers/" + "x" * 300 + "/verify",
                             files=files_of("file", genuine("writer4", [5])))
-    assert long_name.status_code == 400 and "at most 100" in long_name.json()["error"]
+    assert long_name.status_code == 400 and "at most 200 characters" in long_name.json()["error"]
+    spaced = client.post("/api/signature/writers/%20writer4%20/verify", files=files_of("file", genuine("writer4", [5])))
+    assert spaced.status_code == 200 and spaced.json()["writer"] == "writer4"
 
 
 def test_uploads_over_the_limit_are_413(service):
@@ -220,7 +222,7 @@ def test_uploads_over_the_limit_are_413(service):
 def test_a_busy_store_is_503(client, service):
     client.post("/api/signature/writers/writer3/references", headers=AUTH,
                 files=files_of("files", genuine("writer3", range(1, 4))))
-    blocker = sqlite3.connect(service.store_path)
+    blocker = sqlite3.connect(service.store_location)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         response = client.get("/api/signature/writers")
