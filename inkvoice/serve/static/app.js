@@ -229,13 +229,14 @@ function renderPrediction(answer, elapsed, source) {
   for (const entry of answer.top.slice(1)) {
     top.append(element("span", {}, element("b", { text: entry.label }), ` ${percent(entry.probability)}`));
   }
-  const card = element("div", { class: `answer${unsure ? " unsure" : ""}`, "data-testid": "speech-answer" },
-    element("div", { class: "value", id: "speech-label", text: answer.label }),
+  const facts = element("div", { class: "facts" },
     element("div", { class: "confidence", text: `${percent(answer.confidence)} confident${unsure ? " — check it" : ""}` }),
-    gauge,
-    element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · ${Math.round(elapsed)} ms` }),
-  );
-  if (answer.top.length > 1) card.append(element("div", { class: "detail" }, "next: ", top));
+    gauge);
+  if (answer.reason) facts.append(element("div", { class: "detail", text: answer.reason }));
+  if (answer.top.length > 1) facts.append(element("div", { class: "detail" }, "next most likely: ", top));
+  facts.append(element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · answered in ${Math.round(elapsed)} ms` }));
+  const card = element("div", { class: `answer${unsure ? " unsure" : ""}`, "data-testid": "speech-answer" },
+    element("div", { class: "value", id: "speech-label", text: answer.label }), facts);
   $("#speech-result").replaceChildren(card);
   remember(answer.label, answer.confidence, source === "recording" ? "recording" : answer.file);
 }
@@ -248,12 +249,11 @@ function renderDigits(answer, elapsed, source) {
       text: `${segment.label} ${percent(segment.confidence)} · ${segment.start.toFixed(2)}–${segment.end.toFixed(2)} s`,
     }));
   }
-  const card = element("div", { class: "answer", "data-testid": "speech-answer" },
-    element("div", { class: "value long", id: "speech-label", text: digits || "—" }),
+  const facts = element("div", { class: "facts" },
     element("div", { class: "confidence", text: `${(answer.segments || []).length} digit(s)` }),
-    element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · ${Math.round(elapsed)} ms` }),
-    segments,
-  );
+    element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · answered in ${Math.round(elapsed)} ms` }));
+  const card = element("div", { class: "answer", "data-testid": "speech-answer" },
+    element("div", { class: "value long", id: "speech-label", text: digits || "—" }), facts, segments);
   $("#speech-result").replaceChildren(card);
   remember(digits || "—", null, source === "recording" ? "recording" : answer.file);
 }
