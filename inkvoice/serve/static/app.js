@@ -504,6 +504,12 @@ document.addEventListener("paste", (event) => {
   }
 });
 $("#writer").addEventListener("input", describeWriter);
+$("#writer").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {  // writer typed: straight on to choosing the signature
+    event.preventDefault();
+    $("#signature-file").click();
+  }
+});
 $("#enrol-form").addEventListener("submit", enrol);
 $("#remove").addEventListener("click", removeWriter);
 $("#token").value = sessionStorage.getItem("inkvoice-token") || "";
