@@ -214,25 +214,27 @@ def _short(value):
 def _parse_metadata(text, name):
     if len(text) > MAX_METADATA_CHARACTERS:
         raise ModelFileError(f"{name}: its metadata holds {len(text):,} characters, over the limit of {MAX_METADATA_CHARACTERS:,}")
-
-    def refuse_constant(constant):
-        raise ValueError(f"{constant} is not a number JSON allows")
-
     try:
-        metadata = json.loads(text, parse_constant=refuse_constant)
+        metadata = json.loads(text)
     except RecursionError:
         raise ModelFileError(f"{name} has unreadable metadata: nested deeper than {MAX_METADATA_DEPTH} levels") from None
     except ValueError as error:
         raise ModelFileError(f"{name} has unreadable metadata: {error}") from None
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{name} is not a model file of this suite: its metadata has no format version")
-    stack = [(metadata, 1)]
+    # Depth and non-finite numbers (JSON's NaN/Infinity extension), each reported with where it is.
+    stack = [(metadata, ())]
     while stack:
-        value, depth = stack.pop()
-        if depth > MAX_METADATA_DEPTH:
+        value, where = stack.pop()
+        if len(where) >= MAX_METADATA_DEPTH:
             raise ModelFileError(f"{name} has unreadable metadata: nested deeper than {MAX_METADATA_DEPTH} levels")
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            if isinstance(child, (dict, list)):
+                stack.append((child, (*where, key)))
+            elif isinstance(child, float) and not math.isfinite(child):
+                place = ".".join(str(part) for part in (*where, key))
+                raise ModelFileError(f"{name}: metadata field {place} must be a finite number; got {child}")
     return metadata
 
 

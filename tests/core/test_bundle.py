@@ -197,7 +197,7 @@ CRAFTED = {
         lambda good: rewrite(good, _edit_description(layer_sizes=["6", "16", "8", "1"])), "layer_sizes must be a list",
     ),
     "a string format version": (lambda good: rewrite(good, edit_metadata(format_version="1")), "format_version must be a whole number"),
-    "NaN in the metadata": (lambda good: rewrite(good, edit_metadata(extra=float("nan"))), "NaN is not a number JSON allows"),
+    "NaN in the metadata": (lambda good: rewrite(good, edit_metadata(extra=float("nan"))), "metadata field extra must be a finite number; got nan"),
     "huge described layers with small arrays": (
         lambda good: rewrite(good, _edit_description(layer_sizes=[10**6, 10**6, 8, 1], n_features=10**6)),
         "array 'layer0.weights' has shape",
