@@ -81,6 +81,9 @@ def run_case(case, timeout, memory_bytes):
         case.outcome, case.detail = "traceback", lines[-1] if lines else ""
     elif process.returncode < 0 or "MemoryError" in stderr:
         case.outcome, case.detail = "crash", f"exit {process.returncode}: {lines[-1] if lines else ''}"
+    elif process.returncode == 1 and not stdout.strip() and "Error:" in stderr and case.loader != "cache entry":
+        # Refusing the whole input is right for a damaged file; a damaged cache must never cost the answer.
+        case.outcome, case.detail = "clean refusal", lines[-1] if lines else ""
     elif process.returncode == 0 or (case.expected is not None and process.returncode == 1):
         # Exit 1 with answers: a batch in which some files were refused.
         wrong = _wrong(case, stdout)
@@ -386,7 +389,9 @@ def model_mutations(base, rng, count, refuse_fields):
             key = arrays[int(rng.integers(0, len(arrays)))]
             entries = _entries(base)
             del entries[key]
-            out.append((f"{key} removed", _pack(entries), "refuse" if not key.startswith("array/rehearsal") else "any"))
+            # A network's arrays are required; a pipeline's extra arrays may be optional (the mel
+            # filterbank is rebuilt from the settings, the background sample is optional).
+            out.append((f"{key} removed", _pack(entries), "refuse" if key.startswith("model/") else "any"))
     return out[:count]
 
 
