@@ -34,19 +34,23 @@ def describe_kind(mode):
     return "a special file"
 
 
+def _a(what):
+    return f"{'an' if what[:1] in 'aeiou' else 'a'} {what}"
+
+
 def _stat_or_explain(path, what):
     """``os.stat(path)``, or a DataError that says why the file cannot be reached."""
     try:
         return os.stat(path)
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise DataError(f"{path}: a loop of symbolic links, not a {what}") from None
+            raise DataError(f"{path}: a loop of symbolic links, not {_a(what)}") from None
         if error.errno == errno.ENOENT and os.path.lexists(path):
             raise DataError(f"{path}: a symbolic link to {os.readlink(path)!r}, which does not exist") from None
         if error.errno in (errno.ENOENT, errno.ENOTDIR):
             raise DataError(f"{path}: no such {what}") from None
         if error.errno == errno.ENAMETOOLONG:
-            raise DataError(f"{str(path)[:80]}...: the name is too long for a {what}") from None
+            raise DataError(f"{str(path)[:80]}...: the name is too long for {_a(what)}") from None
         raise DataError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
 
 
@@ -71,10 +75,10 @@ def check_input_file(path, max_bytes=DEFAULT_MAX_INPUT_BYTES, what="file"):
     path = Path(path)
     status = _stat_or_explain(path, what)
     if not stat.S_ISREG(status.st_mode):
-        raise DataError(f"{path}: {describe_kind(status.st_mode)}, not a {what}")
+        raise DataError(f"{path}: {describe_kind(status.st_mode)}, not {_a(what)}")
     if status.st_size > max_bytes:
         raise DataError(
-            f"{path}: {status.st_size:,} bytes, over the limit of {max_bytes:,} bytes for a {what}"
+            f"{path}: {status.st_size:,} bytes, over the limit of {max_bytes:,} bytes for {_a(what)}"
         )
     return path
 
@@ -99,9 +103,9 @@ def read_input_bytes(path, max_bytes=DEFAULT_MAX_INPUT_BYTES, what="file"):
     try:
         status = os.fstat(handle)
         if not stat.S_ISREG(status.st_mode):
-            raise DataError(f"{path}: {describe_kind(status.st_mode)}, not a {what}")
+            raise DataError(f"{path}: {describe_kind(status.st_mode)}, not {_a(what)}")
         if status.st_size > max_bytes:
-            raise DataError(f"{path}: {status.st_size:,} bytes, over the limit of {max_bytes:,} bytes for a {what}")
+            raise DataError(f"{path}: {status.st_size:,} bytes, over the limit of {max_bytes:,} bytes for {_a(what)}")
         chunks, total = [], 0
         while True:
             # One read of the whole file in the usual case; a file growing meanwhile stays bounded.
@@ -111,7 +115,7 @@ def read_input_bytes(path, max_bytes=DEFAULT_MAX_INPUT_BYTES, what="file"):
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:
-                raise DataError(f"{path}: over the limit of {max_bytes:,} bytes for a {what}")
+                raise DataError(f"{path}: over the limit of {max_bytes:,} bytes for {_a(what)}")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     except OSError as error:
         raise DataError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
