@@ -344,10 +344,13 @@ function renderVerdict(answer, file) {
     if (answer.explanation.image) {
       explanation.append(element("img", { src: answer.explanation.image, alt: "where the signature departs from the references" }));
     }
-    if (answer.explanation.groups) {
+    if (answer.explanation.groups && answer.explanation.groups.length) {
       const list = element("ul");
-      for (const group of answer.explanation.groups) list.append(element("li", { text: group.name || String(group) }));
-      explanation.append(list);
+      for (const group of answer.explanation.groups) {
+        const effect = Number(group.effect);
+        list.append(element("li", { text: `${group.description}${Number.isFinite(effect) ? ` (${effect > 0 ? "+" : ""}${effect.toFixed(2)})` : ""}` }));
+      }
+      explanation.append(element("p", { class: "detail", text: "what pulled the score towards forged:" }), list);
     }
     parts.push(explanation);
   }
