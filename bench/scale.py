@@ -2,7 +2,7 @@
 throughput on SQLite and on PostgreSQL with several concurrent clients.
 
     INKVOICE_DATA=/path/to/data python bench/scale.py [--fsdd-files N] [--tta-files N] [--cedar-files N]
-        [--workers 1,2] [--clients 1,2,4] [--postgres URL] [--skip-extraction] [--skip-store]
+        [--workers 1,2] [--clients 1,2,4] [--postgres URL] [--model SIGNATURE_MODEL] [--skip-extraction] [--skip-store]
 
 Extraction, with no cache: 1 and 2 processes on this machine, then a Dask cluster on this machine
 (`dask scheduler` and 1 or 2 `dask worker --nthreads 1` processes, over TCP on 127.0.0.1, started
@@ -192,6 +192,19 @@ def store_table(arguments):
     print("|---|---:|---:|---:|")
     for engine, n_clients, enrolments, reads in sorted(rows):
         print(f"| {engine} | {n_clients} | {enrolments:,.0f} | {reads:,.0f} |")
+    if arguments.model:
+        from inkvoice.signature.model_file import load_verifier
+
+        verifier, _ = load_verifier(arguments.model)
+        generator = np.random.default_rng(0)
+        references = generator.standard_normal((REFERENCES_PER_WRITER, n_features)).astype(np.float32)
+        query = generator.standard_normal((1, n_features)).astype(np.float32)
+        verifier.scores(query, references)
+        started = time.perf_counter()
+        for _ in range(200):
+            verifier.scores(query, references)
+        print(f"\nScoring one query against {REFERENCES_PER_WRITER} references with {arguments.model}: "
+              f"{(time.perf_counter() - started) / 200 * 1000:.2f} ms")
 
 
 def _postgres(url):
@@ -214,6 +227,7 @@ def main():
     parser.add_argument("--writers-per-client", type=int, default=25, help="writers each store client enrols")
     parser.add_argument("--reads-per-client", type=int, default=400, help="verifications each store client reads")
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL instead of a throw-away server")
+    parser.add_argument("--model", default=None, help="a signature model: also time scoring one verification")
     parser.add_argument("--skip-extraction", action="store_true")
     parser.add_argument("--skip-store", action="store_true")
     arguments = parser.parse_args()

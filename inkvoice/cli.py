@@ -53,12 +53,16 @@ def serve(host, port, speech_model, signature_model, store, token, max_upload_mb
 
 @main.group(cls=ProjectGroup)
 def cache():
-    """Show or clear the feature cache (limit: $INKVOICE_CACHE_LIMIT, default 2G)."""
+    """Show or clear the feature cache.
+
+    Features are kept by file content in the cache folder's features/ ($INKVOICE_CACHE, default
+    ~/.cache/inkvoice); the least recently used go when it outgrows $INKVOICE_CACHE_LIMIT (2G).
+    """
 
 
 @cache.command("info")
 def cache_info():
-    """Where the feature cache lives, how many entries it holds and how large it is."""
+    """Where the feature cache lives, its entries, size and limit."""
     from inkvoice.core.extraction import cache_usage
 
     usage = cache_usage()

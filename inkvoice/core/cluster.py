@@ -36,6 +36,8 @@ SEND_FILES_MAX_BYTES = 256 * 2**20
 #: Chunks per worker thread: enough to balance uneven files, few enough to keep the
 #: per-task overhead (a few milliseconds) small beside the work.
 CHUNKS_PER_THREAD = 4
+#: Tasks in flight per worker thread: enough to keep every worker busy while results travel.
+IN_FLIGHT_PER_THREAD = 3
 #: Packages whose versions decide the features: every worker must have this machine's.
 FEATURE_PACKAGES = ("inkvoice", "numpy", "scipy", "librosa", "soundfile", "scikit-image", "pillow")
 
@@ -164,17 +166,26 @@ def run_on_cluster(run_here, function, paths, pending, parameters, address, send
         return
     threads = max(1, sum(client.nthreads().values()))
     size = max(1, min(chunk_size, math.ceil(len(remote) / (CHUNKS_PER_THREAD * threads))))
+    waiting = [remote[start : start + size] for start in range(0, len(remote), size)][::-1]
     futures = {}
-    for start in range(0, len(remote), size):
-        chunk = remote[start : start + size]
+
+    def submit():
+        chunk = waiting.pop()
         items = [_item(paths[i], send_files) for i in chunk]
         if send_files:
             # Scattered data goes straight to a worker, and the task runs where its data is.
             items = client.scatter([items], hash=False)[0]
-        futures[client.submit(run_items, function, items, parameters, pure=False)] = chunk
+        future = client.submit(run_items, function, items, parameters, pure=False)
+        futures[future] = chunk
+        return future
+
+    # A bounded number of tasks in flight: what is read and sent for them, or held as their
+    # results, stays in proportion to the cluster, not to the number of files.
+    finished = distributed.as_completed([submit() for _ in range(min(len(waiting), IN_FLIGHT_PER_THREAD * threads))],
+                                        loop=client.loop)
     try:
-        for future in distributed.as_completed(futures, loop=client.loop):
-            chunk = futures[future]
+        for future in finished:
+            chunk = futures.pop(future)
             try:
                 outputs = future.result()
             except ImportError as error:
@@ -189,6 +200,8 @@ def run_on_cluster(run_here, function, paths, pending, parameters, address, send
                         f"the Dask worker {output.worker} cannot see {paths[index]} ({output.location}): workers read "
                         "files at the paths this machine gives, so share them at the same paths or pass --send-files"
                     )
+            if waiting:
+                finished.add(submit())
             yield chunk, outputs
     finally:
         client.cancel(list(futures))

@@ -232,9 +232,9 @@ def choose(n_updates=None):
     return numba_kernels() or NUMPY
 
 
-def active():
-    """The kernels in use: those of the enclosing ``using`` block, else ``choose()``."""
-    return _current.get() or choose()
+def active(n_updates=None):
+    """The kernels in use: those of the enclosing ``using`` block, else ``choose(n_updates)``."""
+    return _current.get() or choose(n_updates)
 
 
 @contextlib.contextmanager

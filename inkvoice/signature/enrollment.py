@@ -148,6 +148,9 @@ class EnrollmentStore:
     """
 
     def __init__(self, location, feature_parameters, create=True, busy_seconds=DEFAULT_BUSY_SECONDS):
+        if type(self) is EnrollmentStore:
+            raise TypeError("EnrollmentStore is the interface of the engines: open a store with "
+                            "open_store(location, feature_parameters)")
         if not (isinstance(busy_seconds, (int, float)) and math.isfinite(busy_seconds) and busy_seconds > 0):
             raise ParameterError(f"busy_seconds must be a positive number; got {busy_seconds!r}")
         self.location = location
@@ -222,6 +225,9 @@ class EnrollmentStore:
 
     def _execute(self, statement, parameters=()):
         return self.connection.execute(self._sql(statement), parameters)
+
+    def _execute_many(self, statement, rows):
+        self.connection.executemany(self._sql(statement), rows)
 
     def _prepare(self, feature_parameters, create):
         if not create and not self._has_tables():
@@ -300,14 +306,15 @@ class EnrollmentStore:
             if existing and vectors and vectors[0].size * 4 != len(existing[0][3]):
                 raise DataError(f"references of writer {writer!r} have {len(existing[0][3]) // 4} features; the new "
                                 f"ones have {vectors[0].size}: they were made by another model")
-            added = 0
-            for (source, image_digest, _), vector in zip(entries, vectors):
-                added += self._execute(
+            if entries:
+                self._execute_many(
                     "INSERT INTO refs (writer, source, image_digest, model_digest, features, added) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (writer, str(source), str(image_digest), str(model_digest), vector.tobytes(), now),
-                ).rowcount
+                    [(writer, str(source), str(image_digest), str(model_digest), vector.tobytes(), now)
+                     for (source, image_digest, _), vector in zip(entries, vectors)],
+                )
             rows = self._rows(writer)
+            added = len(rows) - len(existing)
             if len(rows) < min_references:
                 # Raised inside the transaction, which rolls back: nothing is enrolled.
                 raise DataError(f"writer {writer!r} would have {len(rows)} reference(s); at least {min_references} "
@@ -483,10 +490,20 @@ class PostgresStore(EnrollmentStore):
         return connection
 
     def _transaction(self, write):
-        return self.connection.transaction()
+        # A read is one statement, atomic on its own: no BEGIN and COMMIT round trips.
+        return self.connection.transaction() if write else contextlib.nullcontext()
 
     def _sql(self, statement):
         return statement.replace("?", "%s")
+
+    def _execute(self, statement, parameters=()):
+        # Binary results: feature vectors arrive as their bytes, not as hexadecimal text.
+        return self.connection.execute(self._sql(statement), parameters, binary=True)
+
+    def _execute_many(self, statement, rows):
+        # One pipeline of all the rows, not a round trip each.
+        with self.connection.cursor() as cursor:
+            cursor.executemany(self._sql(statement), rows)
 
     def _has_tables(self):
         return self.connection.execute("SELECT to_regclass('settings') IS NOT NULL").fetchone()[0]

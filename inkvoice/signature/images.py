@@ -74,6 +74,8 @@ def read_grey(path, max_pixels=DEFAULT_MAX_PIXELS):
                     raise DataError(f"{path}: truncated or damaged image ({error})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved_limit
+    if not np.all(np.isfinite(grey)):
+        raise DataError(f"{path}: image holds {int(np.sum(~np.isfinite(grey)))} NaN or infinite pixel value(s)")
     return grey
 
 
@@ -82,6 +84,8 @@ def _to_grey(image):
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            return values.astype(np.float32)  # refused by the caller, naming the file
         top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
         if mode == "F":
             top = max(float(values.max(initial=1.0)), 1.0) if values.max(initial=0) > 1 else 1.0
