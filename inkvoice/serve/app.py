@@ -75,6 +75,28 @@ class Removal(BaseModel):
     removed: int
 
 
+class Region(BaseModel):
+    top: int
+    left: int
+    height: int
+    width: int
+    deviation: float
+
+
+class Group(BaseModel):
+    group: str
+    description: str
+    effect: float
+
+
+class Explanation(BaseModel):
+    image: str
+    nearest_reference: int
+    regions: list[Region]
+    groups: list[Group]
+    summary: str
+
+
 class Verification(BaseModel):
     writer: str
     file: str
@@ -84,6 +106,7 @@ class Verification(BaseModel):
     threshold: float
     mode: Literal["independent", "dependent"]
     references: int
+    explanation: Explanation | None = None
 
 
 def _errors(*statuses):
@@ -187,7 +210,7 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         _log.exception("unexpected error in %s %s", request.method, request.url.path)
         return _error_response(500, "internal error; the server's log has the details")
 
-    @app.get("/healthz", response_model=Health, tags=["service"])
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["service"])
     def healthz():
         """The service's version and each loaded model's name and version (a digest of its file)."""
         return service.health()
@@ -223,13 +246,17 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         """Forget ``writer`` and all their references."""
         return service.remove(writer)
 
-    @app.post("/api/signature/writers/{writer}/verify", response_model=Verification,
+    @app.post("/api/signature/writers/{writer}/verify", response_model=Verification, response_model_exclude_none=True,
               responses=_errors(400, 404, 413, 501, 503), tags=["signature"])
     def signature_verify(writer: str,
                          file: Annotated[UploadFile, File(description="The signature image to check")],
                          mode: Literal["independent", "dependent"] = "independent",
                          explain: bool = False):
-        """Whether a signature image is ``writer``'s: the verdict, its score and the threshold."""
+        """Whether a signature image is ``writer``'s: the verdict, its score and the threshold.
+
+        With ``explain``, also why: the regions and feature groups that departed most from the
+        references, and a picture of them beside the nearest reference (a PNG data URL).
+        """
         return service.verify(writer, Upload(file.filename, file.file), mode=mode, explain=explain)
 
     @app.get("/", include_in_schema=False)

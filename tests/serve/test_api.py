@@ -1,5 +1,6 @@
 """The JSON API, called in-process: answers, errors and their statuses, tokens, limits, no server path in any answer."""
 
+import base64
 import io
 import sqlite3
 
@@ -154,6 +155,14 @@ def test_enrol_verify_and_remove_a_writer(client, clearest_forgery):
     dependent = client.post("/api/signature/writers/writer5/verify?mode=dependent",
                             files=files_of("file", [clearest_forgery]))
     assert dependent.status_code == 200 and dependent.json()["mode"] == "dependent"
+    explained = client.post("/api/signature/writers/writer5/verify?explain=1", files=files_of("file", [clearest_forgery]))
+    body = explained.json()
+    assert explained.status_code == 200 and body["verdict"] == "forged"
+    assert body["explanation"]["image"].startswith("data:image/png;base64,")
+    picture = base64.b64decode(body["explanation"]["image"].split(",", 1)[1])
+    assert picture.startswith(b"\x89PNG") and len(picture) > 5000
+    assert body["explanation"]["groups"] and body["explanation"]["summary"]
+    assert 0 <= body["explanation"]["nearest_reference"] < 6
     bad_mode = client.post("/api/signature/writers/writer5/verify?mode=strict", files=files_of("file", [clearest_forgery]))
     assert bad_mode.status_code == 400 and "mode" in bad_mode.json()["error"]
 
