@@ -117,6 +117,8 @@ def test_enrol_then_verify_genuine_and_forged(both_models, browser_factory, clea
     picture = explanation.find_element(By.TAG_NAME, "img")
     assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", picture) > 300
     assert "what pulled the score towards forged" in explanation.text
+    history = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#signature-history li")]
+    assert len(history) == 2 and "forged" in history[0] and "genuine" in history[1]
     assert not page_errors(driver)
 
 

@@ -259,14 +259,15 @@ function renderDigits(answer, elapsed, source) {
 }
 
 function remember(what, confidence, source) {
-  const list = $("#speech-history");
-  const item = element("li", {},
+  addHistory($("#speech-history"),
     element("span", { class: "when", text: clock() }),
     element("span", { class: "what", text: what }),
     element("span", { class: "when", text: confidence === null ? "" : percent(confidence) }),
-    element("span", { class: "source", text: source }),
-  );
-  list.prepend(item);
+    element("span", { class: "source", text: source }));
+}
+
+function addHistory(list, ...cells) {
+  list.prepend(element("li", {}, ...cells));
   while (list.children.length > HISTORY_LENGTH) list.lastChild.remove();
 }
 
@@ -355,6 +356,11 @@ function renderVerdict(answer, file) {
     parts.push(explanation);
   }
   $("#signature-result").replaceChildren(...parts);
+  addHistory($("#signature-history"),
+    element("span", { class: "when", text: clock() }),
+    element("span", { class: `what ${answer.verdict}`, text: answer.verdict }),
+    element("span", { class: "when", text: answer.score.toFixed(2) }),
+    element("span", { class: "source", text: `${answer.writer} · ${answer.file}` }));
 }
 
 async function enrol(event) {
