@@ -30,7 +30,9 @@ DEFAULT_MAX_UPLOAD_MB = 20
 #: Labels listed with their probabilities in a speech answer.
 DEFAULT_TOP_K = 3
 # Everything a client can send for a file name that we keep; the rest becomes "_".
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+_UNSAFE_NAME = re.compile(r"[^\w. -]+")
+# A store URL in a message (it may name a user, a host or a password).
+_STORE_URL = re.compile(r"postgres(?:ql)?://\S+")
 
 
 class ServiceError(Exception):
@@ -188,7 +190,7 @@ class Service:
         text = re.sub(re.escape(str(self._uploads)) + r"[/\\][^/\\]+[/\\]", "", text)
         for secret, shown in sorted(self._secrets, key=lambda pair: -len(pair[0])):
             text = text.replace(secret, shown)
-        return text
+        return _STORE_URL.sub("the enrolment store", text)
 
     @contextlib.contextmanager
     def staged(self, uploads):
@@ -309,7 +311,8 @@ class Service:
         with self.staged(uploads) as paths:
             try:
                 answer = enroll_files(self.signature_path, writer, paths, self.store_location,
-                                      extraction=self._extraction(), min_references=minimum, verifier=self.verifier)
+                                      extraction=self._extraction(), min_references=minimum, verifier=self.verifier,
+                                      busy_seconds=self.busy_seconds)
             except StoreBusyError:
                 raise ServiceError(503, "the enrolment store is busy; try again in a moment") from None
             except StoreDamagedError as error:

@@ -111,6 +111,16 @@ def test_file_names_from_clients_are_neutralised(client):
     response = client.post("/api/speech/predict", files=[("file", ("../../etc/passwd", b"x", "audio/wav"))])
     assert response.status_code == 400
     assert response.json()["error"].startswith("passwd: ")
+    response = client.post("/api/speech/predict", files=[("file", ("Anruf Müller.wav", b"x", "audio/wav"))])
+    assert response.json()["error"].startswith("Anruf Müller.wav: ")
+
+
+@pytest.mark.parametrize("given, kept", [("a\x07b.wav", "a_b.wav"), ("C:\\scans\\x.png", "x.png"), ("..", "upload"),
+                                         ("", "upload"), ("n" * 300 + ".wav", "n" * 80)])
+def test_public_names(given, kept):
+    from inkvoice.serve.service import public_name
+
+    assert public_name(given) == kept
 
 
 def test_missing_upload_field_is_400(client):
@@ -235,6 +245,9 @@ def test_a_busy_store_is_503(client, service):
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         response = client.get("/api/signature/writers")
+        assert response.status_code == 503 and "busy" in response.json()["error"]
+        response = client.post("/api/signature/writers/writer2/references", headers=AUTH,
+                               files=files_of("files", genuine("writer2", range(1, 4))))
         assert response.status_code == 503 and "busy" in response.json()["error"]
     finally:
         blocker.rollback()
