@@ -276,6 +276,10 @@ def app_from_environment():
 
     from inkvoice.serve.service import Service
 
+    from threadpoolctl import threadpool_limits
+
+    # As in a single-process server: requests are the parallelism, not BLAS threads.
+    threadpool_limits(limits=1, user_api="blas")
     settings = json.loads(os.environ[SETTINGS_VARIABLE])
     max_upload_mb = settings.pop("max_upload_mb")
     service = Service(**settings)
