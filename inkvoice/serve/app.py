@@ -216,7 +216,8 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         """The service's version and each loaded model's name and version (a digest of its file)."""
         return service.health()
 
-    @app.post("/api/speech/predict", response_model=Prediction, response_model_exclude_none=True, responses=_errors(400, 404, 413), tags=["speech"])
+    @app.post("/api/speech/predict", response_model=Prediction, response_model_exclude_none=True,
+              responses=_errors(400, 404, 413), tags=["speech"])
     def speech_predict(file: Annotated[UploadFile, File(description="An audio file (wav, flac, ogg)")],
                        top_k: Annotated[int, Query(ge=1, le=100)] = DEFAULT_TOP_K):
         """The label heard in an audio file, its confidence, and the ``top_k`` most likely labels."""
