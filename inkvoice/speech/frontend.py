@@ -1,0 +1,126 @@
+"""Front end: the power spectrogram of a recording, its noise floor, and where the speech is.
+
+Stages, in the order the code follows them:
+
+1. pre-emphasis, framing with a periodic Hann window, power spectrum (:func:`power_spectrogram`);
+2. the noise floor: the mean spectrum of the quietest frames, which in a recording with
+   steady noise (fan, hiss, hum) are noise alone (:func:`noise_spectrum`);
+3. voice activity: a frame is speech when its energy in the speech band, after removing twice
+   the noise floor bin by bin, stands out both from the noise (``vad_snr_db``) and from the
+   loudest frame (within ``top_db``); runs shorter than a syllable are dropped
+   (:func:`speech_mask`, :func:`speech_segments`);
+4. spectral subtraction of the noise floor before the mel filterbank (:func:`subtract_noise`).
+
+Steady noise and mains hum sit in the noise floor, so they neither count as speech nor shape the
+features; a fixed trim "30 dB below the peak" would keep them all.
+"""
+
+import numpy as np
+
+from inkvoice.speech.audio import NoSpeechError
+
+# The speech band the detector listens to: above mains hum and its strongest harmonics.
+VAD_BAND_HZ = (250.0, 3500.0)
+# Share of the quietest frames that estimate the noise floor, and the fewest frames used.
+NOISE_SHARE = 0.2
+MIN_NOISE_FRAMES = 5
+# Bin-by-bin over-subtraction in the detector: a steady noise's power rarely exceeds twice its mean.
+VAD_OVER_SUBTRACTION = 2.0
+# Speech runs shorter than this (clicks) are dropped; gaps shorter than this inside a run are filled.
+MIN_RUN_SECONDS = 0.04
+MAX_GAP_SECONDS = 0.06
+# What is kept around the detected speech, so weak onsets and endings stay.
+MARGIN_SECONDS = 0.03
+# Spectral subtraction never removes more than this share of a bin's power (keeps a floor of 10%).
+SUBTRACTION_FLOOR = 0.1
+
+
+def hop_length(parameters):
+    return max(1, int(round(parameters["sample_rate"] * parameters["hop_ms"] / 1000)))
+
+
+def power_spectrogram(samples, window, parameters):
+    """Pre-emphasised, Hann-windowed power spectra, shape (n_frames, n_fft // 2 + 1), float32.
+
+    The first window is centred on the first sample, as librosa does; a clip shorter than a
+    window is zero-padded.
+    """
+    window_length = window.size
+    hop = hop_length(parameters)
+    samples = np.asarray(samples, dtype=np.float32)
+    emphasised = np.empty_like(samples)
+    emphasised[:1] = samples[:1]
+    emphasised[1:] = samples[1:] - np.float32(parameters["pre_emphasis"]) * samples[:-1]
+    half = window_length // 2
+    padded = np.zeros(max(emphasised.size + 2 * half, window_length), dtype=np.float32)
+    padded[half : half + emphasised.size] = emphasised
+    n_frames = 1 + (padded.size - window_length) // hop
+    frames = np.lib.stride_tricks.as_strided(
+        padded, shape=(n_frames, window_length), strides=(padded.strides[0] * hop, padded.strides[0])
+    )
+    spectrum = np.fft.rfft(frames * window, n=int(parameters["n_fft"]), axis=1)
+    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+
+
+def _band_bins(parameters):
+    n_bins = int(parameters["n_fft"]) // 2 + 1
+    frequencies = np.linspace(0.0, parameters["sample_rate"] / 2, n_bins)
+    return (frequencies >= VAD_BAND_HZ[0]) & (frequencies <= VAD_BAND_HZ[1])
+
+
+def noise_spectrum(power, parameters):
+    """The mean power spectrum of the quietest ``NOISE_SHARE`` of the frames (shape (n_bins,))."""
+    energy = power[:, _band_bins(parameters)].sum(axis=1)
+    count = min(power.shape[0], max(MIN_NOISE_FRAMES, int(NOISE_SHARE * power.shape[0])))
+    quietest = np.argsort(energy, kind="stable")[:count]
+    return power[quietest].mean(axis=0)
+
+
+def speech_mask(power, noise, parameters):
+    """Which frames hold speech (bool, shape (n_frames,)), before run-length smoothing."""
+    band = _band_bins(parameters)
+    excess = np.maximum(power[:, band] - VAD_OVER_SUBTRACTION * noise[band], 0.0).sum(axis=1, dtype=np.float64)
+    noise_energy = float(noise[band].sum(dtype=np.float64))
+    peak = float(excess.max()) if excess.size else 0.0
+    if peak <= 0.0:
+        return np.zeros(power.shape[0], dtype=bool)
+    return (excess >= peak * 10.0 ** (-parameters["top_db"] / 10.0)) & (
+        excess > noise_energy * 10.0 ** (parameters["vad_snr_db"] / 10.0)
+    )
+
+
+def speech_segments(mask, parameters, max_gap_seconds=MAX_GAP_SECONDS):
+    """Runs of speech frames as ``[(start_frame, stop_frame), ...]``: short gaps filled, short runs dropped."""
+    frames_per_second = parameters["sample_rate"] / hop_length(parameters)
+    runs = []
+    for start, stop in _runs(mask):
+        if runs and start - runs[-1][1] <= max_gap_seconds * frames_per_second:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+    shortest = MIN_RUN_SECONDS * frames_per_second
+    return [(start, stop) for start, stop in runs if stop - start >= shortest]
+
+
+def _runs(mask):
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def speech_span(power, noise, parameters, name="the clip"):
+    """``(start_frame, stop_frame)`` from the first to the last speech frame, with a margin.
+
+    Pauses inside the word stay. Raises NoSpeechError when no frame holds speech.
+    """
+    segments = speech_segments(speech_mask(power, noise, parameters), parameters)
+    if not segments:
+        raise NoSpeechError(f"{name}: no speech found (only silence or steady noise)")
+    margin = int(round(MARGIN_SECONDS * parameters["sample_rate"] / hop_length(parameters)))
+    return max(0, segments[0][0] - margin), min(power.shape[0], segments[-1][1] + margin)
+
+
+def subtract_noise(power, noise, factor):
+    """Spectral subtraction: ``power - factor * noise`` bin by bin, never below 10% of ``power``."""
+    if factor <= 0:
+        return power
+    return np.maximum(power - np.float32(factor) * noise, np.float32(SUBTRACTION_FLOOR) * power)
