@@ -6,7 +6,8 @@ voice activity detector as a real recording would. Every draw comes from the gen
 
 A variant is the clip, in order: sped up or slowed down (pitch and formants move with it);
 played in a synthetic room; placed at a random point of a longer stretch; mixed with noise
-(white, pink, mains hum, fan, or babble made from the clip itself) at a random SNR; through a
+(white, pink, mains hum, fan, crackle, or babble made from the clip itself; its level swelling
+slowly) at a random SNR; through a
 telephone band; at another level.
 """
 
@@ -89,7 +90,7 @@ def perturb(samples, sample_rate, settings, generator):
             noise = sounds.babble_from(samples, result.size, generator)
         else:
             kind = list(sounds.TRAINING_NOISES)[int(generator.integers(len(sounds.TRAINING_NOISES)))]
-            noise = sounds.TRAINING_NOISES[kind](result.size, sample_rate, generator)
+            noise = sounds.swell(sounds.TRAINING_NOISES[kind](result.size, sample_rate, generator), sample_rate, generator)
         result = sounds.mix_at_snr(result, noise, float(generator.uniform(*settings["snr_db"])))
     if generator.random() < settings["phone_probability"]:
         result = sounds.phone_band(result, sample_rate)

@@ -54,7 +54,7 @@ def evaluate_predictions(true_labels, predicted_labels, speakers, labels):
     true_labels, predicted_labels, speakers : sequences of str, one per clip
     labels : list of str
         Rows and columns of the confusion matrix, in this order (true labels the model does
-        not know are added at the end).
+        not know, and answers such as ``unknown``, are added at the end).
 
     Returns
     -------
@@ -65,7 +65,7 @@ def evaluate_predictions(true_labels, predicted_labels, speakers, labels):
     true_labels = np.asarray(true_labels).astype(str)
     predicted_labels = np.asarray(predicted_labels).astype(str)
     speakers = np.asarray(speakers).astype(str)
-    labels = list(labels) + sorted(set(true_labels.tolist()) - set(labels))
+    labels = list(labels) + sorted((set(true_labels.tolist()) | set(predicted_labels.tolist())) - set(labels))
     index = {label: i for i, label in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels)), dtype=int)
     for true, predicted in zip(true_labels, predicted_labels):

@@ -153,6 +153,12 @@ def analysis_matrices(parameters):
     return _MATRICES[key]
 
 
+def mfcc(samples, parameters):
+    """MFCCs of a whole clip, shape (n_frames, n_mfcc); a clip shorter than a window is zero-padded."""
+    window = analysis_matrices(parameters)[0]
+    return cepstra(power_spectrogram(samples, window, parameters), parameters)
+
+
 def cepstra(power, parameters):
     """MFCCs of power spectra (n_frames, n_fft // 2 + 1) -> (n_frames, n_mfcc)."""
     _, mel_basis, dct_basis = analysis_matrices(parameters)
@@ -231,7 +237,7 @@ def features_from_samples(samples, parameters, name="the clip"):
         The voice activity detector finds no speech in the clip.
     """
     power, noise = analyse(samples, parameters)
-    start, stop = speech_span(power, noise, parameters, name)
+    start, stop = speech_span(samples, power, noise, parameters, name)
     return features_of_frames(power[start:stop], noise, parameters)
 
 
@@ -304,12 +310,12 @@ def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS
     from pathlib import Path
 
     from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters, file_generator, perturb
-    from inkvoice.speech.frontend import MARGIN_SECONDS, speech_mask, speech_segments
+    from inkvoice.speech.frontend import MARGIN_SECONDS, find_segments
 
     rate = parameters["sample_rate"]
     samples = load_audio(path, sample_rate=rate, max_seconds=max_seconds)
     power, noise = analyse(samples, parameters)
-    segments = speech_segments(speech_mask(power, noise, parameters), parameters)
+    segments = find_segments(samples, power, noise, parameters)
     if not segments:
         raise NoSpeechError(f"{path}: no speech found (only silence or steady noise)")
     hop = hop_length(parameters)

@@ -523,7 +523,7 @@ def train_folder(data, *, split="auto", test_speaker=None, test_fraction=DEFAULT
         train_indices, test_indices = split_indices(dataset, split, test_speaker=test_speaker,
                                                     test_fraction=test_fraction, seed=seed)
     test_set = dataset.subset(test_indices)
-    n_own = len(train_indices)
+    n_own, n_data = len(train_indices), len(dataset)
     for folder in extra:
         dataset, train_indices = dataset.with_extra(load_dataset(folder), train_indices)
     settings = {"seed": seed, "test_copies": test_copies, **(training or {})}
@@ -536,7 +536,7 @@ def train_folder(data, *, split="auto", test_speaker=None, test_fraction=DEFAULT
         # The figures measured before fine-tuning no longer describe this model.
         model.metadata["figures_before_fine_tuning"] = model.metadata.pop("figures", {})
     failed = {str(path) for path, _ in failures}
-    summary = {"name": Path(data).resolve().name, "layout": dataset.layout, "split": split,
+    summary = {"name": Path(data).resolve().name, "layout": dataset.layout, "split": split, "clips": n_data,
                "train": model.metadata["training"]["n_clips"], "test": int(len(test_indices))}
     if extra:
         extra_paths = dataset.paths[len(dataset) - (len(train_indices) - n_own):]

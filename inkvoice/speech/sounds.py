@@ -78,6 +78,21 @@ def babble_from(speech, n_samples, generator, talkers=None):
     return _unit(result)
 
 
+def crackle(n_samples, rate, generator):
+    """Crackle: sparse clicks of random size over faint hiss (a bad cable, a worn record, a rustle)."""
+    clicks_ = np.zeros(n_samples)
+    count = int(n_samples / rate * generator.uniform(10, 150))
+    clicks_[generator.integers(0, n_samples, count)] = generator.standard_normal(count)
+    return _unit(clicks_ + 0.05 * generator.standard_normal(n_samples))
+
+
+def swell(samples, rate, generator):
+    """``samples`` whose level rises and falls slowly (0.1-1.5 Hz, up to +-6 dB), as noise around us does."""
+    t = np.arange(samples.size) / rate
+    depth = generator.uniform(0.0, 0.5)
+    return _unit(samples * (1.0 + depth * np.sin(2 * np.pi * generator.uniform(0.1, 1.5) * t + generator.uniform(0, 6.3))))
+
+
 def car(n_samples, rate, generator):
     """Car interior (test only): brown noise under 500 Hz and an engine's firing harmonics."""
     t = np.arange(n_samples) / rate
@@ -102,7 +117,7 @@ def street(n_samples, rate, generator):
     return _unit(_band(generator.standard_normal(n_samples), rate, 200.0, 2000.0) * swell)
 
 
-TRAINING_NOISES = {"white": white_noise, "pink": pink_noise, "hum": hum, "fan": fan}
+TRAINING_NOISES = {"white": white_noise, "pink": pink_noise, "hum": hum, "fan": fan, "crackle": crackle}
 TEST_NOISES = {"car": car, "rain": rain, "street": street}
 
 
@@ -247,3 +262,57 @@ def non_speech(kind, rate, generator, seconds=None):
     samples = NON_SPEECH[kind](int(seconds * rate), rate, generator)
     peak = float(np.max(np.abs(samples))) or 1.0
     return (0.5 * samples / peak).astype(np.float32)
+
+
+# Test conditions of the benchmarks and tests: how a clean clip would sound elsewhere.
+
+CONDITIONS = ("clean", "window", "snr20", "snr10", "snr5", "phone")
+
+
+def apply_condition(samples, rate, condition, generator):
+    """``samples`` under one of ``CONDITIONS``, with the test-only noises of ``TEST_NOISES``.
+
+    ``window``: at a random offset in a 1.0 s window over faint room tone; ``snrN``: 0.25 s of
+    lead-in and tail added, then car, rain or street noise (drawn at random) at N dB below the
+    clip's power; ``phone``: through a 300-3400 Hz telephone band.
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    if condition == "clean":
+        return samples
+    if condition == "window":
+        return place_in_window(samples, rate, 1.0, generator)
+    if condition == "phone":
+        return phone_band(samples, rate)
+    if condition.startswith("snr"):
+        pad = np.zeros(rate // 4, dtype=np.float32)
+        padded = np.concatenate([pad, samples, pad])
+        kinds = list(TEST_NOISES)
+        noise = TEST_NOISES[kinds[int(generator.integers(len(kinds)))]](padded.size, rate, generator)
+        speech_power = float(np.mean(np.square(samples, dtype=np.float64)))
+        noise_power = float(np.mean(np.square(noise, dtype=np.float64)))
+        scale = np.sqrt(speech_power / (noise_power * 10.0 ** (float(condition[3:]) / 10.0)))
+        mixed = padded + np.float32(scale) * noise
+        return (mixed / max(1.0, float(np.max(np.abs(mixed))))).astype(np.float32)
+    raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}; got {condition!r}")
+
+
+def digit_string(clips, rate, generator, pause_seconds=(0.1, 0.5), edge_seconds=0.3):
+    """The ``clips`` one after another with random pauses between them, and where each one lies.
+
+    Returns
+    -------
+    samples : np.ndarray of float32
+    spans : list of (start, end) seconds of each clip
+    """
+    edge = np.zeros(int(edge_seconds * rate), dtype=np.float32)
+    pieces, spans, position = [edge], [], edge.size
+    for index, clip in enumerate(clips):
+        clip = np.asarray(clip, dtype=np.float32)
+        clip = clip / (float(np.max(np.abs(clip))) or 1.0) * np.float32(generator.uniform(0.4, 0.9))
+        spans.append((position / rate, (position + clip.size) / rate))
+        pieces.append(clip)
+        position += clip.size
+        gap = edge if index == len(clips) - 1 else np.zeros(int(generator.uniform(*pause_seconds) * rate), np.float32)
+        pieces.append(gap)
+        position += gap.size
+    return np.concatenate(pieces), spans

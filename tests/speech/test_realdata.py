@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from inkvoice.core.extraction import extract_many
+from inkvoice.core.extraction import ExtractionSettings, extract_many
 from inkvoice.speech.cli import main
 from inkvoice.speech.dataset import load_dataset, split_indices
 from inkvoice.speech.features import extract, feature_parameters
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.realdata
 # Fewer augmented copies than the default (24) keep each training here well under a minute;
 # bench/speech_accuracy.py --copies 8 measures this setting.
 COPIES = 8
+NO_CACHE = ExtractionSettings(cache=False)
 OFFICIAL_FLOOR = 0.985  # measured 0.996 (bench/speech_accuracy.py --copies 8)
 NEW_SPEAKER = "jackson"
 NEW_SPEAKER_FLOOR = 0.88  # measured 0.904 (bench/speech_accuracy.py --copies 8 --speakers jackson)
@@ -33,16 +34,15 @@ def fsdd(fsdd_dir):
 
 
 def accuracy(model, dataset):
-    probabilities, failures = model.predict_proba_files(dataset.paths)
-    assert failures == []
-    predicted = np.array([model.labels[int(p.argmax())] for p in probabilities])
-    return float(np.mean(predicted == dataset.labels))
+    records = model.predict_files(dataset.paths)
+    assert not any("error" in r for r in records)
+    return float(np.mean(np.array([r["label"] for r in records]) == dataset.labels))
 
 
 @pytest.fixture(scope="session")
 def official_model(fsdd, tmp_path_factory):
     train_indices, test_indices = split_indices(fsdd, "official")
-    model, failures = train(fsdd, train_indices, augmentation={"copies": COPIES}, cache=False)
+    model, failures = train(fsdd, train_indices, augmentation={"copies": COPIES}, extraction=NO_CACHE)
     assert failures == []
     path = tmp_path_factory.mktemp("fsdd") / "digits.npz"
     model.save(path)
@@ -71,14 +71,14 @@ def test_cli_evaluate_reports_the_same_accuracy(official_model, fsdd_dir):
 
 def test_an_unseen_speaker(fsdd):
     train_indices, test_indices = split_indices(fsdd, "speaker", test_speaker=NEW_SPEAKER)
-    model, _ = train(fsdd, train_indices, augmentation={"copies": COPIES}, cache=False)
+    model, _ = train(fsdd, train_indices, augmentation={"copies": COPIES}, extraction=NO_CACHE)
     assert accuracy(model, fsdd.subset(test_indices)) >= NEW_SPEAKER_FLOOR
 
 
 def test_the_projects_synthetic_voices_help_an_unseen_speaker(fsdd, demo_dir):
     train_indices, test_indices = split_indices(fsdd, "speaker", test_speaker=NEW_SPEAKER)
     combined, train_indices = fsdd.with_extra(load_dataset(demo_dir), train_indices)
-    model, _ = train(combined, train_indices, augmentation={"copies": COPIES}, cache=False)
+    model, _ = train(combined, train_indices, augmentation={"copies": COPIES}, extraction=NO_CACHE)
     assert accuracy(model, fsdd.subset(test_indices)) >= WITH_SYNTHETIC_VOICES_FLOOR
 
 
