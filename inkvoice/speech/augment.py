@@ -102,11 +102,16 @@ def perturb(samples, sample_rate, settings, generator):
 def negative(samples, sample_rate, settings, generator):
     """An example of what is not one of the model's words, made with ``generator``.
 
-    Half are the clip played backwards (speech-like, yet no word), half synthetic non-speech
-    sounds (:data:`speech.sounds.NON_SPEECH`); both then go through :func:`perturb`.
+    About a third are the clip played backwards (speech-like, yet no word), a sixth the word
+    said twice without a pause (so that two words are not read as one), half synthetic
+    non-speech sounds (:data:`speech.sounds.NON_SPEECH`); all then go through :func:`perturb`.
     """
-    if generator.random() < 0.5:
+    choice = generator.random()
+    if choice < 0.35:
         source = samples[::-1].copy()
+    elif choice < 0.5:
+        gap = np.zeros(int(sample_rate * generator.uniform(0.0, 0.08)), dtype=np.float32)
+        source = np.concatenate([samples, gap, change_speed(samples, float(generator.uniform(0.8, 1.25)))])
     else:
         kinds = list(sounds.NON_SPEECH)
         source = sounds.non_speech(kinds[int(generator.integers(len(kinds)))], sample_rate, generator)

@@ -24,6 +24,8 @@ from inkvoice.speech.frontend import hop_length, noise_spectrum, power_spectrogr
 
 # 2: voice activity detection and spectral subtraction replace the fixed trim below the peak.
 FEATURE_VERSION = 2
+# Shortest and longest word (seconds) when a long stretch of speech is cut into words.
+WORD_SECONDS = (0.15, 0.9)
 
 DEFAULT_PARAMETERS = {
     "sample_rate": 8000,
@@ -290,17 +292,21 @@ def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECON
 
 def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION,
                      **parameters):
-    """Feature rows of every stretch of speech in a recording of several words with pauses.
+    """Feature rows of the possible words in a recording of several words.
 
-    Module level, for :func:`core.extraction.extract_many`. Each stretch found by the voice
-    activity detector gives 1 + ``test_copies`` rows: the recording as it is, then variants of
-    the whole recording at other speeds (:data:`speech.augment.TEST_AUGMENTATION`), the
-    stretch's frames mapped onto each.
+    Module level, for :func:`core.extraction.extract_many`. Each stretch of speech found by the
+    voice activity detector is a word, unless it is long enough to hold several said without
+    pauses: then every stretch between two of its possible word boundaries
+    (:func:`speech.frontend.word_boundaries`) of a word's length gets rows too, and the model
+    chooses the best sequence. Each candidate gives 1 + ``test_copies`` rows: the recording as
+    it is, then variants of the whole recording at other speeds
+    (:data:`speech.augment.TEST_AUGMENTATION`), the candidate's frames mapped onto each.
 
     Returns
     -------
-    np.ndarray, shape (n_rows, 3 + n_features)
-        ``[stretch number, start seconds, end seconds, features...]`` per row.
+    np.ndarray, shape (n_rows, 5 + n_features)
+        ``[stretch number, first boundary, last boundary, start seconds, end seconds, features...]``
+        per row; boundaries number the stretch's possible word boundaries from 0.
 
     Raises
     ------
@@ -310,7 +316,7 @@ def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS
     from pathlib import Path
 
     from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters, file_generator, perturb
-    from inkvoice.speech.frontend import MARGIN_SECONDS, find_segments
+    from inkvoice.speech.frontend import MARGIN_SECONDS, find_segments, word_boundaries
 
     rate = parameters["sample_rate"]
     samples = load_audio(path, sample_rate=rate, max_seconds=max_seconds)
@@ -319,8 +325,8 @@ def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS
     if not segments:
         raise NoSpeechError(f"{path}: no speech found (only silence or steady noise)")
     hop = hop_length(parameters)
-    margin = int(round(MARGIN_SECONDS * rate / hop))
-    spans = [(max(0, start - margin), min(power.shape[0], stop + margin)) for start, stop in segments]
+    frames_per_second = rate / hop
+    margin = int(round(MARGIN_SECONDS * frames_per_second))
     versions = [(power, noise, 1.0)]
     if test_copies:
         settings = augmentation_parameters(**{**TEST_AUGMENTATION, "copies": int(test_copies)})
@@ -329,10 +335,18 @@ def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS
             variant = perturb(samples, rate, settings, generator)
             versions.append((*analyse(variant, parameters), variant.size / samples.size))
     rows = []
-    for number, (start, stop) in enumerate(spans):
-        head = [number, start * hop / rate, stop * hop / rate]
-        for version_power, version_noise, stretch in versions:
-            first = int(round(start * stretch))
-            last = max(first + 1, min(version_power.shape[0], int(round(stop * stretch))))
-            rows.append(np.concatenate([head, features_of_frames(version_power[first:last], version_noise, parameters)]))
+    for number, (first, last) in enumerate(segments):
+        first, last = max(0, first - margin), min(power.shape[0], last + margin)
+        cuts = [first + offset for offset in word_boundaries(power[first:last], parameters)]
+        pairs = [(0, len(cuts) - 1)] + [
+            (a, b) for a in range(len(cuts) - 1) for b in range(a + 1, len(cuts))
+            if (a, b) != (0, len(cuts) - 1) and WORD_SECONDS[0] <= (cuts[b] - cuts[a]) / frames_per_second <= WORD_SECONDS[1]
+        ]
+        for a, b in pairs:
+            start, stop = cuts[a], cuts[b]
+            head = [number, a, b, start / frames_per_second, stop / frames_per_second]
+            for version_power, version_noise, stretch in versions:
+                low = int(round(start * stretch))
+                high = max(low + 1, min(version_power.shape[0], int(round(stop * stretch))))
+                rows.append(np.concatenate([head, features_of_frames(version_power[low:high], version_noise, parameters)]))
     return np.asarray(rows, dtype=np.float32)

@@ -40,6 +40,11 @@ VOICING_WINDOW_MS = 40.0
 MIN_VOICED_SECONDS = 0.03
 # The longest unvoiced sound before or after the vowels of a word (the "s" of "six", the "f" of "five").
 UNVOICED_EDGE_SECONDS = 0.15
+# Stretches of speech at least this long may hold several words said without pauses; their
+# possible word boundaries are energy dips this deep (at most this many per stretch).
+LONG_STRETCH_SECONDS = 0.6
+BOUNDARY_DIP_DB = 1.5
+MAX_BOUNDARIES = 24
 # What is kept around the detected speech, so weak onsets and endings stay.
 MARGIN_SECONDS = 0.03
 # Spectral subtraction never removes more than this share of a bin's power (keeps a floor of 10%).
@@ -195,3 +200,29 @@ def subtract_noise(power, noise, factor):
     if factor <= 0:
         return power
     return np.maximum(power - np.float32(factor) * noise, np.float32(SUBTRACTION_FLOOR) * power)
+
+
+def word_boundaries(power, parameters):
+    """Frame offsets where a stretch of speech may pass from one word to the next, ends included.
+
+    Candidates are the dips of the smoothed speech-band energy at least ``BOUNDARY_DIP_DB``
+    below the peaks on both sides; words read without pauses still dip between them. A stretch
+    shorter than ``LONG_STRETCH_SECONDS`` is taken as one word: ``[0, n_frames]``.
+    """
+    n_frames = power.shape[0]
+    frames_per_second = parameters["sample_rate"] / hop_length(parameters)
+    if n_frames < LONG_STRETCH_SECONDS * frames_per_second:
+        return [0, n_frames]
+    energy = 10.0 * np.log10(np.maximum(power[:, _band_bins(parameters)].sum(axis=1, dtype=np.float64), 1e-12))
+    smooth = np.convolve(energy, np.ones(3) / 3, mode="same")
+    reach = int(round(0.15 * frames_per_second))
+    dips = []
+    for index in range(1, n_frames - 1):
+        if smooth[index] <= smooth[index - 1] and smooth[index] <= smooth[index + 1]:
+            left = smooth[max(0, index - reach) : index].max()
+            right = smooth[index + 1 : index + 1 + reach].max()
+            depth = min(left, right) - smooth[index]
+            if depth >= BOUNDARY_DIP_DB:
+                dips.append((depth, index))
+    chosen = sorted(index for _, index in sorted(dips, reverse=True)[:MAX_BOUNDARIES])
+    return [0, *chosen, n_frames]

@@ -51,6 +51,9 @@ TEST_SEED = 12345
 # A clip is answered ``unknown`` when the rejection class's probability reaches this (chosen on
 # leave-one-speaker-out development folds, see docs/experiments.md).
 DEFAULT_REJECT_THRESHOLD = 0.5
+# Each word read in a long stretch costs this much log-probability, so that a word is not cut
+# in two unless both halves sound clearly like words.
+SEGMENT_PENALTY = 0.5
 SPLIT_CHOICES = ("auto", "official", "speaker", "random", "none")
 DEFAULT_TEST_FRACTION = 0.2
 
@@ -310,17 +313,42 @@ class SpeechModel:
                 records.append({"file": str(path), "error": str(output)})
                 continue
             segments = []
-            numbers = output[:, 0].astype(int)
-            for number in np.unique(numbers):
-                rows = output[numbers == number]
-                decision = self.decide(self._probabilities([rows[:, 3:]])[0], min_confidence=min_confidence)
-                segment = {"start": round(float(rows[0, 1]), 3), "end": round(float(rows[0, 2]), 3),
-                           "label": decision["label"], "confidence": decision["confidence"]}
-                segments.append(segment)
+            for number in np.unique(output[:, 0]).astype(int):
+                segments += self._read_stretch(output[output[:, 0] == number], min_confidence)
             words = [segment["label"] for segment in segments if segment["label"] != UNKNOWN]
             separator = "" if all(len(word) == 1 for word in words) else " "
             records.append({"file": str(path), "digits": separator.join(words), "segments": segments})
         return records
+
+
+    def _read_stretch(self, rows, min_confidence):
+        """The words of one stretch of speech: the sequence of candidates the model finds likeliest.
+
+        Each candidate scores the log of its best word's probability, less
+        ``SEGMENT_PENALTY``; a stretch with one candidate is one word.
+        """
+        candidates = {}
+        for a, b in {(int(a), int(b)) for a, b in rows[:, 1:3]}:
+            chosen = rows[(rows[:, 1] == a) & (rows[:, 2] == b)]
+            probabilities = self._probabilities([chosen[:, 5:]])[0]
+            if probabilities is None:
+                continue
+            decision = self.decide(probabilities, min_confidence=min_confidence)
+            score = np.log(max(decision["confidence"], 1e-6)) - SEGMENT_PENALTY
+            if decision["label"] == UNKNOWN:
+                score = np.log(1e-6)
+            candidates[(a, b)] = (score, {"start": round(float(chosen[0, 3]), 3), "end": round(float(chosen[0, 4]), 3),
+                                          "label": decision["label"], "confidence": decision["confidence"]})
+        if not candidates:
+            return []
+        last = max(b for _, b in candidates)
+        best = {0: (0.0, [])}
+        for b in range(1, last + 1):
+            options = [(best[a][0] + candidates[(a, b)][0], best[a][1] + [candidates[(a, b)][1]])
+                       for a in range(b) if a in best and (a, b) in candidates]
+            if options:
+                best[b] = max(options, key=lambda option: option[0])
+        return best[last][1]
 
 
 def _small_batch(extraction, n_rows):
