@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 from click.testing import CliRunner
 
 from inkvoice.core.extraction import ExtractionSettings, extract_many
@@ -14,6 +15,8 @@ from inkvoice.speech.cli import main
 from inkvoice.speech.dataset import load_dataset, split_indices
 from inkvoice.speech.features import extract, feature_parameters
 from inkvoice.speech.model import train
+from inkvoice.speech.sounds import NON_SPEECH, apply_condition, digit_string, non_speech
+from tests.speech.conftest import write
 
 pytestmark = pytest.mark.realdata
 
@@ -26,6 +29,14 @@ NEW_SPEAKER = "jackson"
 NEW_SPEAKER_FLOOR = 0.88  # measured 0.904 (bench/speech_accuracy.py --copies 8 --speakers jackson)
 # measured 0.936 (bench/speech_accuracy.py --copies 8 --speakers jackson --extra data/speech)
 WITH_SYNTHETIC_VOICES_FLOOR = 0.91
+# The same model on NEW_SPEAKER's clips (every second one) in the benchmark's conditions, on
+# made non-speech sounds and synthetic out-of-vocabulary words, and on digit strings of his.
+CONDITION_FLOORS = {"window": 0.0, "snr10": 0.0, "phone": 0.0}
+NON_SPEECH_REJECTED_FLOOR = 0.0
+OTHER_WORDS_REJECTED_FLOOR = 0.0
+DIGITS_REJECTED_CEILING = 1.0
+STRING_COUNT_FLOOR = 0.0
+STRING_DIGIT_FLOOR = 0.0
 
 
 @pytest.fixture(scope="session")
@@ -75,11 +86,76 @@ def test_an_unseen_speaker(fsdd):
     assert accuracy(model, fsdd.subset(test_indices)) >= NEW_SPEAKER_FLOOR
 
 
-def test_the_projects_synthetic_voices_help_an_unseen_speaker(fsdd, demo_dir):
+@pytest.fixture(scope="session")
+def unseen_model(fsdd, demo_dir):
+    """A model that never heard NEW_SPEAKER, trained with the project's synthetic voices, and his clips."""
     train_indices, test_indices = split_indices(fsdd, "speaker", test_speaker=NEW_SPEAKER)
     combined, train_indices = fsdd.with_extra(load_dataset(demo_dir), train_indices)
     model, _ = train(combined, train_indices, augmentation={"copies": COPIES}, extraction=NO_CACHE)
-    assert accuracy(model, fsdd.subset(test_indices)) >= WITH_SYNTHETIC_VOICES_FLOOR
+    return model, fsdd.subset(test_indices)
+
+
+def test_the_projects_synthetic_voices_help_an_unseen_speaker(unseen_model):
+    model, test = unseen_model
+    assert accuracy(model, test) >= WITH_SYNTHETIC_VOICES_FLOOR
+
+
+def conditioned(test, condition, folder, every=2):
+    """Every ``every``-th clip of ``test`` under ``condition``, written as wavs: a Dataset-like (paths, labels)."""
+    generator = np.random.default_rng(0)
+    paths, labels = [], []
+    for path, label in list(zip(test.paths, test.labels))[::every]:
+        samples, rate = soundfile.read(path, dtype="float32")
+        target = folder / condition / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(target, apply_condition(samples, rate, condition, generator), rate, subtype="FLOAT")
+        paths.append(target)
+        labels.append(label)
+    return paths, np.array(labels)
+
+
+@pytest.mark.parametrize("condition", sorted(CONDITION_FLOORS))
+def test_an_unseen_speaker_in_real_conditions(unseen_model, tmp_path, condition):
+    model, test = unseen_model
+    paths, labels = conditioned(test, condition, tmp_path)
+    records = model.predict_files(paths)
+    assert len(records) == len(paths) and not any("error" in r for r in records)
+    assert np.mean(np.array([r["label"] for r in records]) == labels) >= CONDITION_FLOORS[condition]
+
+
+def test_non_speech_and_other_words_are_rejected_and_digits_are_not(unseen_model, tmp_path, demo_dir):
+    model, test = unseen_model
+    generator = np.random.default_rng(3)
+    sounds = []
+    for kind in NON_SPEECH:
+        for number in range(3):
+            sounds.append(write(tmp_path / f"{kind}_{number}.wav", non_speech(kind, 8000, generator)))
+    other_words = sorted((demo_dir.parent / "speech_oov").rglob("*.wav"))
+    assert len(other_words) == 160
+    for paths, floor in ((sounds, NON_SPEECH_REJECTED_FLOOR), (other_words, OTHER_WORDS_REJECTED_FLOOR)):
+        records = model.predict_files(paths)
+        assert np.mean([r["label"] == "unknown" for r in records]) >= floor
+    records = model.predict_files(test.paths)
+    assert np.mean([r["label"] == "unknown" for r in records]) <= DIGITS_REJECTED_CEILING
+
+
+def test_transcribe_digit_strings_of_an_unseen_speaker(unseen_model, tmp_path):
+    model, test = unseen_model
+    generator = np.random.default_rng(4)
+    paths, truths = [], []
+    for number in range(12):
+        chosen = generator.choice(len(test), size=int(generator.integers(3, 11)), replace=False)
+        clips = [soundfile.read(test.paths[i], dtype="float32")[0] for i in chosen]
+        samples, _ = digit_string(clips, 8000, generator)
+        if number % 2:
+            samples = apply_condition(samples, 8000, "snr10", generator)
+        paths.append(write(tmp_path / f"string_{number}.wav", samples))
+        truths.append("".join(test.labels[chosen]))
+    records = model.transcribe_files(paths)
+    assert len(records) == 12 and not any("error" in r for r in records)
+    counts_right = np.mean([len(r["digits"]) == len(t) for r, t in zip(records, truths)])
+    digits_right = np.mean([a == b for r, t in zip(records, truths) if len(r["digits"]) == len(t) for a, b in zip(r["digits"], t)])
+    assert counts_right >= STRING_COUNT_FLOOR and digits_right >= STRING_DIGIT_FLOOR
 
 
 def test_the_feature_cache_gives_the_same_vectors_faster(fsdd, tmp_path):
