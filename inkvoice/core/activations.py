@@ -14,6 +14,7 @@ class Activation:
     """Interface: ``forward(z) -> a`` and ``backward(a, d_a) -> d_z``."""
 
     name = ""
+    code = -1  # the number by which the compiled kernels (core.compiled) know the activation
 
     def forward(self, z):
         """Outputs for pre-activations ``z``; may overwrite ``z`` to save memory."""
@@ -34,6 +35,7 @@ class Activation:
 
 class Identity(Activation):
     name = "identity"
+    code = 0
 
     def forward(self, z):
         return z
@@ -47,6 +49,7 @@ class Identity(Activation):
 
 class Relu(Activation):
     name = "relu"
+    code = 1
 
     def forward(self, z):
         return np.maximum(z, 0, out=z)
@@ -62,6 +65,7 @@ class LeakyRelu(Activation):
     """ReLU with a small slope (0.01) for negative inputs, so no unit dies completely."""
 
     name = "leaky_relu"
+    code = 2
     slope = 0.01
 
     def forward(self, z):
@@ -73,6 +77,7 @@ class LeakyRelu(Activation):
 
 class Tanh(Activation):
     name = "tanh"
+    code = 3
 
     def forward(self, z):
         return np.tanh(z, out=z)
@@ -83,6 +88,7 @@ class Tanh(Activation):
 
 class Sigmoid(Activation):
     name = "sigmoid"
+    code = 4
 
     def forward(self, z):
         # 0.5 * (1 + tanh(z / 2)) equals 1 / (1 + exp(-z)) without overflow for large |z|.
@@ -97,6 +103,7 @@ class Sigmoid(Activation):
 
 
 ACTIVATIONS = {cls.name: cls for cls in (Identity, Relu, LeakyRelu, Tanh, Sigmoid)}
+CODES = {name: cls.code for name, cls in ACTIVATIONS.items()}
 
 
 def get_activation(name):

@@ -3,8 +3,12 @@
 This is the one core module that imports click; the numerical core never does.
 """
 
+import errno
 import functools
+import io
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -23,6 +27,28 @@ class ProjectGroup(click.Group):
             return super().invoke(ctx)
         except ProjectError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            # Results that cannot be written (stdout on a full disk or /dev/full, a closed pipe)
+            # are the user's situation, not a bug: one line, not a traceback.
+            if error.errno not in _WRITE_FAILURES:
+                raise
+            _discard_pending_output()
+            if error.errno == errno.EPIPE:
+                ctx.exit(1)
+            raise click.ClickException(f"could not write the results ({error.strerror})") from None
+
+
+_WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EPIPE, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _discard_pending_output():
+    """Point stdout at /dev/null, so that exiting does not fail again flushing what is left."""
+    try:
+        handle = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(handle, sys.stdout.fileno())
+        os.close(handle)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # not a real file (a test runner's capture): nothing is flushed at exit
 
 
 def progress_reporter(total, label, enabled=True):
@@ -44,7 +70,7 @@ quiet_option = click.option("--quiet", is_flag=True, help="No progress bars or p
 
 
 def extraction_options(command):
-    """``--jobs`` and ``--cache/--no-cache`` for a command over many files.
+    """``--jobs``, ``--cache/--no-cache``, ``--scheduler`` and ``--send-files`` for a command over many files.
 
     The command receives them as one ``extraction`` argument, an
     :class:`inkvoice.core.extraction.ExtractionSettings`.
@@ -54,11 +80,21 @@ def extraction_options(command):
                   help="Worker processes for feature extraction (default: every core).")
     @click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
                   help="Read and write the feature cache (see `inkvoice cache`).")
+    @click.option("--scheduler", metavar="ADDRESS", envvar="INKVOICE_SCHEDULER", default=None,
+                  help="Extract features on the Dask cluster whose scheduler is at ADDRESS, e.g. tcp://10.0.0.5:8786 "
+                       "(default: $INKVOICE_SCHEDULER, else this machine). Its workers read the files at the paths "
+                       "given here, unless --send-files.")
+    @click.option("--send-files", is_flag=True,
+                  help="With --scheduler: send each file's bytes to the workers, for workers that do not share "
+                       "this machine's files.")
     @functools.wraps(command)
-    def wrapper(*args, jobs, use_cache, **kwargs):
+    def wrapper(*args, jobs, use_cache, scheduler, send_files, **kwargs):
         from inkvoice.core.extraction import ExtractionSettings
 
-        return command(*args, extraction=ExtractionSettings(n_jobs=jobs, cache=use_cache), **kwargs)
+        if send_files and not scheduler:
+            raise click.UsageError("--send-files needs --scheduler (or INKVOICE_SCHEDULER)")
+        settings = ExtractionSettings(n_jobs=jobs, cache=use_cache, scheduler=scheduler or None, send_files=send_files)
+        return command(*args, extraction=settings, **kwargs)
 
     return wrapper
 
@@ -95,3 +131,24 @@ class CommaList(click.ParamType):
             bound = "" if self.minimum is None else f" of at least {self.minimum}"
             self.fail(f"expected comma-separated values{bound} such as {self.example}; got {value!r}", param, ctx)
         return items
+
+
+class OutputFile(click.Path):
+    """A file the command writes (model, PNG, JSON), checked before any work starts.
+
+    Only a regular file or a new name is accepted: a folder, device (``/dev/full``), FIFO or
+    socket is refused, as is a place that cannot be written (under a file, a read-only folder,
+    a full disk, a file-size limit), with a usage error naming the option.
+    """
+
+    def __init__(self):
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        from inkvoice.core.files import check_output_path
+
+        path = super().convert(value, param, ctx)
+        try:
+            return check_output_path(path)
+        except ProjectError as error:
+            self.fail(str(error), param, ctx)

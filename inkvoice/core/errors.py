@@ -9,7 +9,7 @@ class ParameterError(ProjectError, ValueError):
     """A setting or argument has a value outside what is allowed."""
 
 
-class NotFittedError(ProjectError, AttributeError):
+class NotFittedError(ProjectError, ValueError, AttributeError):
     """A model was used for prediction before it was trained or loaded."""
 
 
@@ -19,6 +19,37 @@ class ModelFileError(ProjectError):
 
 class DataError(ProjectError):
     """An input file (audio, image, data folder) cannot be used."""
+
+
+class OutputError(ProjectError):
+    """An output file cannot be written there (a device, a read-only folder, a full disk)."""
+
+
+class DataConversionWarning(UserWarning):
+    """Input was accepted after a conversion its caller may not have meant (as scikit-learn's)."""
+
+
+class TrainingInterrupted(ProjectError):
+    """Training was stopped by Ctrl-C: what it produced is under-trained and must not be saved.
+
+    ``epoch`` is the epoch that was running, ``history`` the training's History so far.
+    """
+
+    def __init__(self, epoch, max_epochs, history=None):
+        super().__init__(f"training interrupted (Ctrl-C) during epoch {epoch} of {max_epochs}: the model is incomplete")
+        self.epoch, self.max_epochs, self.history = epoch, max_epochs, history
+
+
+class TrainingDiverged(ProjectError):
+    """The training loss stopped being finite (NaN or infinite): the learning rate is too high
+    for the data, or the features hold extreme values."""
+
+    def __init__(self, epoch, loss, val_loss=None):
+        which = f"loss {loss}" if val_loss is None else f"loss {loss}, validation loss {val_loss}"
+        super().__init__(
+            f"training diverged in epoch {epoch} ({which}); try a smaller learning rate or check the features"
+        )
+        self.epoch = epoch
 
 
 def check_choice(name, value, choices):

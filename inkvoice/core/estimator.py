@@ -6,21 +6,41 @@ Settings are stored unchanged by ``__init__`` and checked by ``fit``; learned st
 """
 
 import inspect
+import warnings
 
 import numpy as np
 
-from inkvoice.core.errors import NotFittedError, ParameterError, check_choice, check_number
+from inkvoice.core.activations import ACTIVATIONS
+from inkvoice.core.constraints import Boolean, Interval, Optional, Options, Sizes, validate
+from inkvoice.core.errors import DataConversionWarning, NotFittedError, ParameterError, check_number
 from inkvoice.core.losses import get_loss
 from inkvoice.core.network import Mlp
 from inkvoice.core.optimizers import OPTIMIZERS, make_optimizer
 from inkvoice.core.scaling import Standardizer
-from inkvoice.core.activations import ACTIVATIONS
 from inkvoice.core.schedules import SCHEDULES, make_schedule
 from inkvoice.core.threads import training_threads
-from inkvoice.core.training import History, train
+from inkvoice.core.training import History, TrainingConfig, train
 
 DTYPES = ("float32", "float64")
 LOSS_CHOICES = ("auto", "softmax_cross_entropy", "sigmoid_cross_entropy")
+
+
+class _Dtype:
+    """A numpy dtype or its name, one of DTYPES."""
+
+    def check(self, name, value):
+        try:
+            value = np.dtype(value).name
+        except TypeError:
+            pass
+        return Options(*DTYPES).check(name, value)
+
+
+class _ClassWeight:
+    def check(self, name, value):
+        if not (value is None or value == "balanced" or isinstance(value, dict)):
+            raise ParameterError(f"{name} must be None, 'balanced' or a dict; got {value!r}")
+        return value
 
 
 class MlpClassifier:
@@ -67,6 +87,33 @@ class MlpClassifier:
     """
 
     _estimator_type = "classifier"
+    # What each setting may be, checked once when training starts; the optimisers' own
+    # settings come from their tables.
+    _parameter_constraints = {
+        "hidden_sizes": Sizes(),
+        "activation": Options(*ACTIVATIONS),
+        "loss": Options(*LOSS_CHOICES),
+        "optimizer": Options(*OPTIMIZERS),
+        "learning_rate": OPTIMIZERS["adam"].constraints["learning_rate"],
+        "momentum": OPTIMIZERS["sgd"].constraints["momentum"],
+        "nesterov": OPTIMIZERS["sgd"].constraints["nesterov"],
+        "weight_decay": OPTIMIZERS["adam"].constraints["weight_decay"],
+        "batch_size": Interval(1, integer=True),
+        "max_epochs": Interval(1, integer=True),
+        "early_stopping": Boolean(),
+        "patience": Interval(1, integer=True),
+        "validation_fraction": Interval(0, 1, high_open=True),
+        "schedule": Optional(Options(*SCHEDULES)),
+        "dropout": Interval(0, 1, high_open=True),
+        "l2": Interval(0),
+        "class_weight": _ClassWeight(),
+        "dtype": _Dtype(),
+        "standardize": Boolean(),
+        "warm_start": Boolean(),
+        "n_threads": Optional(Interval(1, integer=True)),
+    }
+    # The estimator's settings each optimiser takes (besides learning_rate and n_threads).
+    _optimizer_settings = {"sgd": ("momentum", "nesterov"), "adam": ("weight_decay",)}
 
     def __init__(
         self,
@@ -151,62 +198,66 @@ class MlpClassifier:
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
 
     def _check_params(self):
-        sizes = self.hidden_sizes
-        if isinstance(sizes, (int, np.integer)):
-            sizes = (sizes,)
-        sizes = tuple(sizes)
-        for size in sizes:
-            check_number("hidden_sizes", size, low=1, integer=True)
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_choice("loss", self.loss, LOSS_CHOICES)
-        check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
-        check_number("learning_rate", self.learning_rate, low=0, low_open=True)
-        check_number("momentum", self.momentum, low=0, high=1, high_open=True)
-        check_number("weight_decay", self.weight_decay, low=0)
-        check_number("batch_size", self.batch_size, low=1, integer=True)
-        check_number("max_epochs", self.max_epochs, low=1, integer=True)
-        check_number("patience", self.patience, low=1, integer=True)
-        check_number("validation_fraction", self.validation_fraction, low=0, high=1, high_open=True)
-        if self.schedule is not None:
-            check_choice("schedule", self.schedule, tuple(SCHEDULES))
-        check_number("dropout", self.dropout, low=0, high=1, high_open=True)
-        check_number("l2", self.l2, low=0)
-        if self.n_threads is not None:
-            check_number("n_threads", self.n_threads, low=1, integer=True)
-        try:
-            dtype_name = np.dtype(self.dtype).name
-        except TypeError:
-            dtype_name = self.dtype
-        check_choice("dtype", dtype_name, DTYPES)
-        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
-            raise ParameterError(f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}")
-        return tuple(int(s) for s in sizes)
+        """Check every setting against ``_parameter_constraints``; returns the hidden sizes."""
+        return validate(self._parameter_constraints, self.get_params())["hidden_sizes"]
 
     # --- data checks ----------------------------------------------------------------------
 
     def _check_X(self, X, name="X", check_width=True):
+        if type(X).__module__.startswith("scipy.sparse"):
+            raise ParameterError(f"{name} is a sparse matrix, and sparse input is not supported: pass X.toarray()")
         try:
-            X = np.asarray(X, dtype=self.dtype)
-        except (TypeError, ValueError) as error:
-            raise ParameterError(f"{name} must be numeric; {error}") from None
+            X = np.asarray(X)
+            if X.dtype.kind == "c":
+                raise ParameterError(f"Complex data not supported: {name} holds complex numbers")
+            X = X.astype(self.dtype, copy=False)
+        except TypeError as error:
+            raise TypeError(f"{name} must be numeric: {error}") from None
+        except ValueError as error:
+            raise ParameterError(f"{name} must be numeric: {error}") from None
         if X.ndim != 2:
-            raise ParameterError(f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}")
+            raise ParameterError(
+                f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}. Reshape your data with "
+                "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample"
+            )
         if len(X) == 0:
             raise ParameterError(f"{name} is empty: at least one sample is needed")
+        if X.shape[1] == 0:
+            raise ParameterError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
         if not np.all(np.isfinite(X)):
-            raise ParameterError(f"{name} contains NaN or infinite values")
+            rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
+            raise ParameterError(
+                f"{name} contains NaN or infinite values in {len(rows)} of its {len(X)} rows (the first is row {rows[0]}, "
+                f"column {int(np.flatnonzero(~np.isfinite(X[rows[0]]))[0])})"
+            )
         if check_width and hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
             raise ParameterError(
-                f"{name} has {X.shape[1]} features per sample; this model expects {self.n_features_in_}"
+                f"{name} has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
             )
         return np.ascontiguousarray(X)
 
     def _check_y(self, y, n_samples, name="y"):
+        if y is None:
+            raise ParameterError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y = np.asarray(y)
+        if y.dtype.kind == "c":
+            raise ParameterError(f"Complex data not supported: {name} holds complex numbers")
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                f"A column-vector y was passed when a 1d array was expected: {name} of shape {y.shape} "
+                f"is read as ({len(y)},)", DataConversionWarning, stacklevel=3,
+            )
+            y = y[:, 0]
         if y.dtype == object:
             y = y.astype(str)
         if y.ndim != 1 or len(y) != n_samples:
             raise ParameterError(f"{name} must be 1-D with one label per sample ({n_samples}); got shape {y.shape}")
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+            raise ParameterError(
+                f"Unknown label type: continuous ({name} holds fractional or non-finite numbers; "
+                "a classifier needs class labels)"
+            )
         return y
 
     def _encode(self, y, name="y"):
@@ -231,6 +282,8 @@ class MlpClassifier:
                     f"sample_weight must hold one finite non-negative weight per sample ({len(targets)}); "
                     f"got shape {weights.shape}"
                 )
+            if not np.any(weights):
+                raise ParameterError("sample_weight is zero for every sample: there is nothing to learn from")
         if self.class_weight is not None:
             if self.class_weight == "balanced":
                 counts = np.bincount(targets, minlength=len(self.classes_)).astype(np.float64)
@@ -278,14 +331,8 @@ class MlpClassifier:
         return "sigmoid_cross_entropy" if len(self.classes_) == 2 else "softmax_cross_entropy"
 
     def _optimizer(self, n_threads=1):
-        return make_optimizer(
-            self.optimizer,
-            learning_rate=self.learning_rate,
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-            weight_decay=self.weight_decay,
-            n_threads=n_threads,
-        )
+        settings = {name: getattr(self, name) for name in self._optimizer_settings[self.optimizer]}
+        return make_optimizer(self.optimizer, learning_rate=self.learning_rate, n_threads=n_threads, **settings)
 
     def _threads(self):
         return training_threads(self.network_.layer_sizes, int(self.batch_size), self.n_threads)
@@ -310,19 +357,21 @@ class MlpClassifier:
         if not warm:
             self.classes_ = np.unique(y)
             if len(self.classes_) < 2:
-                raise ParameterError(f"y must hold at least 2 classes; got {len(self.classes_)}")
+                raise ParameterError(f"y must hold at least 2 classes; got {len(self.classes_)} class")
         targets = self._encode(y)
         weights = self._sample_weights(targets, sample_weight)
 
         if validation_data is not None:
             X_val = self._check_X(validation_data[0], "validation X")
             targets_val = self._encode(self._check_y(validation_data[1], len(X_val), "validation y"), "validation y")
+            weights_val = self._sample_weights(targets_val, None)
             train_rows = None
         elif self.early_stopping and self.validation_fraction > 0:
             train_rows, held = self._validation_split(targets, rng)
             X_val, targets_val = X[held], targets[held]
+            weights_val = None if weights is None else weights[held]
         else:
-            train_rows, X_val, targets_val = None, None, None
+            train_rows, X_val, targets_val, weights_val = None, None, None, None
         if train_rows is None:  # every sample trains: no copy of a possibly large X
             X_train, targets_train, weights_train = X, targets, weights
         else:
@@ -337,30 +386,34 @@ class MlpClassifier:
             self._partial_optimizer = None
         self._set_dropout_rng(rng)
         X_train = self._scale(X_train)
-        validation = None if X_val is None or len(X_val) == 0 else (self._scale(X_val), targets_val)
+        # Validation measures the objective training minimises: with the same class and sample weights.
+        validation = None if X_val is None or len(X_val) == 0 else (self._scale(X_val), targets_val, weights_val)
         n_threads = self._threads()
         optimizer = self._optimizer(n_threads)
-        self.history_ = train(
-            self.network_,
-            self.loss_,
-            optimizer,
-            X_train,
-            targets_train,
-            rng=rng,
-            sample_weight=weights_train,
-            validation=validation,
+        config = TrainingConfig(
             batch_size=int(self.batch_size),
             max_epochs=int(self.max_epochs),
             early_stopping=self.early_stopping,
             patience=int(self.patience),
             l2=self.l2,
-            schedule=make_schedule(self.schedule, self.learning_rate, int(self.max_epochs)),
-            callback=callback,
-            history=self.history_ if warm else None,
             n_threads=n_threads,
         )
-        self.n_epochs_ = len(self.history_.records)
+        self._train(
+            optimizer, X_train, targets_train, config, rng=rng, sample_weight=weights_train, validation=validation,
+            schedule=make_schedule(self.schedule, self.learning_rate, int(self.max_epochs)), callback=callback,
+        )
         return self
+
+    def _train(self, optimizer, X, targets, config, **settings):
+        """``core.training.train`` on this network, continuing ``history_``.
+
+        When training raises (Ctrl-C, divergence) the model stays usable: ``history_`` and
+        ``n_epochs_`` tell how far it got, and the network holds the weights ``train`` kept.
+        """
+        try:
+            train(self.network_, self.loss_, optimizer, X, targets, config, history=self.history_, **settings)
+        finally:
+            self.n_epochs_ = len(self.history_.records)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One more pass over ``(X, y)`` from the current weights (the first call builds the model).
@@ -386,22 +439,12 @@ class MlpClassifier:
             self._partial_rng = getattr(self, "_partial_rng", None) or self._make_rng()
         targets = self._encode(y)
         self._set_dropout_rng(self._partial_rng)
-        self.history_ = train(
-            self.network_,
-            self.loss_,
-            self._partial_optimizer,
-            self._scale(X),
-            targets,
-            rng=self._partial_rng,
+        config = TrainingConfig(batch_size=int(self.batch_size), max_epochs=1, early_stopping=False, l2=self.l2,
+                                n_threads=self._threads())
+        self._train(
+            self._partial_optimizer, self._scale(X), targets, config, rng=self._partial_rng,
             sample_weight=self._sample_weights(targets, sample_weight),
-            batch_size=int(self.batch_size),
-            max_epochs=1,
-            early_stopping=False,
-            l2=self.l2,
-            history=self.history_,
-            n_threads=self._threads(),
         )
-        self.n_epochs_ = len(self.history_.records)
         return self
 
     def _set_dropout_rng(self, rng):
@@ -413,6 +456,9 @@ class MlpClassifier:
 
     def _is_fitted(self):
         return hasattr(self, "network_")
+
+    def __sklearn_is_fitted__(self):
+        return self._is_fitted()
 
     def _scale(self, X):
         if self.standardizer_ is None:

@@ -2,26 +2,13 @@
 
 Fusing softmax (or sigmoid) with cross-entropy gives the simple gradient
 ``probabilities - targets`` and lets the loss be computed from log-sum-exp, which stays finite
-for logits of any size.
+for logits of any size. The work itself is one kernel per loss (``core.kernels``).
 """
 
 import numpy as np
 
+from inkvoice.core import kernels
 from inkvoice.core.errors import check_choice
-
-
-def _weighted_mean(per_sample, weights):
-    if weights is None:
-        return float(per_sample.mean())
-    return float(np.dot(per_sample, weights) / len(per_sample))
-
-
-def _scale_gradient(gradient, weights):
-    """Divide by the batch size and apply per-sample weights, in place."""
-    gradient /= len(gradient)
-    if weights is not None:
-        gradient *= weights.reshape(-1, *([1] * (gradient.ndim - 1))).astype(gradient.dtype, copy=False)
-    return gradient
 
 
 def _sigmoid(z):
@@ -29,7 +16,33 @@ def _sigmoid(z):
     return 0.5 * (1 + np.tanh(0.5 * z))
 
 
-class SoftmaxCrossEntropy:
+class _CrossEntropy:
+    name = ""
+
+    def value_correct_and_gradient(self, logits, targets, weights=None):
+        """Mean (weighted) loss, number of correctly classified samples, and d loss / d logits.
+
+        The gradient is written over ``logits`` (and returned); ``targets`` are class indices
+        of shape (n,), ``weights`` None or one weight per sample in the logits' dtype.
+        """
+        if weights is None:
+            weights = kernels.empty_weights(logits.dtype)
+        value, correct = getattr(kernels.active(), self.name)(logits, targets, weights)
+        return float(value), int(correct)
+
+    def value_and_gradient(self, logits, targets, weights=None):
+        """Mean (weighted) loss and d loss / d logits, leaving ``logits`` untouched."""
+        gradient = np.array(logits, order="C")
+        if weights is not None:
+            weights = np.ascontiguousarray(weights, dtype=gradient.dtype)
+        value, _ = self.value_correct_and_gradient(gradient, np.ascontiguousarray(targets, dtype=np.intp), weights)
+        return value, gradient
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class SoftmaxCrossEntropy(_CrossEntropy):
     """Softmax outputs with categorical cross-entropy; targets are class indices."""
 
     name = "softmax_cross_entropy"
@@ -37,28 +50,14 @@ class SoftmaxCrossEntropy:
     def n_outputs(self, n_classes):
         return n_classes
 
-    def value_and_gradient(self, logits, targets, weights=None):
-        """Mean (weighted) loss and d loss / d logits for integer ``targets`` of shape (n,)."""
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        sums = exp.sum(axis=1, keepdims=True)
-        rows = np.arange(len(targets))
-        per_sample = np.log(sums[:, 0]) - shifted[rows, targets]
-        exp /= sums
-        exp[rows, targets] -= 1
-        return _weighted_mean(per_sample, weights), _scale_gradient(exp, weights)
-
     def probabilities(self, logits):
         shifted = logits - logits.max(axis=1, keepdims=True)
         np.exp(shifted, out=shifted)
         shifted /= shifted.sum(axis=1, keepdims=True)
         return shifted
 
-    def __repr__(self):
-        return "SoftmaxCrossEntropy()"
 
-
-class SigmoidBinaryCrossEntropy:
+class SigmoidBinaryCrossEntropy(_CrossEntropy):
     """One sigmoid output with binary cross-entropy; targets are 0 or 1 (the positive class)."""
 
     name = "sigmoid_cross_entropy"
@@ -66,43 +65,12 @@ class SigmoidBinaryCrossEntropy:
     def n_outputs(self, n_classes):
         return 1
 
-    def value_and_gradient(self, logits, targets, weights=None):
-        z = logits[:, 0]
-        y = targets.astype(logits.dtype, copy=False)
-        # log(1 + exp(-|z|)) + max(z, 0) - z*y is the cross-entropy without overflow.
-        per_sample = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        gradient = (_sigmoid(z) - y)[:, None]
-        return _weighted_mean(per_sample, weights), _scale_gradient(gradient, weights)
-
     def probabilities(self, logits):
         positive = _sigmoid(logits[:, 0])
         return np.stack([1 - positive, positive], axis=1)
 
-    def __repr__(self):
-        return "SigmoidBinaryCrossEntropy()"
 
-
-class MeanSquaredError:
-    """Half the mean over samples of the squared error summed over outputs; targets (n, k)."""
-
-    name = "mean_squared_error"
-
-    def n_outputs(self, n_targets):
-        return n_targets
-
-    def value_and_gradient(self, logits, targets, weights=None):
-        error = logits - targets.reshape(logits.shape).astype(logits.dtype, copy=False)
-        per_sample = 0.5 * np.sum(error * error, axis=1)
-        return _weighted_mean(per_sample, weights), _scale_gradient(error, weights)
-
-    def probabilities(self, logits):
-        return logits
-
-    def __repr__(self):
-        return "MeanSquaredError()"
-
-
-LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, SigmoidBinaryCrossEntropy, MeanSquaredError)}
+LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, SigmoidBinaryCrossEntropy)}
 
 
 def get_loss(name):

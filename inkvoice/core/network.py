@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from inkvoice.core.layers import Dense, Dropout
+from inkvoice.core import kernels
+from inkvoice.core.layers import Dense
 
 
 class Mlp:
@@ -29,9 +30,9 @@ class Mlp:
         self.layers = []
         last = len(self.layer_sizes) - 2
         for index, (n_in, n_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
-            self.layers.append(Dense(n_in, n_out, "identity" if index == last else activation, rng, dtype=dtype))
-            if index != last and dropout > 0:
-                self.layers.append(Dropout(dropout, rng))
+            output = index == last
+            self.layers.append(Dense(n_in, n_out, "identity" if output else activation, rng, dtype=dtype,
+                                     dropout=0.0 if output else dropout))
         self._pack()
 
     def _pack(self):
@@ -41,7 +42,7 @@ class Mlp:
         whole-array operations instead of a dozen per layer: for small networks the Python
         overhead per operation, not arithmetic, is what costs.
         """
-        dense = self.dense_layers
+        dense = self.layers
         pieces = [layer.weights for layer in dense] + [layer.bias for layer in dense]
         self.flat_parameters = np.concatenate([piece.ravel() for piece in pieces])
         self.flat_gradients = np.zeros_like(self.flat_parameters)
@@ -54,6 +55,12 @@ class Mlp:
                 setattr(layer, attribute, self.flat_parameters[offset : offset + size].reshape(shape))
                 setattr(layer, gradient, self.flat_gradients[offset : offset + size].reshape(shape))
                 offset += size
+        n = self.n_weights
+        self._groups = (
+            [self.flat_parameters[:n], self.flat_parameters[n:]],
+            [self.flat_gradients[:n], self.flat_gradients[n:]],
+            [True, False],
+        )
 
     def __setstate__(self, state):
         # copy.deepcopy and pickle copy each layer's view as an array of its own; re-pack so
@@ -66,16 +73,11 @@ class Mlp:
 
         ``decay`` tells which groups weight decay applies to (weights, not biases).
         """
-        n = self.n_weights
-        return (
-            [self.flat_parameters[:n], self.flat_parameters[n:]],
-            [self.flat_gradients[:n], self.flat_gradients[n:]],
-            [True, False],
-        )
+        return self._groups
 
     @property
     def dense_layers(self):
-        return [layer for layer in self.layers if isinstance(layer, Dense)]
+        return self.layers
 
     def parameters(self):
         """Weights and biases of every layer, in order, as the arrays themselves."""
@@ -101,17 +103,17 @@ class Mlp:
         """The training objective on one batch, with every parameter's gradient filled in.
 
         The objective is the mean (weighted) loss plus ``l2 / 2`` times the sum of squared
-        weights (biases are not penalised).
+        weights (biases are not penalised). Returns ``(objective, n_correct)``, the number of
+        samples of the batch the network classified right before this step.
         """
         logits = self.forward(X, training=True)
-        value, d_logits = loss.value_and_gradient(logits, targets, sample_weight)
-        self.backward(d_logits)
+        value, n_correct = loss.value_correct_and_gradient(logits, targets, sample_weight)
+        self.backward(logits)  # the loss left its gradient in place of the logits
         if l2:
-            decay = self.dtype.type(l2)
-            for layer in self.dense_layers:
-                value += 0.5 * l2 * float(np.vdot(layer.weights, layer.weights))
-                layer.grad_weights += decay * layer.weights
-        return value, logits
+            (weights, _), (grad_weights, _), _ = self._groups
+            squares = kernels.active().add_l2(weights, grad_weights, l2)
+            value += 0.5 * l2 * squares
+        return value, n_correct
 
     def predict_logits(self, X, batch_size=4096):
         """Logits in batches, so that large inputs do not need one huge activation matrix."""

@@ -1,13 +1,68 @@
-"""Optimisers that update a list of parameter arrays in place from their gradients."""
+"""Optimisers that update a list of parameter arrays in place from their gradients.
 
+Each step is one fused pass per array (``core.kernels``); arrays of at least
+``PARALLEL_SIZE`` elements are cut into slices that threads update at once (the kernels
+release the GIL), which gives the same numbers as one thread since every element is
+updated on its own.
+"""
+
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from inkvoice.core.errors import check_choice, check_number
+from inkvoice.core import kernels
+from inkvoice.core.constraints import Boolean, Interval, validate
+from inkvoice.core.errors import ParameterError, check_choice
+
+# Arrays smaller than this update on one thread: handing work to threads costs more.
+PARALLEL_SIZE = 1 << 17
 
 
-class Sgd:
+class _Optimizer:
+    """Shared by the optimisers: the per-array state and the threads that share large arrays."""
+
+    name = ""
+    constraints = {"learning_rate": Interval(0, low_open=True), "n_threads": Interval(1, integer=True)}
+
+    def __init__(self, **settings):
+        self.__dict__.update(validate(self.constraints, settings))
+        self._state = None
+        self._pool = None
+        self._pieces = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_pool": None, "_pieces": None}
+
+    def _run(self, update, arrays, settings):
+        """Call ``update(*arrays[i], *settings[i])`` for each i, cutting arrays of at least
+        ``PARALLEL_SIZE`` elements into ``n_threads`` slices that are updated in parallel."""
+        key = [id(array) for group in arrays for array in group]
+        if self._pieces is None or self._pieces[0] != key:
+            pieces = []
+            for index, group in enumerate(arrays):
+                size = group[0].size
+                n_pieces = self.n_threads if size >= PARALLEL_SIZE else 1
+                bounds = [size * piece // n_pieces for piece in range(n_pieces + 1)]
+                for start, stop in zip(bounds[:-1], bounds[1:]):
+                    pieces.append((index, [array.reshape(-1)[start:stop] for array in group]))
+            self._pieces = key, pieces, list(arrays)  # the arrays too, so that their ids stay theirs
+        pieces = self._pieces[1]
+        if len(pieces) == len(arrays):
+            for index, piece in pieces:
+                update(*piece, *settings[index])
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.n_threads)
+        # The caller's thread takes the first slice itself rather than waiting idle.
+        futures = [self._pool.submit(update, *piece, *settings[index]) for index, piece in pieces[1:]]
+        index, piece = pieces[0]
+        update(*piece, *settings[index])
+        for future in futures:
+            future.result()
+
+
+class Sgd(_Optimizer):
     """Stochastic gradient descent with (optionally Nesterov) momentum.
 
     Parameters
@@ -16,32 +71,27 @@ class Sgd:
     momentum : float in [0, 1)
     nesterov : bool
         Look ahead along the velocity before taking the gradient step (Sutskever et al., 2013).
+    n_threads : int > 0
+        Threads sharing the update of large arrays.
     """
 
     name = "sgd"
+    constraints = {**_Optimizer.constraints, "momentum": Interval(0, 1, high_open=True), "nesterov": Boolean()}
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, nesterov=False):
-        self.learning_rate = check_number("learning_rate", learning_rate, low=0, low_open=True)
-        self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
-        self.nesterov = bool(nesterov)
-        self._velocities = None
+    def __init__(self, learning_rate=0.01, momentum=0.9, nesterov=False, n_threads=1):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, n_threads=n_threads)
 
     def step(self, parameters, gradients, decay=None):
         """Update ``parameters`` in place; ``decay`` is accepted for a common interface."""
-        if self._velocities is None:
-            self._velocities = [np.zeros_like(p) for p in parameters]
-        rate = parameters[0].dtype.type(self.learning_rate)
-        momentum = parameters[0].dtype.type(self.momentum)
-        for parameter, gradient, velocity in zip(parameters, gradients, self._velocities):
-            velocity *= momentum
-            velocity -= rate * gradient
-            if self.nesterov:
-                parameter += momentum * velocity - rate * gradient
-            else:
-                parameter += velocity
+        if self._state is None:
+            self._state = [np.zeros_like(p) for p in parameters]
+        dtype = parameters[0].dtype.type
+        settings = (dtype(self.learning_rate), dtype(self.momentum), self.nesterov)
+        arrays = [(p, g, v) for p, g, v in zip(parameters, gradients, self._state)]
+        self._run(kernels.active().sgd_update, arrays, [settings] * len(arrays))
 
 
-class Adam:
+class Adam(_Optimizer):
     """Adam (Kingma & Ba, 2015), with optional decoupled weight decay (AdamW).
 
     Parameters
@@ -53,83 +103,52 @@ class Adam:
         Shrinks weights by ``learning_rate * weight_decay`` per step, apart from the gradient
         (Loshchilov & Hutter, 2019); the L2 penalty of the loss is the other, coupled, way.
     n_threads : int > 0
-        Threads sharing the update of large arrays. The dozen element-wise passes of Adam
-        cost a quarter of an epoch of a large network on one core; numpy releases the GIL in
-        them, so slices of the arrays update in parallel.
+        Threads sharing the update of large arrays.
     """
 
     name = "adam"
-    # Arrays smaller than this update on one thread: handing work to threads costs more.
-    parallel_size = 1 << 17
+    constraints = {
+        **_Optimizer.constraints,
+        "beta1": Interval(0, 1, high_open=True),
+        "beta2": Interval(0, 1, high_open=True),
+        "epsilon": Interval(0, low_open=True),
+        "weight_decay": Interval(0),
+    }
 
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay=0.0, n_threads=1):
-        self.learning_rate = check_number("learning_rate", learning_rate, low=0, low_open=True)
-        self.beta1 = check_number("beta1", beta1, low=0, high=1, high_open=True)
-        self.beta2 = check_number("beta2", beta2, low=0, high=1, high_open=True)
-        self.epsilon = check_number("epsilon", epsilon, low=0, low_open=True)
-        self.weight_decay = check_number("weight_decay", weight_decay, low=0)
-        self.n_threads = check_number("n_threads", n_threads, low=1, integer=True)
-        self._moments = None
+        super().__init__(learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon,
+                         weight_decay=weight_decay, n_threads=n_threads)
         self._steps = 0
-        self._pool = None
 
     def step(self, parameters, gradients, decay=None):
         """Update ``parameters`` in place; ``decay`` flags the arrays weight decay applies to
         (default: those with more than one dimension, i.e. weight matrices, not biases)."""
         if decay is None:
             decay = [parameter.ndim > 1 for parameter in parameters]
-        if self._moments is None:
-            self._moments = [(np.zeros_like(p), np.zeros_like(p), np.empty_like(p)) for p in parameters]
+        if self._state is None:
+            # First and second moments, and a scratch array for the numpy kernels.
+            self._state = [(np.zeros_like(p), np.zeros_like(p), np.empty_like(p)) for p in parameters]
         self._steps += 1
         dtype = parameters[0].dtype.type
         # Bias corrections folded into the step size, as in the paper's efficient version.
         rate = self.learning_rate * np.sqrt(1 - self.beta2**self._steps) / (1 - self.beta1**self._steps)
-        beta1, beta2 = dtype(self.beta1), dtype(self.beta2)
-        inverse_rate, scaled_epsilon = dtype(1 / rate), dtype(self.epsilon / rate)
+        settings = (dtype(self.beta1), dtype(self.beta2), dtype(1 / rate), dtype(self.epsilon / rate))
         shrink = dtype(self.learning_rate * self.weight_decay)
-        jobs = []
-        for parameter, gradient, moments, decayed in zip(parameters, gradients, self._moments, decay):
-            settings = (beta1, beta2, inverse_rate, scaled_epsilon, shrink if decayed else 0)
-            pieces = self.n_threads if parameter.size >= self.parallel_size else 1
-            if pieces == 1:
-                jobs.append((parameter, gradient, *moments, *settings))
-                continue
-            bounds = [parameter.size * piece // pieces for piece in range(pieces + 1)]
-            for start, stop in zip(bounds[:-1], bounds[1:]):
-                arrays = [array.reshape(-1)[start:stop] for array in (parameter, gradient, *moments)]
-                jobs.append((*arrays, *settings))
-        if len(jobs) > len(parameters):
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.n_threads)
-            list(self._pool.map(lambda job: _adam_update(*job), jobs))
-        else:
-            for job in jobs:
-                _adam_update(*job)
-
-
-def _adam_update(parameter, gradient, first, second, scratch, beta1, beta2, inverse_rate, scaled_epsilon, shrink):
-    """One Adam update of flat arrays, every operation in place (no temporary arrays)."""
-    first -= gradient  # first = beta1 * first + (1 - beta1) * gradient
-    first *= beta1
-    first += gradient
-    np.multiply(gradient, gradient, out=scratch)
-    second -= scratch  # second = beta2 * second + (1 - beta2) * gradient**2
-    second *= beta2
-    second += scratch
-    if shrink:
-        parameter -= shrink * parameter
-    np.sqrt(second, out=scratch)  # step = rate * first / (sqrt(second) + epsilon)
-    scratch *= inverse_rate
-    scratch += scaled_epsilon
-    np.divide(first, scratch, out=scratch)
-    parameter -= scratch
+        arrays = [(parameter, gradient, *state) for parameter, gradient, state in zip(parameters, gradients, self._state)]
+        self._run(kernels.active().adam_update, arrays, [(*settings, shrink if decayed else dtype(0)) for decayed in decay])
 
 
 OPTIMIZERS = {cls.name: cls for cls in (Sgd, Adam)}
 
 
 def make_optimizer(name, **settings):
-    """Build the optimiser called ``name`` with the settings it accepts."""
+    """Build the optimiser called ``name``; a setting it does not take is refused by name."""
     cls = OPTIMIZERS[check_choice("optimizer", name, tuple(OPTIMIZERS))]
-    accepted = cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount]
-    return cls(**{key: value for key, value in settings.items() if key in accepted})
+    accepted = [parameter for parameter in inspect.signature(cls).parameters]
+    unknown = sorted(set(settings) - set(accepted))
+    if unknown:
+        raise ParameterError(
+            f"optimizer {name!r} takes no setting {', '.join(map(repr, unknown))}; "
+            f"its settings: {', '.join(accepted)}"
+        )
+    return cls(**settings)

@@ -26,9 +26,6 @@ class Standardizer:
         result /= self.scale_.astype(dtype)
         return result
 
-    def fit_transform(self, X, dtype=np.float32):
-        return self.fit(X).transform(X, dtype)
-
     @classmethod
     def from_arrays(cls, mean, scale):
         standardizer = cls()

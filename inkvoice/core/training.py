@@ -1,4 +1,4 @@
-"""Mini-batch training with validation, early stopping, schedules, progress and clean Ctrl-C."""
+"""Mini-batch training with validation, early stopping, schedules, progress and Ctrl-C."""
 
 import contextlib
 import math
@@ -6,7 +6,37 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inkvoice.core import kernels
+from inkvoice.core.errors import TrainingDiverged, TrainingInterrupted
 from inkvoice.core.threads import blas_threads
+
+
+@dataclass
+class TrainingConfig:
+    """How ``train`` runs; settings are checked by the callers (``MlpClassifier.fit``).
+
+    Attributes
+    ----------
+    batch_size : int > 0
+    max_epochs : int > 0
+    early_stopping : bool
+        Stop after ``patience`` epochs without an improvement of at least ``min_delta``
+        and restore the weights of the best epoch.
+    patience : int > 0
+    min_delta : float >= 0
+    l2 : float >= 0
+        L2 penalty: ``l2 / 2`` times the sum of squared weights is added to the loss.
+    n_threads : int > 0 or None
+        BLAS threads for the products; None leaves the library's own setting.
+    """
+
+    batch_size: int = 64
+    max_epochs: int = 200
+    early_stopping: bool = True
+    patience: int = 10
+    min_delta: float = 1e-4
+    l2: float = 0.0
+    n_threads: int | None = None
 
 
 @dataclass
@@ -43,124 +73,140 @@ class History:
         )
 
 
-def _accuracy(loss, logits, targets):
-    if loss.name == "mean_squared_error":
-        return None
-    predicted = logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(axis=1)
-    return np.count_nonzero(predicted == targets) / len(targets)
-
-
 def evaluate(network, loss, X, targets, sample_weight=None, batch_size=4096):
     """Mean loss and accuracy of ``network`` on a data set, without touching its gradients."""
     logits = network.predict_logits(X, batch_size)
-    value, _ = loss.value_and_gradient(logits, targets, sample_weight)
-    return value, _accuracy(loss, logits, targets)
+    value, correct = loss.value_correct_and_gradient(logits, targets, sample_weight)
+    return value, correct / len(targets)
 
 
-def train(
-    network,
-    loss,
-    optimizer,
-    X,
-    targets,
-    *,
-    rng,
-    sample_weight=None,
-    validation=None,
-    batch_size=64,
-    max_epochs=200,
-    early_stopping=True,
-    patience=10,
-    min_delta=1e-4,
-    l2=0.0,
-    schedule=None,
-    callback=None,
-    history=None,
-    n_threads=None,
-):
+def train(network, loss, optimizer, X, targets, config=None, *, rng, sample_weight=None, validation=None,
+          schedule=None, callback=None, history=None):
     """Train ``network`` in place and return its History.
 
     Parameters
     ----------
+    network : core.network.Mlp
+    loss : a loss of ``core.losses``
+    optimizer : an optimiser of ``core.optimizers``
     X : ndarray (n_samples, n_features), already in the network's dtype
-    targets : ndarray
-        What ``loss`` expects: class indices for cross-entropy, values for squared error.
+    targets : ndarray (n_samples,) of class indices
+    config : TrainingConfig or None (its defaults)
     rng : numpy.random.Generator
         Shuffles the mini-batches.
+    sample_weight : ndarray (n_samples,) in the network's dtype, or None
     validation : tuple (X_val, targets_val[, weights_val]) or None
         Monitored for early stopping; without it the training loss is monitored.
-    early_stopping : bool
-        Stop after ``patience`` epochs without an improvement of at least ``min_delta``
-        and restore the weights of the best epoch.
     schedule : object with ``rate_after(epoch, monitored)`` or None
     callback : callable or None
         Called with each epoch's record; returning False stops training.
     history : History or None
         Continue this history (fine-tuning, partial_fit) instead of starting a new one.
-    n_threads : int or None
-        BLAS threads for the products; None leaves the library's own setting.
 
-    Ctrl-C ends training cleanly: the best weights so far are kept and the history says so.
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C. The network keeps the best weights so far (with early stopping) or those
+        of the last finished epoch, and ``error.history`` says how far training got.
+    TrainingDiverged
+        When the loss stops being finite. The network keeps the weights of the last epoch
+        whose loss was finite, so NaN weights are never kept.
     """
-    history = history if history is not None else History()
-    with contextlib.nullcontext() if n_threads is None else blas_threads(n_threads):
-        _run_epochs(network, loss, optimizer, X, targets, rng, sample_weight, validation, batch_size, max_epochs,
-                    early_stopping, patience, min_delta, l2, schedule, callback, history)
-    return history
+    run = _Run(network, loss, optimizer, config or TrainingConfig(), schedule, callback,
+               history if history is not None else History())
+    n_updates = _n_updates(run.config, len(X), network.flat_parameters.size)
+    threads = contextlib.nullcontext() if run.config.n_threads is None else blas_threads(run.config.n_threads)
+    # Overflow shows as a non-finite loss, which raises TrainingDiverged: no numpy warnings first.
+    with threads, kernels.using(kernels.active(n_updates)) as chosen, np.errstate(over="ignore", invalid="ignore"):
+        chosen.prepare(network.dtype)
+        run.epochs(X, targets, rng, sample_weight, validation)
+    return run.history
 
 
-def _run_epochs(network, loss, optimizer, X, targets, rng, sample_weight, validation, batch_size, max_epochs,
-                early_stopping, patience, min_delta, l2, schedule, callback, history):
-    first_epoch = len(history.records) + 1
-    n_samples = len(X)
-    best_score, best_weights, waited = math.inf, None, 0
-    try:
-        for epoch in range(first_epoch, first_epoch + max_epochs):
-            order = rng.permutation(n_samples)
-            total, batch_accuracies = 0.0, []
-            for start in range(0, n_samples, batch_size):
-                # Gathering each batch, not a shuffled copy of the whole set, keeps memory flat.
-                rows = order[start : start + batch_size]
-                batch_targets = targets[rows]
-                batch_weights = None if sample_weight is None else sample_weight[rows]
-                value, logits = network.loss_and_gradients(X[rows], batch_targets, loss, batch_weights, l2)
-                optimizer.step(*network.optimizer_groups())
-                total += value * len(logits)
-                batch_accuracies.append(_accuracy(loss, logits, batch_targets))
-            record = {
-                "epoch": epoch,
-                "loss": total / n_samples,
-                "accuracy": None if batch_accuracies[0] is None else _batch_mean(batch_accuracies, n_samples, batch_size),
-                "val_loss": None,
-                "val_accuracy": None,
-                "learning_rate": optimizer.learning_rate,
-            }
-            if validation is not None:
-                record["val_loss"], record["val_accuracy"] = evaluate(network, loss, *validation)
-            history.records.append(record)
-            monitored = record["val_loss"] if validation is not None else record["loss"]
-            if not math.isfinite(monitored):
-                break
-            if monitored < best_score - min_delta:
-                best_score, waited, history.best_epoch = monitored, 0, epoch
-                if early_stopping:
-                    best_weights = network.get_weights()
-            else:
-                waited += 1
-            if schedule is not None:
-                optimizer.learning_rate = schedule.rate_after(epoch - first_epoch + 1, monitored)
-            if callback is not None and callback(record) is False:
-                break
-            if early_stopping and waited >= patience:
-                history.stopped_early = True
-                break
-    except KeyboardInterrupt:
-        history.interrupted = True
-    if early_stopping and best_weights is not None:
-        network.set_weights(best_weights)
+def _n_updates(config, n_samples, n_parameters):
+    """Element updates a training will make at most: batch steps times parameters."""
+    return math.ceil(n_samples / config.batch_size) * config.max_epochs * n_parameters
 
 
-def _batch_mean(batch_accuracies, n_samples, batch_size):
-    """Sample-weighted mean of per-batch accuracies (the last batch may be smaller)."""
-    sizes = [min(batch_size, n_samples - i * batch_size) for i in range(len(batch_accuracies))]
-    return float(np.dot(batch_accuracies, sizes) / n_samples)
+class _Run:
+    """The state of one call of ``train``: best score and weights, epochs without progress."""
+
+    def __init__(self, network, loss, optimizer, config, schedule, callback, history):
+        self.network, self.loss, self.optimizer = network, loss, optimizer
+        self.config, self.schedule, self.callback, self.history = config, schedule, callback, history
+        self.best_score, self.best_weights, self.waited = math.inf, None, 0
+        # The weights at the end of the last finished epoch, to fall back on.
+        self.last_good = network.get_weights()
+
+    def epochs(self, X, targets, rng, sample_weight, validation):
+        first = len(self.history.records) + 1
+        epoch = first
+        try:
+            for epoch in range(first, first + self.config.max_epochs):
+                record = self._epoch(epoch, X, targets, rng, sample_weight, validation)
+                if self._finish_epoch(record, epoch - first + 1):
+                    break
+        except KeyboardInterrupt:
+            self.history.interrupted = True
+            self._restore()
+            raise TrainingInterrupted(epoch, first + self.config.max_epochs - 1, self.history) from None
+        self._restore()
+
+    def _epoch(self, epoch, X, targets, rng, sample_weight, validation):
+        """One pass over the shuffled training set; returns the epoch's record."""
+        n_samples, batch_size = len(X), self.config.batch_size
+        order = rng.permutation(n_samples)
+        total, correct = 0.0, 0
+        batch = np.empty((min(batch_size, n_samples), X.shape[1]), dtype=X.dtype)
+        for start in range(0, n_samples, batch_size):
+            # Gathering each batch, not a shuffled copy of the whole set, keeps memory flat.
+            rows = order[start : start + batch_size]
+            inputs = np.take(X, rows, axis=0, out=batch[: len(rows)])
+            weights = None if sample_weight is None else sample_weight[rows]
+            value, n_correct = self.network.loss_and_gradients(inputs, targets[rows], self.loss, weights,
+                                                               self.config.l2)
+            self.optimizer.step(*self.network.optimizer_groups())
+            total += value * len(rows)
+            correct += n_correct
+        record = {
+            "epoch": epoch,
+            "loss": total / n_samples,
+            "accuracy": correct / n_samples,
+            "val_loss": None,
+            "val_accuracy": None,
+            "learning_rate": self.optimizer.learning_rate,
+        }
+        if validation is not None:
+            record["val_loss"], record["val_accuracy"] = evaluate(self.network, self.loss, *validation)
+        return record
+
+    def _finish_epoch(self, record, n_done):
+        """Book-keeping after an epoch; True when training should stop."""
+        losses = [record["loss"], record["val_loss"] if record["val_loss"] is not None else 0.0]
+        if not all(math.isfinite(value) for value in losses):
+            self.network.set_weights(self.last_good)
+            raise TrainingDiverged(record["epoch"], record["loss"], record["val_loss"])
+        self.history.records.append(record)
+        self.last_good[...] = self.network.flat_parameters
+        monitored = record["val_loss"] if record["val_loss"] is not None else record["loss"]
+        if monitored < self.best_score - self.config.min_delta:
+            self.best_score, self.waited, self.history.best_epoch = monitored, 0, record["epoch"]
+            if self.config.early_stopping:
+                self.best_weights = self.network.get_weights()
+        else:
+            self.waited += 1
+        if self.schedule is not None:
+            self.optimizer.learning_rate = self.schedule.rate_after(n_done, monitored)
+        if self.callback is not None and self.callback(record) is False:
+            return True
+        if self.config.early_stopping and self.waited >= self.config.patience:
+            self.history.stopped_early = True
+            return True
+        return False
+
+    def _restore(self):
+        """Keep the best epoch's weights (early stopping) or the last finished epoch's."""
+        if self.config.early_stopping and self.best_weights is not None:
+            self.network.set_weights(self.best_weights)
+        else:
+            self.network.set_weights(self.last_good)

@@ -44,6 +44,15 @@ def feature_groups(parameters, grid=DEFAULT_GRID):
         if parameters["profile_bins"]:
             groups.append((f"profile_{axis}", np.arange(offset, offset + parameters["profile_bins"])))
             offset += parameters["profile_bins"]
+    if parameters.get("lbp_radius") is not None:
+        from inkvoice.signature.features import LBP_CODES, LBP_GRID
+
+        groups.append(("texture", np.arange(offset, offset + LBP_CODES)))
+        offset += LBP_CODES
+        for r in range(LBP_GRID[0]):
+            for c in range(LBP_GRID[1]):
+                groups.append((f"texture[{r},{c}]", np.arange(offset, offset + LBP_CODES)))
+                offset += LBP_CODES
     for name in ("aspect", "density", "coverage", "centre_row", "centre_column"):
         groups.append((name, np.array([offset])))
         offset += 1
@@ -84,11 +93,74 @@ def deviation_features(queries, references, averaging, spread_floor=DEFAULT_SPRE
     return ((np.abs(queries - centre) / spread) @ averaging).astype(np.float32)
 
 
-def leave_one_out_features(references, averaging, spread_floor=DEFAULT_SPREAD_FLOOR):
-    """Deviation features of each reference against the others (n_references >= 2)."""
+def nearest_features(queries, references, averaging):
+    """How far each query is from its nearest reference, per feature group, over the references' own spacing.
+
+    Per group, the root-mean-square difference between a query and each reference; the
+    smallest, divided by the median over references of their own nearest-neighbour distance
+    (with a single reference, by 1). A forgery may sit near the references' mean yet near
+    none of them; a genuine signature is usually as close to one of them as they are to
+    each other.
+
+    Returns ndarray (n_queries, n_groups), float32.
+    """
+    queries = np.atleast_2d(queries)
     references = np.atleast_2d(references)
-    rows = [
-        deviation_features(references[i], np.delete(references, i, axis=0), averaging, spread_floor)[0]
-        for i in range(len(references))
-    ]
-    return np.stack(rows)
+    squared = np.stack([((queries - reference) ** 2) @ averaging for reference in references], axis=1)
+    nearest = np.sqrt(squared.min(axis=1))
+    if len(references) >= 2:
+        between = np.stack([((references - reference) ** 2) @ averaging for reference in references], axis=1)
+        between[np.arange(len(references)), np.arange(len(references))] = np.inf
+        spacing = np.median(np.sqrt(between.min(axis=1)), axis=0)
+    else:
+        spacing = np.ones(averaging.shape[1], dtype=np.float32)
+    return (nearest / (spacing + 0.1)).astype(np.float32)
+
+
+#: The statistics a comparison can give per feature group: "spread" (``deviation_features``)
+#: and "nearest" (``nearest_features``).
+STATISTICS = ("spread", "nearest")
+DEFAULT_STATISTICS = ("spread",)
+
+
+class Comparison:
+    """Turns (queries, references) of standardised features into the verifier's inputs.
+
+    Parameters
+    ----------
+    groups : list of (name, indices), from ``feature_groups``
+    n_features : int
+    spread_floor : float > 0
+    statistics : sequence of names from ``STATISTICS``; each gives one input per group
+    """
+
+    def __init__(self, groups, n_features, spread_floor=DEFAULT_SPREAD_FLOOR, statistics=DEFAULT_STATISTICS):
+        from inkvoice.core.errors import ParameterError
+
+        self.statistics = tuple(statistics)
+        if not self.statistics or any(name not in STATISTICS for name in self.statistics):
+            raise ParameterError(f"statistics must be a non-empty list of {STATISTICS}; got {statistics!r}")
+        self.groups = groups
+        self.averaging = group_matrix(groups, n_features)
+        self.spread_floor = float(spread_floor)
+
+    @property
+    def input_names(self):
+        """Name of each input: "<statistic>:<group>"."""
+        return [f"{statistic}:{name}" for statistic in self.statistics for name, _ in self.groups]
+
+    def __call__(self, queries, references):
+        """Inputs (n_queries, n_inputs) of standardised ``queries`` against standardised ``references``."""
+        parts = []
+        for statistic in self.statistics:
+            if statistic == "spread":
+                parts.append(deviation_features(queries, references, self.averaging, self.spread_floor))
+            else:
+                parts.append(nearest_features(queries, references, self.averaging))
+        return np.concatenate(parts, axis=1)
+
+    def leave_one_out(self, references):
+        """Inputs of each reference against the others (n_references >= 2)."""
+        references = np.atleast_2d(references)
+        return np.concatenate([self(references[i : i + 1], np.delete(references, i, axis=0))
+                               for i in range(len(references))])

@@ -6,7 +6,7 @@ CEDAR: ``full_org/original_{writer}_{n}.png`` (genuine) and ``full_forg/forgerie
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inkvoice.core.errors import DataError
@@ -85,32 +85,81 @@ def load_signatures(folder):
     return load_writer_folders(folder)
 
 
+def load_data_sets(folders):
+    """Signatures of one or more data folders, as one list.
+
+    With several folders, each writer is named ``<folder name>/<writer>`` so that writers of
+    different sets never merge (two sets may both have a writer "003").
+    """
+    folders = [Path(f) for f in folders]
+    if len(folders) == 1:
+        return load_signatures(folders[0])
+    names = [f.resolve().name for f in folders]
+    if len(set(names)) < len(names):
+        raise DataError(f"data folders must have different names to tell their writers apart; got {names}")
+    found = []
+    for folder, name in zip(folders, names):
+        found.extend(replace(s, writer=f"{name}/{s.writer}") for s in load_signatures(folder))
+    return found
+
+
+def natural_order(names):
+    """``names`` sorted so that writer 2 comes before writer 10."""
+    return sorted(names, key=_natural_key)
+
+
 def writers_of(signatures):
     """The writers of ``signatures`` in natural order (writer 2 before writer 10)."""
-    return sorted({s.writer for s in signatures}, key=_natural_key)
+    return natural_order({s.writer for s in signatures})
+
+
+def shorten(text, limit=60):
+    """``text`` cut to ``limit`` characters for a message (a name can be arbitrarily long)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
 def select_writers(signatures, writers):
-    """The signatures whose writer is in ``writers``."""
-    wanted = {str(w) for w in writers}
+    """The signatures whose writer is in ``writers``; a writer not in ``signatures`` is refused.
+
+    Raises
+    ------
+    DataError
+        Some of ``writers`` have no signature (a typo would otherwise be dropped silently).
+    """
+    wanted = [str(w) for w in writers]
+    present = {s.writer for s in signatures}
+    missing = [w for w in wanted if w not in present]
+    if missing:
+        shown = ", ".join(shorten(w, 30) for w in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        known = natural_order(present)
+        hint = ", ".join(shorten(w, 30) for w in known[:8]) + (", ..." if len(known) > 8 else "")
+        raise DataError(f"no signatures of {len(missing)} writer(s): {shown} (writers here: {hint})")
+    wanted = set(wanted)
     return [s for s in signatures if s.writer in wanted]
 
 
 def parse_writer_range(text):
-    """Writers from text such as ``"1-35"`` or ``"36-45,50"`` (names without dashes pass through)."""
+    """Writers from text such as ``"1-35"``, ``"36-45,50"`` or ``"cedar/1-35"`` (other names pass through).
+
+    A range may carry a data set's prefix (``set/low-high``), as writers are named when
+    several data sets are read together.
+    """
     writers = []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
             continue
-        bounds = part.split("-")
+        prefix, _, last = part.rpartition("/")
+        bounds = last.split("-")
         if len(bounds) == 2 and bounds[0].isdigit() and bounds[1].isdigit():
             low, high = int(bounds[0]), int(bounds[1])
             if low > high:
-                raise DataError(f"writer range {part!r} runs backwards")
-            writers.extend(str(w) for w in range(low, high + 1))
+                raise DataError(f"writer range {shorten(part)!r} runs backwards")
+            width = len(bounds[0]) if bounds[0].startswith("0") else 0
+            writers.extend(f"{prefix}/" * bool(prefix) + str(w).zfill(width) for w in range(low, high + 1))
         else:
             writers.append(part)
     if not writers:
-        raise DataError(f"no writers in {text!r}")
+        raise DataError(f"no writers in {shorten(text)!r}")
     return writers

@@ -1,38 +1,58 @@
-"""The enrolment store: writers and the features of their reference signatures, in one SQLite file.
+"""The enrolment store: writers and the features of their reference signatures.
 
-Each store belongs to one model's feature settings: references are kept as feature vectors,
-so they are only comparable with queries made the same way. The store records the digest of
-those settings (and of the model file that enrolled them) and refuses a model that would read
-them differently. Adding references is one transaction: all of them or none.
+One interface, two engines, chosen by the location given to :func:`open_store`: a path is
+an SQLite file (the default, beside the model), a ``postgresql://`` URL a PostgreSQL
+database that several processes or machines share. Both hold the same three tables and
+behave alike:
+
+- A store belongs to one model's feature settings: references are kept as feature vectors,
+  so they are only comparable with queries made the same way. The store records the digest
+  of those settings and refuses a model that would read them differently.
+- Adding references is one transaction that holds the writer's lock: all of them or none,
+  and concurrent enrolments and verifications from several processes see either the whole
+  enrolment or none of it.
+- Each writer's row keeps a SHA-256 digest over its references (source name, image digest,
+  fingerprint of the model that computed them, feature bytes), checked on every read and
+  before every addition, so references altered, added or removed by anything but this
+  module are reported as damage instead of silently changing verdicts. (The digest is not
+  keyed: it detects damage and edits made without this module, not someone who recomputes
+  it; keep write access to the store to the service.)
+- A store locked by another process for longer than ``busy_seconds``, a damaged file or
+  table and an unreachable server each end in one clear :class:`DataError`.
 """
 
+import contextlib
 import hashlib
 import json
+import math
 import sqlite3
+import threading
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from inkvoice.core.errors import DataError, ParameterError
+from inkvoice.core.errors import DataError, DependencyError, ParameterError, ProjectError
 
 #: Fewest references a writer may have after an enrolment.
 DEFAULT_MIN_REFERENCES = 3
+#: Seconds to wait for a lock another process holds before reporting the store as busy.
+DEFAULT_BUSY_SECONDS = 10.0
+#: Longest writer name, in characters.
+MAX_WRITER_NAME = 200
+#: Version of the tables; version 1 had no per-writer digest and is upgraded on opening.
+SCHEMA_VERSION = 2
+URL_SCHEMES = ("postgresql://", "postgres://")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS writers (name TEXT PRIMARY KEY, enrolled TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS refs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    writer TEXT NOT NULL REFERENCES writers(name),
-    source TEXT NOT NULL,
-    image_digest TEXT NOT NULL,
-    model_digest TEXT NOT NULL,
-    features BLOB NOT NULL,
-    added TEXT NOT NULL,
-    UNIQUE (writer, image_digest)
-);
-"""
+
+class StoreBusyError(DataError):
+    """Another process held the store's lock for longer than the wait allowed."""
+
+
+class StoreDamagedError(DataError):
+    """The store's file or tables are damaged, or its contents fail the integrity check."""
 
 
 def settings_digest(feature_parameters):
@@ -46,46 +66,141 @@ def file_digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-class EnrollmentStore:
-    """Writers' reference features in a SQLite file, tied to one set of feature settings.
+def is_store_url(location):
+    """Whether ``location`` names a PostgreSQL store rather than an SQLite file."""
+    return str(location).startswith(URL_SCHEMES)
+
+
+def writer_name(name):
+    """``name`` as stored: surrounding spaces removed, checked to be a sensible name.
+
+    Enrolment, verification and removal all pass names through here, so " ann " and "ann"
+    are one writer everywhere.
+
+    Raises
+    ------
+    ParameterError
+        An empty name, one longer than ``MAX_WRITER_NAME`` characters, or one holding
+        control characters.
+    """
+    text = str(name).strip()
+    if not text:
+        raise ParameterError("writer must be a non-empty name")
+    if len(text) > MAX_WRITER_NAME:
+        raise ParameterError(f"writer name must be at most {MAX_WRITER_NAME} characters; got {len(text)} "
+                             f"({text[:40]!r}...)")
+    if any(unicodedata.category(character).startswith("C") for character in text):
+        raise ParameterError(f"writer name must not hold control characters; got {text[:60]!r}")
+    return text
+
+
+def open_store(location, feature_parameters, create=True, busy_seconds=DEFAULT_BUSY_SECONDS):
+    """The enrolment store at ``location``: an SQLite file path or a ``postgresql://`` URL.
 
     Parameters
     ----------
-    path : path-like
-        The SQLite file; created on first enrolment.
+    location : path-like or str
+        ``postgresql://user[:password]@host[:port]/database`` (libpq's URL syntax, e.g.
+        ``?options=-csearch_path%3Dstores`` to keep the tables in a schema of their own), or
+        the path of an SQLite file, created on first enrolment.
     feature_parameters : dict
         The feature settings of the model in use; a store made with other settings is refused.
     create : bool
-        Whether a missing file may be created (False for verification).
+        Whether a missing store may be created (False for verification).
+    busy_seconds : float > 0
+        How long to wait for a lock held by another process before raising StoreBusyError.
+
+    Raises
+    ------
+    DataError
+        The store is missing (with ``create=False``), made with other feature settings,
+        unreachable, busy (StoreBusyError) or damaged (StoreDamagedError).
+    """
+    if is_store_url(location):
+        return PostgresStore(str(location), feature_parameters, create, busy_seconds)
+    return SqliteStore(Path(location), feature_parameters, create, busy_seconds)
+
+
+class EnrollmentStore:
+    """Writers' reference features, tied to one set of feature settings (see :func:`open_store`).
+
+    Subclasses supply the connection, transactions, the tables' SQL types and how the
+    engine's errors read; everything else, including the integrity checks, is here.
     """
 
-    def __init__(self, path, feature_parameters, create=True):
-        self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise DataError(f"enrolment store {self.path} does not exist: enrol a writer first")
+    #: How a write transaction locks the writer's row until it ends ("" where the whole
+    #: store is locked instead).
+    lock_row = ""
+    #: The tables, with ``{id}`` and ``{blob}`` for the engine's column types.
+    schema = """
+        CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS writers (name TEXT PRIMARY KEY, enrolled TEXT NOT NULL, digest TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS refs (
+            id {id},
+            writer TEXT NOT NULL REFERENCES writers(name),
+            source TEXT NOT NULL,
+            image_digest TEXT NOT NULL,
+            model_digest TEXT NOT NULL,
+            features {blob} NOT NULL,
+            added TEXT NOT NULL,
+            UNIQUE (writer, image_digest)
+        )
+    """
+
+    def __init__(self, location, feature_parameters, create=True, busy_seconds=DEFAULT_BUSY_SECONDS):
+        if type(self) is EnrollmentStore:
+            raise TypeError("EnrollmentStore is the interface of the engines: open a store with "
+                            "open_store(location, feature_parameters)")
+        if not (isinstance(busy_seconds, (int, float)) and math.isfinite(busy_seconds) and busy_seconds > 0):
+            raise ParameterError(f"busy_seconds must be a positive number; got {busy_seconds!r}")
+        self.location = location
+        self.busy_seconds = float(busy_seconds)
         self.digest = settings_digest(feature_parameters)
-        try:
-            self.connection = sqlite3.connect(self.path)
-            with self.connection:
-                self.connection.executescript(_SCHEMA)
-                row = self.connection.execute("SELECT value FROM settings WHERE key = 'features'").fetchone()
-                if row is None:
-                    self.connection.execute("INSERT INTO settings VALUES ('features', ?)", (self.digest,))
-                    self.connection.execute(
-                        "INSERT INTO settings VALUES ('feature_parameters', ?)",
-                        (json.dumps(feature_parameters, sort_keys=True),),
-                    )
-                elif row[0] != self.digest:
-                    raise DataError(
-                        f"enrolment store {self.path} was made with other feature settings (digest {row[0]}) "
-                        f"than this model (digest {self.digest}): enrol the writers again in a new store"
-                    )
-        except sqlite3.DatabaseError as error:
-            raise DataError(f"{self.path} is not a usable enrolment store: {error}") from None
+        self._lock = threading.RLock()
+        self.connection = None
+        with self._errors():
+            self.connection = self._connect(create)
+            try:
+                self._prepare(feature_parameters, create)
+            except BaseException:
+                self.close()
+                raise
+
+    # -- what an engine supplies -------------------------------------------------------------
+
+    def _connect(self, create):
+        raise NotImplementedError
+
+    def _transaction(self, write):
+        """A context manager around one transaction; ``write`` takes the engine's write lock."""
+        raise NotImplementedError
+
+    def _translate(self, error):
+        """The DataError that an engine's exception means, or None for a bug to re-raise."""
+        raise NotImplementedError
+
+    def _has_tables(self):
+        raise NotImplementedError
+
+    def _upgrade(self):
+        """Bring tables of an older schema up to ``SCHEMA_VERSION`` (inside a write transaction)."""
+
+    def _sql(self, statement):
+        return statement
+
+    # -- shared behaviour --------------------------------------------------------------------
+
+    @property
+    def name(self):
+        """The store's location as shown in messages (a URL without its password)."""
+        return str(self.location)
 
     def close(self):
-        """Close the database connection."""
-        self.connection.close()
+        """Close the connection to the store."""
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                self.connection.close()
+            self.connection = None
 
     def __enter__(self):
         return self
@@ -93,22 +208,75 @@ class EnrollmentStore:
     def __exit__(self, *exc):
         self.close()
 
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r})"
+
+    @contextlib.contextmanager
+    def _errors(self):
+        try:
+            yield
+        except ProjectError:
+            raise
+        except Exception as error:  # the engine's errors, translated; anything else is a bug
+            translated = self._translate(error)
+            if translated is None:
+                raise
+            raise translated from None
+
+    def _execute(self, statement, parameters=()):
+        return self.connection.execute(self._sql(statement), parameters)
+
+    def _execute_many(self, statement, rows):
+        self.connection.executemany(self._sql(statement), rows)
+
+    def _prepare(self, feature_parameters, create):
+        if not create and not self._has_tables():
+            raise DataError(f"enrolment store {self.name} holds no enrolments yet: enrol a writer first")
+        with self._transaction(write=create):
+            if create:
+                for statement in self.schema.split(";"):
+                    if statement.strip():
+                        self._execute(statement)
+            self._upgrade()
+            rows = dict(self._execute("SELECT key, value FROM settings").fetchall())
+            if "features" not in rows:
+                if not create:
+                    raise StoreDamagedError(f"enrolment store {self.name} is damaged: it records no feature settings")
+                self._execute("INSERT INTO settings VALUES (?, ?)", ("features", self.digest))
+                self._execute("INSERT INTO settings VALUES (?, ?)",
+                              ("feature_parameters", json.dumps(feature_parameters, sort_keys=True)))
+                self._execute("INSERT INTO settings VALUES (?, ?)", ("schema", str(SCHEMA_VERSION)))
+            elif rows["features"] != self.digest:
+                raise DataError(
+                    f"enrolment store {self.name} was made with other feature settings (digest {rows['features']}) "
+                    f"than this model (digest {self.digest}): enrol the writers again in a new store"
+                )
+            elif rows.get("schema", "1") != str(SCHEMA_VERSION):
+                raise DataError(f"enrolment store {self.name} has tables of version {rows.get('schema')}, which this "
+                                f"inkvoice (version {SCHEMA_VERSION}) cannot read")
+            # Every column the store uses: a table that lost one is damaged.
+            self._execute("SELECT name, enrolled, digest FROM writers WHERE 1 = 0").fetchall()
+            self._execute("SELECT id, writer, source, image_digest, model_digest, features, added FROM refs "
+                          "WHERE 1 = 0").fetchall()
+
     def writers(self):
         """Enrolled writers with their reference counts, as a list of (name, count)."""
-        return self.connection.execute(
-            "SELECT w.name, COUNT(r.id) FROM writers w LEFT JOIN refs r ON r.writer = w.name "
-            "GROUP BY w.name ORDER BY w.name"
-        ).fetchall()
+        with self._lock, self._errors(), self._transaction(write=False):
+            rows = self._execute(
+                "SELECT w.name, COUNT(r.id) FROM writers w LEFT JOIN refs r ON r.writer = w.name "
+                "GROUP BY w.name ORDER BY w.name"
+            ).fetchall()
+        return [(name, int(count)) for name, count in rows]
 
     def add(self, writer, entries, model_digest, min_references=DEFAULT_MIN_REFERENCES):
         """Add references to ``writer`` in one transaction (creating the writer if new).
 
         Parameters
         ----------
-        writer : str, non-empty
+        writer : str, non-empty (surrounding spaces are dropped)
         entries : list of (source name, image digest, feature vector)
         model_digest : str
-            Digest of the model file that computed the features.
+            Fingerprint of the model file that computed the features.
         min_references : int >= 1
             The writer must have at least this many references afterwards, else nothing is added.
 
@@ -116,55 +284,253 @@ class EnrollmentStore:
         -------
         (added, total) : number of new references (an image already enrolled is skipped) and
         the writer's total afterwards.
+
+        Raises
+        ------
+        DataError
+            Too few references (nothing is added), vectors that are not finite or not of one
+            length, or the writer's existing references fail the integrity check.
         """
-        writer = str(writer).strip()
-        if not writer:
-            raise ParameterError("writer must be a non-empty name")
+        writer = writer_name(writer)
+        vectors = [_vector(vector, source) for source, _, vector in entries]
+        if len({vector.size for vector in vectors}) > 1:
+            raise DataError(f"references of writer {writer!r} have feature vectors of different lengths")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        try:
-            with self.connection:
-                self.connection.execute("INSERT OR IGNORE INTO writers VALUES (?, ?)", (writer, now))
-                added = 0
-                for source, image_digest, vector in entries:
-                    vector = np.asarray(vector, dtype=np.float32)
-                    cursor = self.connection.execute(
-                        "INSERT OR IGNORE INTO refs (writer, source, image_digest, model_digest, features, added) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (writer, str(source), image_digest, model_digest, vector.tobytes(), now),
-                    )
-                    added += cursor.rowcount
-                total = self.connection.execute("SELECT COUNT(*) FROM refs WHERE writer = ?", (writer,)).fetchone()[0]
-                if total < min_references:
-                    raise _TooFew(total)
-        except _TooFew as few:
-            raise DataError(
-                f"writer {writer!r} would have {few.total} reference(s); at least {min_references} are needed "
-                "(nothing was enrolled)"
-            ) from None
-        return added, total
+        with self._lock, self._errors(), self._transaction(write=True):
+            new = self._execute("INSERT INTO writers (name, enrolled, digest) VALUES (?, ?, '') "
+                                "ON CONFLICT DO NOTHING", (writer, now)).rowcount == 1
+            stored = self._execute("SELECT digest FROM writers WHERE name = ?" + self.lock_row, (writer,)).fetchone()[0]
+            existing = self._rows(writer)
+            if not new:
+                self._check(writer, stored, existing)
+            if existing and vectors and vectors[0].size * 4 != len(existing[0][3]):
+                raise DataError(f"references of writer {writer!r} have {len(existing[0][3]) // 4} features; the new "
+                                f"ones have {vectors[0].size}: they were made by another model")
+            if entries:
+                self._execute_many(
+                    "INSERT INTO refs (writer, source, image_digest, model_digest, features, added) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [(writer, str(source), str(image_digest), str(model_digest), vector.tobytes(), now)
+                     for (source, image_digest, _), vector in zip(entries, vectors)],
+                )
+            rows = self._rows(writer)
+            added = len(rows) - len(existing)
+            if len(rows) < min_references:
+                # Raised inside the transaction, which rolls back: nothing is enrolled.
+                raise DataError(f"writer {writer!r} would have {len(rows)} reference(s); at least {min_references} "
+                                "are needed (nothing was enrolled)")
+            self._execute("UPDATE writers SET digest = ? WHERE name = ?", (references_digest(writer, self.digest, rows),
+                                                                          writer))
+        return added, len(rows)
 
     def references(self, writer):
         """The feature vectors of ``writer``'s references, shape (n_references, n_features).
 
-        Raises DataError for a writer who is not enrolled.
+        Raises
+        ------
+        DataError
+            The writer is not enrolled.
+        StoreDamagedError
+            The references fail the integrity check.
         """
-        rows = self.connection.execute(
-            "SELECT features FROM refs WHERE writer = ? ORDER BY id", (str(writer),)
-        ).fetchall()
-        if not rows:
+        writer = writer_name(writer)
+        with self._lock, self._errors(), self._transaction(write=False):
+            # One statement, so the digest and the references come from one snapshot.
+            joined = self._execute(
+                "SELECT w.digest, r.source, r.image_digest, r.model_digest, r.features FROM writers w "
+                "LEFT JOIN refs r ON r.writer = w.name WHERE w.name = ? ORDER BY r.id", (writer,)
+            ).fetchall()
+        if not joined:
             known = ", ".join(name for name, _ in self.writers()[:10]) or "none"
-            raise DataError(f"writer {writer!r} is not enrolled in {self.path} (enrolled: {known})")
-        return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
+            raise DataError(f"writer {writer!r} is not enrolled in {self.name} (enrolled: {known})")
+        rows = [tuple(row[1:]) for row in joined if row[1] is not None]
+        self._check(writer, joined[0][0], rows)
+        return np.stack([np.frombuffer(bytes(row[3]), dtype=np.float32) for row in rows])
+
+    def check(self):
+        """The integrity check of the whole store: the names of writers whose references fail it."""
+        damaged = []
+        for name, _ in self.writers():
+            try:
+                self.references(name)
+            except StoreDamagedError:
+                damaged.append(name)
+        return damaged
 
     def remove(self, writer):
         """Forget ``writer`` and their references; returns how many references were removed."""
-        with self.connection:
-            removed = self.connection.execute("DELETE FROM refs WHERE writer = ?", (str(writer),)).rowcount
-            self.connection.execute("DELETE FROM writers WHERE name = ?", (str(writer),))
+        writer = writer_name(writer)
+        with self._lock, self._errors(), self._transaction(write=True):
+            removed = self._execute("DELETE FROM refs WHERE writer = ?", (writer,)).rowcount
+            self._execute("DELETE FROM writers WHERE name = ?", (writer,))
         return removed
 
+    def _rows(self, writer):
+        return [tuple(row) for row in self._execute(
+            "SELECT source, image_digest, model_digest, features FROM refs WHERE writer = ? ORDER BY id", (writer,)
+        ).fetchall()]
 
-class _TooFew(Exception):
-    def __init__(self, total):
-        super().__init__(total)
-        self.total = total
+    def _check(self, writer, stored, rows):
+        if not rows or stored != references_digest(writer, self.digest, rows):
+            raise StoreDamagedError(
+                f"enrolment store {self.name} is damaged: the references of writer {writer!r} do not match their "
+                "digest (changed outside inkvoice); enrol the writer again"
+            )
+        lengths = {len(bytes(row[3])) for row in rows}
+        vectors = [np.frombuffer(bytes(row[3]), dtype=np.float32) for row in rows if len(bytes(row[3])) % 4 == 0]
+        if len(lengths) != 1 or len(vectors) != len(rows) or not all(np.isfinite(v).all() for v in vectors):
+            raise StoreDamagedError(f"enrolment store {self.name} is damaged: the references of writer {writer!r} "
+                                    "are not finite vectors of one length; enrol the writer again")
+
+
+def references_digest(writer, settings, rows):
+    """SHA-256 over a writer's references, in an order that does not depend on row ids.
+
+    ``rows`` are (source, image digest, model digest, feature bytes) tuples.
+    """
+    digest = hashlib.sha256(f"inkvoice enrolment {SCHEMA_VERSION}\0{settings}\0{writer}\0".encode())
+    for source, image_digest, model_digest, features in sorted(rows, key=lambda row: row[1]):
+        features = bytes(features)
+        digest.update(f"{source}\0{image_digest}\0{model_digest}\0{len(features)}\0".encode())
+        digest.update(features)
+    return digest.hexdigest()
+
+
+def _vector(vector, source):
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1 or array.size == 0 or not np.isfinite(array).all():
+        raise DataError(f"{source}: its features are not a finite vector; nothing was enrolled")
+    return array
+
+
+class SqliteStore(EnrollmentStore):
+    """The store in one SQLite file (the default)."""
+
+    schema = EnrollmentStore.schema.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB")
+
+    def _connect(self, create):
+        if not create and not self.location.is_file():
+            raise DataError(f"enrolment store {self.location} does not exist: enrol a writer first")
+        if create:
+            self.location.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: transactions are begun explicitly, writes with BEGIN IMMEDIATE.
+        return sqlite3.connect(self.location, timeout=self.busy_seconds, isolation_level=None,
+                               check_same_thread=False)
+
+    @contextlib.contextmanager
+    def _transaction(self, write):
+        # IMMEDIATE takes the write lock at once, so two enrolments queue for it (within
+        # the busy timeout) instead of both reading and then failing to upgrade their lock.
+        self.connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def _has_tables(self):
+        return True  # _connect has checked that the file exists; what it holds is checked next
+
+    def _upgrade(self):
+        recorded = dict(self._execute("SELECT key, value FROM settings").fetchall())
+        columns = [row[1] for row in self._execute("PRAGMA table_info(writers)").fetchall()]
+        if "schema" in recorded or "features" not in recorded or "digest" in columns:
+            return  # new, current, or damaged (which the column check then reports)
+        # Version 1 (no digest): protect the references from now on, as they are.
+        self._execute("ALTER TABLE writers ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
+        for (name,) in self._execute("SELECT name FROM writers").fetchall():
+            self._execute("UPDATE writers SET digest = ? WHERE name = ?",
+                          (references_digest(name, recorded["features"], self._rows(name)), name))
+        self._execute("INSERT OR REPLACE INTO settings VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    def _translate(self, error):
+        if not isinstance(error, sqlite3.Error):
+            return None
+        text = str(error)
+        if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return StoreBusyError(f"enrolment store {self.name} is busy: another process has held it for more than "
+                                  f"{self.busy_seconds:g} s; try again later")
+        if isinstance(error, sqlite3.OperationalError) and any(
+                word in text for word in ("unable to open", "readonly", "disk I/O", "full")):
+            return DataError(f"enrolment store {self.name} cannot be used: {text}")
+        if isinstance(error, sqlite3.DatabaseError):
+            return StoreDamagedError(f"enrolment store {self.name} is damaged ({text}): restore it from a backup or "
+                                     "enrol the writers again in a new store")
+        return None
+
+
+class PostgresStore(EnrollmentStore):
+    """The store in a PostgreSQL database, shared by every process that opens the same URL."""
+
+    schema = EnrollmentStore.schema.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", blob="BYTEA")
+    lock_row = " FOR UPDATE"
+    # Serialises the creation of the tables by several processes at once.
+    _SETUP_LOCK = 0x696E6B766F696365
+
+    @property
+    def name(self):
+        parts = urlsplit(self.location)
+        if parts.password is None:
+            return self.location
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def _connect(self, create):
+        try:
+            import psycopg
+        except ImportError:
+            raise DependencyError(
+                "a PostgreSQL enrolment store needs psycopg: pip install 'inkvoice[postgres]'") from None
+        connection = psycopg.connect(self.location, autocommit=True, connect_timeout=max(1, round(self.busy_seconds)),
+                                     application_name="inkvoice")
+        # Waiting for another transaction's lock ends after busy_seconds, as SQLite's timeout does.
+        connection.execute(f"SET lock_timeout = {int(self.busy_seconds * 1000)}")
+        return connection
+
+    def _transaction(self, write):
+        # A read is one statement, atomic on its own: no BEGIN and COMMIT round trips.
+        return self.connection.transaction() if write else contextlib.nullcontext()
+
+    def _sql(self, statement):
+        return statement.replace("?", "%s")
+
+    def _execute(self, statement, parameters=()):
+        # Binary results: feature vectors arrive as their bytes, not as hexadecimal text.
+        return self.connection.execute(self._sql(statement), parameters, binary=True)
+
+    def _execute_many(self, statement, rows):
+        # One pipeline of all the rows, not a round trip each.
+        with self.connection.cursor() as cursor:
+            cursor.executemany(self._sql(statement), rows)
+
+    def _has_tables(self):
+        return self.connection.execute("SELECT to_regclass('settings') IS NOT NULL").fetchone()[0]
+
+    def _prepare(self, feature_parameters, create):
+        if create:
+            with self._transaction(write=True):
+                self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._SETUP_LOCK,))
+                super()._prepare(feature_parameters, create)
+        else:
+            super()._prepare(feature_parameters, create)
+
+    def _translate(self, error):
+        import psycopg
+        from psycopg import errors
+
+        if not isinstance(error, psycopg.Error):
+            return None
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if isinstance(error, (errors.LockNotAvailable, errors.QueryCanceled, errors.DeadlockDetected)):
+            return StoreBusyError(f"enrolment store {self.name} is busy: another process has held it for more than "
+                                  f"{self.busy_seconds:g} s; try again later")
+        if isinstance(error, errors.InsufficientPrivilege):
+            return DataError(f"enrolment store {self.name} cannot be used: {text}")
+        if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return DataError(f"enrolment store {self.name} cannot be reached: {text}")
+        if isinstance(error, psycopg.DatabaseError):
+            return StoreDamagedError(f"enrolment store {self.name} is damaged ({text}): restore it from a backup or "
+                                     "enrol the writers again in a new store")
+        return None

@@ -4,6 +4,11 @@ import numpy as np
 
 from inkvoice.core.errors import DataError
 
+#: Genuine references per writer in the evaluation protocol (and in training comparisons).
+DEFAULT_REFERENCES = 12
+#: Genuine signatures of other writers scored as random forgeries, per writer.
+DEFAULT_RANDOM_FORGERIES = 12
+
 
 def roc_points(genuine_scores, forgery_scores):
     """False acceptance and false rejection rates at every distinct threshold, plus the thresholds."""
@@ -81,7 +86,8 @@ def figures(scores, kinds, threshold):
     return result
 
 
-def protocol_queries(writers, genuine, test_writers, n_references, n_random=12):
+def protocol_queries(writers, genuine, test_writers, n_references=DEFAULT_REFERENCES,
+                     n_random=DEFAULT_RANDOM_FORGERIES):
     """The evaluation protocol's references and queries for each test writer.
 
     A writer's first ``n_references`` genuine signatures are references; the queries are its
@@ -93,13 +99,18 @@ def protocol_queries(writers, genuine, test_writers, n_references, n_random=12):
     genuine = np.asarray(genuine, dtype=bool)
     plan = []
     held_out = {}
+    short = {}
     for writer in test_writers:
         own = np.flatnonzero((writers == writer) & genuine)
         if len(own) <= n_references:
-            raise DataError(
-                f"writer {writer} has {len(own)} genuine signatures; --refs {n_references} leaves none to test"
-            )
+            short[writer] = len(own)
         held_out[writer] = own[n_references:]
+    if short:
+        listed = ", ".join(f"{w} ({n})" for w, n in list(short.items())[:5]) + (", ..." if len(short) > 5 else "")
+        raise DataError(
+            f"{len(short)} writer(s) have {n_references} or fewer genuine signatures, so {n_references} references "
+            f"leave none to test: {listed}; use at most {min(short.values()) - 1} references"
+        )
     for writer in test_writers:
         own = np.flatnonzero((writers == writer) & genuine)
         forged = np.flatnonzero((writers == writer) & ~genuine)
@@ -129,17 +140,11 @@ def plot_curves(scores, kinds, path, title="Signature verification", threshold=N
     readable; rates of exactly 0 or 1 cannot be drawn there and are left out. With
     ``threshold``, the operating point at that threshold is marked on both curves.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DataError("plots need matplotlib: pip install 'inkvoice[plots]'") from None
     from scipy.stats import norm
 
-    from inkvoice.core.files import atomic_path
+    from inkvoice.core.plots import pyplot, save_figure
 
+    plt = pyplot()
     scores = np.asarray(scores, dtype=float)
     kinds = np.asarray(kinds)
     genuine = scores[kinds == "genuine"]
@@ -170,6 +175,104 @@ def plot_curves(scores, kinds, path, title="Signature verification", threshold=N
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    with atomic_path(path, suffix=".png") as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
+
+
+def evaluate_writers(verifier, X, writers, genuine, test_writers=None, n_references=DEFAULT_REFERENCES,
+                     mode="independent", threshold=None, rng=None):
+    """Figures of ``verifier`` on test writers, by the evaluation protocol (``protocol_queries``).
+
+    Parameters
+    ----------
+    verifier : Verifier
+    X : ndarray (n_signatures, n_features), raw features
+    writers, genuine : ndarray (n_signatures,)
+    test_writers : list of str or None (every writer in ``writers``)
+    n_references : int >= 1, the first genuine signatures of each writer used as references
+    mode : "independent" or "dependent"
+    threshold : float or None (the one stored for ``mode``)
+    rng : numpy.random.Generator or None, seeds the writer-dependent networks
+
+    Returns
+    -------
+    dict with ``writers`` (one dict of figures per writer, with its name under "writer"),
+    ``overall`` (figures of all queries pooled, plus ``eer_per_writer_mean`` and
+    ``threshold``), and ``scores`` and ``kinds`` of every query (for curves).
+    """
+    from inkvoice.signature.dataset import natural_order
+
+    writers = np.asarray(writers).astype(str)
+    if test_writers is None:
+        test_writers = natural_order(set(writers.tolist()))
+    threshold = verifier.threshold_for(mode) if threshold is None else float(threshold)
+    rows, all_scores, all_kinds = [], [], []
+    for writer, reference_rows, query_rows, kinds in protocol_queries(writers, genuine, test_writers, n_references):
+        seed = None if rng is None else np.random.default_rng(int(rng.integers(2**31)))
+        scores = verifier.scores(X[query_rows], X[reference_rows], mode, rng=seed)
+        rows.append({"writer": writer, **figures(scores, kinds, threshold)})
+        all_scores.append(scores)
+        all_kinds.append(kinds)
+    scores, kinds = np.concatenate(all_scores), np.concatenate(all_kinds)
+    overall = {"writer": "overall", **figures(scores, kinds, threshold)}
+    per_writer = [row["eer"] for row in rows if row["eer"] is not None]
+    overall["eer_per_writer_mean"] = float(np.mean(per_writer)) if per_writer else None
+    overall["threshold"] = float(threshold)
+    return {"writers": rows, "overall": overall, "scores": scores, "kinds": kinds}
+
+
+#: Folds of the k-fold evaluation by writer.
+DEFAULT_FOLDS = 5
+
+
+def writer_folds(writers, n_folds=DEFAULT_FOLDS):
+    """A fixed assignment of writers to folds: natural order, cut into ``n_folds`` contiguous runs.
+
+    The same writers always give the same folds (CEDAR's 45: 1-9, 10-18, 19-27, 28-36, 37-45),
+    so every variant is compared on the same splits.
+    """
+    from inkvoice.signature.dataset import natural_order
+
+    names = natural_order(set(np.asarray(writers).astype(str).tolist()))
+    if len(names) < n_folds:
+        raise DataError(f"{n_folds} folds need at least {n_folds} writers; got {len(names)}")
+    return [part.tolist() for part in np.array_split(np.array(names, dtype=object), n_folds)]
+
+
+def cross_validate(table, fold, parameters, settings=None, seed=0, n_references=DEFAULT_REFERENCES,
+                   modes=("independent",), extra=None, test_table=None):
+    """Train without the writers of ``fold`` and evaluate on them: one fold of a k-fold by writer.
+
+    Parameters
+    ----------
+    table : features.FeatureTable, the development writers (the fold's writers are left out
+        of training)
+    fold : list of str, the test writers
+    parameters : dict, the feature parameters the table was extracted with
+    settings : TrainingSettings, dict of overrides or None
+    seed : int, seeds training and the writer-dependent networks
+    n_references : int, references per test writer
+    modes : sequence of "independent" and "dependent"
+    extra : FeatureTable or None, more development writers (never tested)
+    test_table : FeatureTable or None, where the test writers are (default ``table``)
+
+    Returns
+    -------
+    dict mode -> the ``evaluate_writers`` result, plus ``figures`` (the development figures
+    training stored) and ``verifier``.
+    """
+    from inkvoice.signature.training import train_verifier
+
+    inside = ~np.isin(table.writers, fold)
+    X, writers, genuine = table.X[inside], table.writers[inside], table.genuine[inside]
+    if extra is not None:
+        X = np.concatenate([X, extra.X])
+        writers = np.concatenate([writers, extra.writers])
+        genuine = np.concatenate([genuine, extra.genuine])
+    rng = np.random.default_rng(seed)
+    verifier, development, _ = train_verifier(X, writers, genuine, parameters, settings, rng)
+    test = table if test_table is None else test_table
+    result = {"figures": development, "verifier": verifier}
+    for mode in modes:
+        result[mode] = evaluate_writers(verifier, test.X, test.writers, test.genuine, list(fold), n_references, mode,
+                                        rng=np.random.default_rng(seed))
+    return result

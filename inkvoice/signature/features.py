@@ -5,9 +5,11 @@
 the parameters are stored in every model file, so prediction applies what training used.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from inkvoice.core.errors import ParameterError
+from inkvoice.core.errors import DataError, ParameterError, ProjectError
 from inkvoice.signature.images import DEFAULT_MAX_PIXELS
 from inkvoice.signature.preprocess import preprocess
 
@@ -20,7 +22,12 @@ DEFAULT_PARAMETERS = {
     "orientations": 9,
     "block": 2,
     "profile_bins": 16,
+    "lbp_radius": None,
 }
+#: Regions (rows, columns) of the canvas with one stroke-texture histogram each (besides the whole).
+LBP_GRID = (2, 4)
+#: Codes of the rotation-invariant uniform local binary pattern with 8 neighbours.
+LBP_CODES = 10
 
 
 def check_parameters(parameters):
@@ -44,6 +51,9 @@ def check_parameters(parameters):
         value = merged[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
             raise ParameterError(f"{name} must be an integer >= 16; got {value!r}")
+    lbp = merged["lbp_radius"]
+    if lbp is not None and (isinstance(lbp, bool) or not isinstance(lbp, (int, np.integer)) or lbp < 1):
+        raise ParameterError(f"lbp_radius must be None or an integer >= 1; got {lbp!r}")
     radius = merged["pen_radius"]
     if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0):
         raise ParameterError(f"pen_radius must be None or an integer >= 0; got {radius!r}")
@@ -56,7 +66,37 @@ def check_parameters(parameters):
     return merged
 
 
-def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, profile_bins=16):
+def stroke_texture(canvas, radius):
+    """Histograms of local binary patterns along the strokes: how smooth or shaky their edges are.
+
+    Rotation-invariant uniform LBP (8 neighbours at ``radius`` pixels) of the ink canvas,
+    counted over the pixels at the ink's edges, for the whole canvas and for each region of
+    ``LBP_GRID``; each histogram sums to 1 (all zero where a region has no ink edge).
+    """
+    from scipy import ndimage
+    from skimage.feature import local_binary_pattern
+
+    ink = canvas > 0.5
+    # on the coverage values, whose anti-aliased edges follow the strokes more finely than a binary mask
+    codes = local_binary_pattern((canvas * 255).astype(np.uint8), 8, radius, method="uniform").astype(int)
+    edges = ink ^ ndimage.binary_erosion(ink)
+    parts = []
+    regions = [(slice(None), slice(None))] + [
+        (rows, columns)
+        for rows in np.array_split(np.arange(canvas.shape[0]), LBP_GRID[0])
+        for columns in np.array_split(np.arange(canvas.shape[1]), LBP_GRID[1])
+    ]
+    for rows, columns in regions:
+        inside = edges[np.ix_(np.atleast_1d(np.arange(canvas.shape[0])[rows]),
+                              np.atleast_1d(np.arange(canvas.shape[1])[columns]))]
+        region_codes = codes[np.ix_(np.atleast_1d(np.arange(canvas.shape[0])[rows]),
+                                    np.atleast_1d(np.arange(canvas.shape[1])[columns]))][inside]
+        histogram = np.bincount(region_codes, minlength=LBP_CODES)[:LBP_CODES].astype(np.float64)
+        parts.append(histogram / max(histogram.sum(), 1.0))
+    return np.concatenate(parts)
+
+
+def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, profile_bins=16, lbp_radius=None):
     """Feature vector of a normalised ink canvas.
 
     Parameters
@@ -70,6 +110,8 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
         HOG orientation bins and block size in cells (L2-Hys block normalisation).
     profile_bins : int >= 0
         Bins of the row and column ink profiles appended to the HOG.
+    lbp_radius : int >= 1 or None
+        With a radius, stroke-texture histograms (``stroke_texture``) are appended.
 
     Returns
     -------
@@ -89,6 +131,8 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
             profile = canvas.sum(axis=axis) / total
             starts = np.linspace(0, profile.size, profile_bins, endpoint=False).astype(int)
             parts.append(np.add.reduceat(profile, starts))
+    if lbp_radius is not None:
+        parts.append(stroke_texture(canvas, lbp_radius))
     rows, columns = np.indices(canvas.shape)
     parts.append(np.array([
         shape["aspect"],
@@ -101,11 +145,74 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
 
 
 def extract(path, height=128, width=256, pen_radius=None, cells=(16, 32), orientations=9, block=2,
-            profile_bins=16, max_pixels=DEFAULT_MAX_PIXELS):
+            profile_bins=16, lbp_radius=None, max_pixels=DEFAULT_MAX_PIXELS):
     """Feature vector of one signature image file (see ``preprocess`` and ``canvas_features``).
 
     Raises DataError for a file that is not a usable signature image.
     """
     canvas, shape = preprocess(path, height=height, width=width, pen_radius=pen_radius, max_pixels=max_pixels)
     return canvas_features(canvas, shape, cells=cells, orientations=orientations, block=block,
-                           profile_bins=profile_bins)
+                           profile_bins=profile_bins, lbp_radius=lbp_radius)
+
+
+def extract_files(paths, parameters, extraction=None, max_pixels=DEFAULT_MAX_PIXELS, progress=None):
+    """Features of many image files: the one extraction path of the CLI, the benchmarks and the service.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+    parameters : dict, complete feature parameters (``check_parameters``)
+    extraction : inkvoice.core.extraction.ExtractionSettings or None (every core, with the cache)
+    max_pixels : int > 0, see ``images.read_grey``
+    progress : callable or None, called with the number of files done
+
+    Returns
+    -------
+    list, one entry per path in order: a feature vector, or the ProjectError saying why that
+    file could not be used (the other files still go through).
+    """
+    from inkvoice.core.extraction import ExtractionSettings
+
+    extraction = ExtractionSettings() if extraction is None else extraction
+    return extraction.extract(extract, list(paths), {**parameters, "max_pixels": max_pixels}, progress=progress)
+
+
+@dataclass
+class FeatureTable:
+    """Features of a data set's usable signatures, with their writers, and the files that failed.
+
+    ``X`` is (n, n_features); ``writers``, ``genuine`` and ``paths`` are (n,) arrays;
+    ``failures`` lists (path, ProjectError) of the unusable files.
+    """
+
+    X: np.ndarray
+    writers: np.ndarray
+    genuine: np.ndarray
+    paths: list
+    failures: list
+
+    def subset(self, rows):
+        """The table of ``rows`` (a boolean mask or indices) only, without failures."""
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        return FeatureTable(self.X[rows], self.writers[rows], self.genuine[rows],
+                            [self.paths[i] for i in rows], [])
+
+
+def load_features(signatures, parameters, extraction=None, max_pixels=DEFAULT_MAX_PIXELS, progress=None):
+    """A FeatureTable of ``signatures`` (``dataset.Signature`` list); unusable files go to ``failures``.
+
+    Raises DataError when no signature is usable.
+    """
+    paths = [s.path for s in signatures]
+    results = extract_files(paths, parameters, extraction, max_pixels, progress)
+    failures = [(path, r) for path, r in zip(paths, results) if isinstance(r, ProjectError)]
+    keep = [i for i, r in enumerate(results) if not isinstance(r, ProjectError)]
+    if not keep:
+        raise DataError(f"no usable signature images among {len(paths)} files")
+    return FeatureTable(
+        np.stack([results[i] for i in keep]),
+        np.array([signatures[i].writer for i in keep]),
+        np.array([signatures[i].genuine for i in keep], dtype=bool),
+        [paths[i] for i in keep],
+        failures,
+    )

@@ -37,11 +37,12 @@ def read_grey(path, max_pixels=DEFAULT_MAX_PIXELS):
     """
     from PIL import Image, UnidentifiedImageError
 
+    from inkvoice.core.files import check_input_file
+
     path = Path(path)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0:
         raise ParameterError(f"max_pixels must be a positive integer; got {max_pixels!r}")
-    if not path.is_file():
-        raise DataError(f"{path}: no such image file")
+    check_input_file(path, what="image file")  # not a FIFO, device or link loop; bounded size
     # Pillow's own bomb check is replaced by ours, which the user can raise.
     saved_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
@@ -73,6 +74,8 @@ def read_grey(path, max_pixels=DEFAULT_MAX_PIXELS):
                     raise DataError(f"{path}: truncated or damaged image ({error})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved_limit
+    if not np.all(np.isfinite(grey)):
+        raise DataError(f"{path}: image holds {int(np.sum(~np.isfinite(grey)))} NaN or infinite pixel value(s)")
     return grey
 
 
@@ -81,6 +84,8 @@ def _to_grey(image):
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            return values.astype(np.float32)  # refused by the caller, naming the file
         top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
         if mode == "F":
             top = max(float(values.max(initial=1.0)), 1.0) if values.max(initial=0) > 1 else 1.0

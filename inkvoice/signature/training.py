@@ -10,41 +10,129 @@ per-writer models are learnt for the held-out writers on top of the fold network
 see them.
 """
 
+from dataclasses import asdict, dataclass, fields
+
 import numpy as np
 
-from inkvoice.core.errors import DataError, ParameterError
-from inkvoice.signature.comparison import DEFAULT_GRID, DEFAULT_SPREAD_FLOOR, deviation_features, feature_groups, group_matrix
-from inkvoice.signature.evaluation import equal_error_threshold
-from inkvoice.signature.verifier import Verifier, writer_scores
+from inkvoice.core.errors import DataError, ParameterError, check_choice, check_number
+from inkvoice.core.scaling import Standardizer
+from inkvoice.signature.comparison import (
+    DEFAULT_GRID,
+    DEFAULT_SPREAD_FLOOR,
+    DEFAULT_STATISTICS,
+    Comparison,
+    feature_groups,
+)
+from inkvoice.signature.evaluation import DEFAULT_RANDOM_FORGERIES, DEFAULT_REFERENCES, equal_error_threshold
+from inkvoice.signature.verifier import Verifier, VerifierConfig, WriterModelSettings
 
-#: Training settings of the writer-independent MLP (stored in the model file).
-DEFAULT_TRAINING = {
-    "n_references": 12,
-    "n_draws": 5,
-    "n_random": 12,
-    "hidden_sizes": [64],
-    "l2": 5e-3,
-    "batch_size": 200,
-    "learning_rate": 1e-3,
-    "max_epochs": 200,
-    "patience": 10,
-    "n_folds": 5,
-    "spread_floor": DEFAULT_SPREAD_FLOOR,
-    "grid": list(DEFAULT_GRID),
-    "normalisation": "none",
-    "ensemble": True,
-    "threshold_rule": "all",
-    "n_background": 8,
-    "dependent_threshold": True,
-    "dependent_writers": None,
-}
+#: Ways to choose the threshold: negatives are skilled and random forgeries ("all") or skilled only.
+THRESHOLD_RULES = ("all", "skilled")
 
 
-def draw_training_set(X, writers, genuine, n_references, n_draws, rng, averaging, spread_floor, n_random=12):
-    """Training samples from development writers: (features, labels, kinds).
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Settings of ``train_verifier`` (stored in the model file).
+
+    Parameters
+    ----------
+    n_references : int >= 1
+        References per development writer in each training comparison (fewer when a writer
+        has fewer genuine signatures; one is always left as a query).
+    min_references : int >= 1 or None
+        With a number, each draw takes between this many and ``n_references`` references, so
+        the networks learn scores that mean the same for writers enrolled with few or many.
+    n_draws : int >= 1
+        Random reference sets drawn per development writer.
+    n_random : int >= 0
+        Other writers' genuine signatures per draw, as random forgeries.
+    hidden_sizes : tuple of int > 0
+        Hidden layers of the writer-independent networks.
+    l2, batch_size, learning_rate, max_epochs, patience
+        Their training (early stopping on a validation split).
+    n_folds : int >= 2
+        Cross-validation folds over the development writers: one network per fold, and the
+        threshold from the scores of the writers each did not see.
+    spread_floor : float > 0, grid : (rows, columns), statistics : tuple of str
+        Comparison settings (see ``comparison``).
+    threshold_rule : {"all", "skilled"}
+        Negatives of the equal-error threshold.
+    n_background : int >= 1
+        Genuine signatures kept per development writer for the writer-dependent mode.
+    dependent_threshold : bool
+        Simulate the writer-dependent mode on held-out writers to choose its own threshold.
+    dependent_writers : int or None
+        At most this many writers per fold in that simulation (None: all).
+    writer_model : WriterModelSettings
+    """
+
+    n_references: int = DEFAULT_REFERENCES
+    min_references: int | None = None
+    n_draws: int = 5
+    n_random: int = DEFAULT_RANDOM_FORGERIES
+    hidden_sizes: tuple = (64,)
+    l2: float = 5e-3
+    batch_size: int = 200
+    learning_rate: float = 1e-3
+    max_epochs: int = 200
+    patience: int = 10
+    n_folds: int = 5
+    spread_floor: float = DEFAULT_SPREAD_FLOOR
+    grid: tuple = DEFAULT_GRID
+    statistics: tuple = DEFAULT_STATISTICS
+    threshold_rule: str = "all"
+    n_background: int = 8
+    dependent_threshold: bool = True
+    dependent_writers: int | None = None
+    writer_model: WriterModelSettings = WriterModelSettings()
+
+    def __post_init__(self):
+        for name in ("n_references", "n_draws", "batch_size", "max_epochs", "patience", "n_background"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("n_random", self.n_random, low=0, integer=True)
+        check_number("n_folds", self.n_folds, low=2, integer=True)
+        check_number("l2", self.l2, low=0)
+        check_number("learning_rate", self.learning_rate, low=0, low_open=True)
+        check_number("spread_floor", self.spread_floor, low=0, low_open=True)
+        check_choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
+        if self.min_references is not None:
+            check_number("min_references", self.min_references, low=1, high=self.n_references, integer=True)
+        if self.dependent_writers is not None:
+            check_number("dependent_writers", self.dependent_writers, low=1, integer=True)
+        sizes = tuple(self.hidden_sizes)
+        if not sizes or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in sizes):
+            raise ParameterError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}")
+        object.__setattr__(self, "hidden_sizes", sizes)
+        object.__setattr__(self, "grid", tuple(self.grid))
+        object.__setattr__(self, "statistics", tuple(self.statistics))
+        if isinstance(self.writer_model, dict):
+            object.__setattr__(self, "writer_model", WriterModelSettings(**self.writer_model))
+
+    @classmethod
+    def from_dict(cls, overrides):
+        """Defaults changed by ``overrides`` (a dict, as JSON gives it); unknown names are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides or {}) - known
+        if unknown:
+            raise ParameterError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**(overrides or {}))
+
+    def to_dict(self):
+        """JSON-able form."""
+        document = asdict(self)
+        document["hidden_sizes"] = list(self.hidden_sizes)
+        document["grid"] = list(self.grid)
+        document["statistics"] = list(self.statistics)
+        document["writer_model"]["hidden_sizes"] = list(self.writer_model.hidden_sizes)
+        return document
+
+
+def draw_training_set(X, writers, genuine, n_references, n_draws, rng, compare, n_random=DEFAULT_RANDOM_FORGERIES,
+                      min_references=None):
+    """Training samples from development writers: (inputs, labels, kinds, owners).
 
     For each writer and each of ``n_draws`` draws, ``n_references`` of its genuine signatures
-    are references; its other genuine signatures are positives (label 1), its skilled forgeries
+    (a random count from ``min_references`` up, when given) are references; its other genuine signatures are positives (label 1), its skilled forgeries
     and ``n_random`` genuine signatures of other writers are negatives (label 0). ``kinds``
     says which: "genuine", "skilled" or "random".
     """
@@ -54,15 +142,16 @@ def draw_training_set(X, writers, genuine, n_references, n_draws, rng, averaging
         own = np.flatnonzero((writers == writer) & genuine)
         forged = np.flatnonzero((writers == writer) & ~genuine)
         others = np.flatnonzero((writers != writer) & genuine)
-        count = min(n_references, len(own) - 1)
-        if count < 1:
+        most = min(n_references, len(own) - 1)
+        if most < 1:
             continue
         for _ in range(n_draws):
+            count = most if min_references is None else int(rng.integers(min(min_references, most), most + 1))
             order = rng.permutation(own)
             references, positives = order[:count], order[count:]
             randoms = rng.choice(others, size=min(n_random, len(others)), replace=False) if len(others) else others
             queries = np.concatenate([positives, forged, randoms])
-            features.append(deviation_features(X[queries], X[references], averaging, spread_floor))
+            features.append(compare(X[queries], X[references]))
             labels.append(np.r_[np.ones(len(positives)), np.zeros(len(forged) + len(randoms))])
             kinds.extend(["genuine"] * len(positives) + ["skilled"] * len(forged) + ["random"] * len(randoms))
             owners.extend([writer] * len(queries))
@@ -75,36 +164,43 @@ def _network(settings, seed):
     from inkvoice.core.estimator import MlpClassifier
 
     return MlpClassifier(
-        hidden_sizes=tuple(settings["hidden_sizes"]),
-        l2=settings["l2"],
-        learning_rate=settings["learning_rate"],
-        batch_size=settings["batch_size"],
-        max_epochs=settings["max_epochs"],
-        patience=settings["patience"],
+        hidden_sizes=settings.hidden_sizes,
+        l2=settings.l2,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        max_epochs=settings.max_epochs,
+        patience=settings.patience,
         early_stopping=True,
         standardize=False,  # deviation features already share one scale across writers
         random_state=seed,
     )
 
 
-def _fit_network(X, writers, genuine, settings, rng, averaging):
+def _fit(network, features, labels):
+    """Fit ``network``; a Ctrl-C during its training stops the whole training."""
+    network.fit(features, labels)
+    if getattr(network.history_, "interrupted", False):
+        raise KeyboardInterrupt
+    return network
+
+
+def _fit_network(X, writers, genuine, settings, rng, compare):
     features, labels, _, _ = draw_training_set(
-        X, writers, genuine, settings["n_references"], settings["n_draws"], rng, averaging,
-        settings["spread_floor"], settings["n_random"],
+        X, writers, genuine, settings.n_references, settings.n_draws, rng, compare, settings.n_random,
+        settings.min_references,
     )
-    return _network(settings, int(rng.integers(2**31))).fit(features, labels)
+    return _fit(_network(settings, int(rng.integers(2**31))), features, labels)
 
 
 def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=None, progress=None):
-    """Learn a writer-independent verifier and its threshold from development writers.
+    """Learn a writer-independent verifier and its thresholds from development writers.
 
-    The threshold is the equal-error point between genuine scores and forgery scores (with
-    ``threshold_rule="all"`` skilled and random forgeries together, as the evaluation protocol
-    mixes them; with "skilled" the skilled ones only) of writers held out in a cross-validation over
-    the development writers, so it reflects writers the network has not seen; the final
-    network is then trained on every development writer. With ``dependent_threshold`` the
-    writer-dependent mode is simulated on the held-out writers (at most ``dependent_writers``
-    per fold, or all) and its equal-error point by the same rule is stored as well.
+    One network is trained per fold of a cross-validation over the development writers,
+    each without that fold's writers; they decide together (mean logit). The threshold is
+    the equal-error point between genuine scores and forgery scores (``threshold_rule``) of
+    the writers each network did not see, so it is measured on exactly the kind of scores it
+    will be applied to. With ``dependent_threshold`` the writer-dependent mode is simulated
+    on the held-out writers and its own equal-error point is stored as well.
 
     Parameters
     ----------
@@ -112,7 +208,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     writers : ndarray (n_signatures,) of str
     genuine : ndarray (n_signatures,) of bool
     feature_parameters : dict, complete (see ``features.check_parameters``)
-    settings : dict or None, overrides of ``DEFAULT_TRAINING``
+    settings : TrainingSettings, dict of overrides, or None (defaults)
     rng : numpy.random.Generator or None
     progress : callable or None, called with 1 after each fold trained and after each fold's
         writer-dependent simulation
@@ -120,12 +216,11 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     Returns
     -------
     verifier : Verifier
-    figures : dict, cross-validated development figures (EER, FAR, FRR at the threshold)
+    figures : dict, cross-validated development figures (FRR and FAR at the thresholds)
+    settings : TrainingSettings
     """
-    settings = {**DEFAULT_TRAINING, **(settings or {})}
-    unknown = set(settings) - set(DEFAULT_TRAINING)
-    if unknown:
-        raise ParameterError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_TRAINING)}")
+    if not isinstance(settings, TrainingSettings):
+        settings = TrainingSettings.from_dict(settings)
     rng = np.random.default_rng() if rng is None else rng
     X = np.asarray(X, dtype=np.float32)
     writers = np.asarray(writers).astype(str)
@@ -133,63 +228,50 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     names = np.unique(writers)
     if len(names) < 2:
         raise DataError(f"training needs at least 2 writers; got {len(names)}")
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
-    scale = np.where(scale > 1e-6, scale, 1.0)
-    X_std = (X - mean) / scale
-    averaging = group_matrix(feature_groups(feature_parameters, tuple(settings["grid"])), X.shape[1])
+    standardizer = Standardizer().fit(X)
+    X_std = standardizer.transform(X)
+    compare = Comparison(feature_groups(feature_parameters, settings.grid), X.shape[1], settings.spread_floor,
+                         settings.statistics)
 
-    n_folds = int(min(settings["n_folds"], len(names)))
+    n_folds = int(min(settings.n_folds, len(names)))
     held_scores = {"genuine": [], "skilled": [], "random": []}
-    members, folds = [], []
-    if n_folds >= 2:
-        folds = np.array_split(rng.permutation(names), n_folds)
-        for fold in folds:
-            inside = ~np.isin(writers, fold)
-            network = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, averaging)
-            members.append(network)
-            for writer in fold:
-                plan = _held_out_queries(writers, genuine, writer, settings["n_references"], settings["n_random"])
-                if plan is None:
-                    continue
-                references, queries, kinds = plan
-                scores = writer_scores(network, X_std[queries], X_std[references], averaging,
-                                       settings["spread_floor"], settings["normalisation"])
-                for kind in held_scores:
-                    held_scores[kind].append(scores[kinds == kind])
-            if progress:
-                progress(1)
-    if settings["ensemble"] and len(members) >= 2:
-        # The networks that chose the threshold on their held-out writers decide together, so
-        # the threshold was measured on exactly the kind of scores it will be applied to.
-        network = members
-    else:
-        network = _fit_network(X_std, writers, genuine, settings, rng, averaging)
+    members = []
+    folds = np.array_split(rng.permutation(names), n_folds)
+    for fold in folds:
+        inside = ~np.isin(writers, fold)
+        network = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, compare)
+        members.append(network)
+        for writer in fold:
+            plan = _held_out_queries(writers, genuine, writer, settings.n_references, settings.n_random)
+            if plan is None:
+                continue
+            references, queries, kinds = plan
+            scores = network.decision_function(compare(X_std[queries], X_std[references])).reshape(-1)
+            for kind in held_scores:
+                held_scores[kind].append(scores[kinds == kind])
         if progress:
             progress(1)
-    threshold, figures = choose_threshold(held_scores, settings["threshold_rule"], "development")
+    threshold, figures = choose_threshold(held_scores, settings.threshold_rule, "development")
     threshold = 0.0 if threshold is None else threshold
-    if figures:
-        figures["development_folds"] = n_folds
+    figures["development_folds"] = n_folds
     # A few genuine signatures per development writer: negatives for writer-dependent models.
     background_rows = [
-        rng.permutation(np.flatnonzero((writers == name) & genuine))[: settings["n_background"]] for name in names
+        rng.permutation(np.flatnonzero((writers == name) & genuine))[: settings.n_background] for name in names
     ]
     background_rows = np.sort(np.concatenate(background_rows))
-    background = X[background_rows]
     dependent_threshold = None
-    if settings["dependent_threshold"] and members:
+    if settings.dependent_threshold:
         dependent_scores = _dependent_held_scores(
-            X, writers, genuine, feature_parameters, mean, scale, folds, members, background_rows, settings,
+            X, writers, genuine, feature_parameters, standardizer, folds, members, background_rows, settings,
             np.random.default_rng(int(rng.integers(2**31))), progress,
         )
         dependent_threshold, dependent_figures = choose_threshold(
-            dependent_scores, settings["threshold_rule"], "development_dependent"
+            dependent_scores, settings.threshold_rule, "development_dependent"
         )
         figures.update(dependent_figures)
-    verifier = Verifier(feature_parameters, mean, scale, network, threshold, settings["spread_floor"],
-                        tuple(settings["grid"]), background=background, normalisation=settings["normalisation"],
-                        dependent_threshold=dependent_threshold)
+    config = VerifierConfig(feature_parameters, threshold, dependent_threshold, settings.spread_floor,
+                            settings.grid, settings.statistics, settings.writer_model)
+    verifier = Verifier(config, standardizer, members, background=X[background_rows])
     return verifier, figures, settings
 
 
@@ -206,32 +288,33 @@ def _held_out_queries(writers, genuine, writer, n_references, n_random):
         return None
     forged = np.flatnonzero((writers == writer) & ~genuine)
     others = np.flatnonzero((writers != writer) & genuine)
-    randoms = others[:: max(1, len(others) // n_random)][:n_random]
+    randoms = others[:: max(1, len(others) // max(n_random, 1))][:n_random]
     queries = np.concatenate([own[count:], forged, randoms])
     kinds = np.array(["genuine"] * (len(own) - count) + ["skilled"] * len(forged) + ["random"] * len(randoms))
     return own[:count], queries, kinds
 
 
-def _dependent_held_scores(X, writers, genuine, feature_parameters, mean, scale, folds, members, background_rows,
+def _dependent_held_scores(X, writers, genuine, feature_parameters, standardizer, folds, members, background_rows,
                            settings, rng, progress=None):
     """Writer-dependent scores of held-out development writers, as the mode will score unseen writers.
 
     Each held-out writer gets a per-writer model on top of the fold network that never saw it,
     with development signatures of the fold's other writers only as its negatives, so the
     threshold chosen on these scores is measured on writers unseen in every part of the model.
-    ``settings["dependent_writers"]`` caps the writers simulated per fold (for speed).
+    ``settings.dependent_writers`` caps the writers simulated per fold (for speed).
     """
     from inkvoice.signature.writer_model import MIN_REFERENCES, WriterModel
 
     held_scores = {"genuine": [], "skilled": [], "random": []}
-    limit = settings["dependent_writers"]
+    limit = settings.dependent_writers
+    config = VerifierConfig(feature_parameters, 0.0, None, settings.spread_floor, settings.grid,
+                            settings.statistics, settings.writer_model)
     for fold, network in zip(folds, members):
         rows = background_rows[~np.isin(writers[background_rows], fold)]
-        verifier = Verifier(feature_parameters, mean, scale, network, 0.0, settings["spread_floor"],
-                            tuple(settings["grid"]), background=X[rows], normalisation=settings["normalisation"])
+        verifier = Verifier(config, standardizer, [network], background=X[rows])
         simulated = fold if limit is None else rng.permutation(fold)[:limit]
         for writer in simulated:
-            plan = _held_out_queries(writers, genuine, writer, settings["n_references"], settings["n_random"])
+            plan = _held_out_queries(writers, genuine, writer, settings.n_references, settings.n_random)
             if plan is None or len(plan[0]) < MIN_REFERENCES:
                 continue
             references, queries, kinds = plan

@@ -5,26 +5,23 @@ negatives are genuine signatures of other writers (the development writers kept 
 file) compared with the references. Inputs are the same per-group deviations the
 writer-independent verifier uses, so the per-writer network learns which parts of this
 writer's signature are stable. Its score, centred on the scores that held-out references of
-the writer get, is added with half weight to the writer-independent score, which has seen
-skilled forgeries; the per-writer network alone never has.
+the writer get, is added with a weight (``WriterModelSettings.weight``, stored in the model
+file) to the writer-independent score, which has seen skilled forgeries; the per-writer
+network alone never has.
 """
 
 import numpy as np
 
 from inkvoice.core.errors import DataError
-from inkvoice.signature.comparison import deviation_features, leave_one_out_features
 
 #: Least number of references for a writer-dependent model.
 MIN_REFERENCES = 4
-#: Weight of the per-writer score added to the writer-independent one (0.5 gave the lowest
-#: EER on CEDAR development runs among 0, 0.5, 1, 2 and 4).
-DEPENDENT_WEIGHT = 0.5
 
 
 class WriterModel:
     """A per-writer MLP over deviation features, combined with the writer-independent score."""
 
-    def __init__(self, verifier, references, rng=None, hidden_sizes=(16,), l2=1e-3):
+    def __init__(self, verifier, references, rng=None):
         if verifier.background is None or not len(verifier.background):
             raise DataError("this model file holds no development signatures: writer-dependent mode is unavailable")
         references = np.atleast_2d(references)
@@ -35,38 +32,39 @@ class WriterModel:
         rng = np.random.default_rng(0) if rng is None else rng
         self.verifier = verifier
         self.references = references
-        standard_refs = verifier.standardise(references)
-        positives = leave_one_out_features(standard_refs, verifier.averaging, verifier.spread_floor)
-        background = verifier.standardise(verifier.background)
-        negatives = deviation_features(background, standard_refs, verifier.averaging, verifier.spread_floor)
-        self.network = self._fit(positives, negatives, rng, hidden_sizes, l2)
+        self.settings = settings = verifier.config.writer_model
+        compare = verifier.compare
+        standard_refs = verifier.standardize(references)
+        positives = compare.leave_one_out(standard_refs)
+        background = verifier.standardize(verifier.background)
+        negatives = compare(background, standard_refs)
+        self.network = self._fit(positives, negatives, rng, settings)
         # Centre the per-writer scores on what held-out references of this writer get: each
         # quarter of the references is scored by a network learnt from the other three.
         held_out = []
         for part in np.array_split(rng.permutation(len(standard_refs)), 4):
             rest = np.delete(standard_refs, part, axis=0)
-            network = self._fit(leave_one_out_features(rest, verifier.averaging, verifier.spread_floor),
-                                deviation_features(background, rest, verifier.averaging, verifier.spread_floor),
-                                rng, hidden_sizes, l2)
-            held = deviation_features(standard_refs[part], rest, verifier.averaging, verifier.spread_floor)
+            network = self._fit(compare.leave_one_out(rest), compare(background, rest), rng, settings)
+            held = compare(standard_refs[part], rest)
             held_out.append(network.decision_function(held).reshape(-1))
         held_out = np.concatenate(held_out)
         self.offset = float(np.median(held_out))
         self.scale = float(np.std(held_out) + 1.0)
 
     @staticmethod
-    def _fit(positives, negatives, rng, hidden_sizes, l2):
+    def _fit(positives, negatives, rng, settings):
         from inkvoice.core.estimator import MlpClassifier
 
         features = np.concatenate([positives, negatives])
         labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(int)
-        network = MlpClassifier(hidden_sizes=hidden_sizes, l2=l2, class_weight="balanced", max_epochs=300,
-                                early_stopping=False, random_state=int(rng.integers(2**31)))
+        network = MlpClassifier(hidden_sizes=settings.hidden_sizes, l2=settings.l2, class_weight="balanced",
+                                max_epochs=settings.max_epochs, early_stopping=False,
+                                random_state=int(rng.integers(2**31)))
         return network.fit(features, labels)
 
     def scores(self, queries):
         """Combined scores (n_queries,) of raw query features; compare with the verifier's threshold."""
-        independent = self.verifier.scores(queries, self.references)
+        independent = self.verifier.independent_scores(queries, self.references)
         comparison = self.verifier.comparison(queries, self.references)
         dependent = (self.network.decision_function(comparison).reshape(-1) - self.offset) / self.scale
-        return independent + DEPENDENT_WEIGHT * dependent
+        return independent + self.settings.weight * dependent

@@ -37,10 +37,11 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
     """
     import soundfile
 
+    from inkvoice.core.files import check_input_file
+
     path = Path(path)
     name = str(path)  # as the user gave it, so it can be found among many folders
-    if not path.is_file():
-        raise DataError(f"{name}: no such audio file")
+    check_input_file(path, what="audio file")  # not a FIFO, device or link loop; bounded size
     if path.stat().st_size == 0:
         raise DataError(f"{name}: the file is empty")
     try:

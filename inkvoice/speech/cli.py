@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from inkvoice.core.command import CommaList, ProjectGroup, extraction_options, progress_reporter, quiet_option, version_option
+from inkvoice.core.command import (
+    CommaList,
+    OutputFile,
+    ProjectGroup,
+    extraction_options,
+    progress_reporter,
+    quiet_option,
+    version_option,
+)
 from inkvoice.speech.audio import DEFAULT_MAX_SECONDS
 from inkvoice.speech.model import (
     DEFAULT_AUGMENTATION_COPIES,
@@ -65,7 +73,7 @@ def main():
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Model file to write (.npz).")
+@click.option("-o", "--output", required=True, type=OutputFile(), help="Model file to write (.npz).")
 @click.option("--split", type=click.Choice(SPLIT_CHOICES), default="auto", show_default=True,
               help="Held-out test clips: FSDD's official split (takes 0-4), one speaker, a seeded stratified random split, "
                    "or none; auto is official for FSDD names, else random.")
@@ -210,8 +218,8 @@ def transcribe(model_path, inputs, min_confidence, test_copies, as_json, max_sec
 @click.option("--seed", type=int, default=DEFAULT_TRAINING["seed"], show_default=True, help="Seed of --split random (use the training seed).")
 @test_copies_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the confusion matrix to this PNG.")
-@click.option("--curve-png", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the model's training curve to this PNG.")
+@click.option("--confusion-png", type=OutputFile(), help="Also draw the confusion matrix to this PNG.")
+@click.option("--curve-png", type=OutputFile(), help="Also draw the model's training curve to this PNG.")
 @max_seconds_option
 @extraction_options
 @quiet_option

@@ -150,9 +150,16 @@ class SpeechModel:
         ModelFileError
             Not a speech model file, damaged, or its features do not match its networks.
         """
-        from inkvoice.core.bundle import load_model
+        from inkvoice.core.bundle import NUMBER, ArraySpec, ModelSchema, OptionalField, load_model
 
-        bundle = load_model(path, PIPELINE)
+        schema = ModelSchema(
+            fields={"features": dict, "feature_version": OptionalField(int), "training": OptionalField(dict),
+                    "prediction": OptionalField({"test_copies": OptionalField(int), "reject_threshold": OptionalField(NUMBER)}),
+                    "figures": OptionalField(dict), "data": OptionalField(dict)},
+            arrays={"mel_basis": ArraySpec(ndim=2, not_all_zero=True, non_negative=True, required=False),
+                    "rehearsal_X": ArraySpec(ndim=2, required=False), "rehearsal_y": ArraySpec(ndim=1, kinds="U", required=False)},
+        )
+        bundle = load_model(path, PIPELINE, schema)
         metadata = dict(bundle.metadata)
         names = sorted((name for name in bundle.models if name.startswith(MODEL_PREFIX)), key=lambda n: int(n[len(MODEL_PREFIX):] or 0))
         if not names or not isinstance(metadata.get("features"), dict):

@@ -136,3 +136,163 @@ def test_bytes_round_trip_and_reserved_metadata(trained):
         dumps("speech", {"w": model}, {"pipeline": "other"})
     assert bundle.FORMAT_VERSION == 1
     assert zipfile.is_zipfile(io.BytesIO(dumps("speech", {"w": model})))
+
+
+def _npy_member(shape, dtype="<f4", payload=b""):
+    """An .npy member whose header declares ``shape`` and whose data is ``payload``."""
+    header = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + payload
+
+
+def with_member(good, member, data, compress=zipfile.ZIP_STORED):
+    """``good`` with one member added or replaced, bytes as given."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for info in source.infolist():
+            if info.filename != member:
+                target.writestr(info, source.read(info))
+        target.writestr(zipfile.ZipInfo(member), data, compress_type=compress)
+    return buffer.getvalue()
+
+
+def declare_size(payload, member, size):
+    """Make the zip directory declare ``size`` uncompressed bytes for ``member``."""
+    data = bytearray(payload)
+    position = 0
+    while True:
+        position = payload.index(b"PK\x01\x02", position)
+        name_length = int.from_bytes(data[position + 28 : position + 30], "little")
+        if payload[position + 46 : position + 46 + name_length] == member.encode():
+            data[position + 24 : position + 28] = size.to_bytes(4, "little")
+            return bytes(data)
+        position += 4
+
+
+CRAFTED = {
+    "a 10^12 shape in an npy header": (
+        lambda good: with_member(good, "model/main/layer0.bias.npy", _npy_member((10**12,))),
+        "array 'layer0.bias' has shape",
+    ),
+    "a huge extra array declared": (
+        lambda good: with_member(good, "array/big.npy", _npy_member((10**12,))), "declares shape",
+    ),
+    "a zip bomb (600 MB declared)": (
+        lambda good: declare_size(with_member(good, "array/bomb.npy", b"\0" * 1000, zipfile.ZIP_DEFLATED),
+                                  "array/bomb.npy", 600 * 2**20),
+        "over the limit",
+    ),
+    "object dtype in a weight's header": (
+        lambda good: with_member(good, "model/main/layer0.bias.npy", _npy_member((16,), "|O")), "object arrays",
+    ),
+    "an extra member": (lambda good: with_member(good, "model/other/x.npy", _npy_member((1,), payload=b"\0" * 4)),
+                        "unexpected member 'model/other/x'"),
+    "a stray file in the archive": (lambda good: with_member(good, "readme.txt", b"hello"), "unexpected member"),
+    "100,000-deep metadata": (
+        lambda good: rewrite(good, set_entry("metadata", np.array("[" * 100_000 + "]" * 100_000))),
+        "nested deeper than",
+    ),
+    "'models' is a list": (lambda good: rewrite(good, edit_metadata(models=[])), "'models' must name at least one network"),
+    "string numbers in the layer sizes": (
+        lambda good: rewrite(good, _edit_description(layer_sizes=["6", "16", "8", "1"])), "layer_sizes must be a list",
+    ),
+    "a string format version": (lambda good: rewrite(good, edit_metadata(format_version="1")), "format_version must be a whole number"),
+    "NaN in the metadata": (lambda good: rewrite(good, edit_metadata(extra=float("nan"))), "NaN is not a number JSON allows"),
+    "huge described layers with small arrays": (
+        lambda good: rewrite(good, _edit_description(layer_sizes=[10**6, 10**6, 8, 1], n_features=10**6)),
+        "array 'layer0.weights' has shape",
+    ),
+    "classes not a list": (lambda good: rewrite(good, _edit_description(classes="yes")), "classes must be a list"),
+}
+
+
+def _edit_description(**changes):
+    def change(entries):
+        document = json.loads(str(entries["metadata"]))
+        document["models"]["main"].update(changes)
+        entries["metadata"] = np.array(json.dumps(document))
+
+    return change
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_model_files_are_refused_within_a_small_budget(trained, tmp_path, case):
+    import time
+    import tracemalloc
+
+    model, _ = trained
+    make, message = CRAFTED[case]
+    path = tmp_path / "crafted.npz"
+    path.write_bytes(make(dumps("speech", {"main": model}, {"extra": 1})))
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ModelFileError, match=message) as caught:
+            load_model(path, "speech")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2.0
+    assert peak < 20 * 2**20
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_format_version_written_as_a_float_is_read(trained):
+    model, X = trained
+    payload = rewrite(dumps("speech", {"main": model}), edit_metadata(format_version=1.0))
+    np.testing.assert_array_equal(loads(payload, "speech").models["main"].predict(X), model.predict(X))
+
+
+SCHEMA = bundle.ModelSchema(
+    fields={"settings": {"threshold": bundle.NUMBER, "grid": [int], "mode": bundle.OptionalField(str)}},
+    arrays={"filterbank": bundle.ArraySpec(ndim=2, not_all_zero=True, non_negative=True),
+            "labels": bundle.ArraySpec(ndim=1, kinds="U", required=False)},
+)
+
+
+@pytest.mark.parametrize("metadata, arrays, message", [
+    ({"settings": {"threshold": "0.5", "grid": [2]}}, None, "field settings.threshold must be a finite number; got '0.5'"),
+    ({"settings": {"threshold": True, "grid": [2]}}, None, "settings.threshold must be a finite number"),
+    ({"settings": {"threshold": 0.5, "grid": [2.5]}}, None, r"settings.grid\[0\] must be a whole number"),
+    ({"settings": {"threshold": 0.5, "grid": [2], "mode": 3}}, None, "settings.mode must be a string; got 3"),
+    ({"settings": {"grid": [2]}}, None, "not a complete speech model: metadata field settings.threshold is missing"),
+    ({"settings": {"threshold": 0.5, "grid": [2]}}, {"filterbank": np.zeros((4, 3))}, "'filterbank' is all zeros"),
+    ({"settings": {"threshold": 0.5, "grid": [2]}}, {"filterbank": -np.ones((4, 3))}, "negative values"),
+    ({"settings": {"threshold": 0.5, "grid": [2]}}, {"filterbank": np.ones(3)}, "has 1 dimensions; expected 2"),
+    ({"settings": {"threshold": 0.5, "grid": [2]}}, {"filterbank": np.full((2, 2), np.inf)}, "NaN or infinite"),
+    ({"settings": {"threshold": 0.5, "grid": [2]}}, {}, "array 'filterbank' is missing"),
+    ({"settings": {"threshold": 0.5, "grid": [2]}}, {"filterbank": np.ones((2, 2)), "x": np.ones(2)},
+     "unexpected member 'array/x'"),
+])
+def test_a_pipeline_schema_refuses_wrong_fields_and_arrays(trained, metadata, arrays, message):
+    model, _ = trained
+    arrays = {"filterbank": np.ones((4, 3))} if arrays is None else arrays
+    payload = dumps("speech", {"main": model}, metadata, arrays)
+    with pytest.raises(ModelFileError, match=message):
+        loads(payload, "speech", name="m.npz", schema=SCHEMA)
+
+
+def test_a_pipeline_schema_accepts_a_good_file(trained):
+    model, _ = trained
+    payload = dumps("speech", {"main": model}, {"settings": {"threshold": 0.5, "grid": [2, 4]}},
+                    {"filterbank": np.ones((4, 3)), "labels": np.array(["a", "b"])})
+    loaded = loads(payload, "speech", schema=SCHEMA)
+    assert loaded.metadata["settings"]["threshold"] == 0.5 and loaded.arrays["labels"].tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("special", ["fifo", "device", "folder", "loop"])
+def test_special_files_are_refused_as_what_they_are(tmp_path, special):
+    import os
+
+    path = tmp_path / "model.npz"
+    if special == "fifo":
+        os.mkfifo(path)
+    elif special == "device":
+        path.symlink_to("/dev/zero")
+    elif special == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(path)
+    expected = {"fifo": "named pipe", "device": "character device", "folder": "a folder", "loop": "loop of symbolic links"}
+    with pytest.raises(ModelFileError, match=expected[special]):
+        load_model(path, "speech")

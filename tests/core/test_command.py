@@ -59,7 +59,7 @@ def test_settings_extract_through_the_cache(tmp_path, monkeypatch):
     results = ExtractionSettings(n_jobs=1, cache=True).extract(_length_of, files, {"scale": 2.0})
     assert [float(r[0]) for r in results] == [2.0, 2.0, 2.0]
     entries = sorted((tmp_path / "cache").rglob("*"))
-    assert any(p.suffix == ".npy" for p in entries)
+    assert any(p.suffix == ".entry" for p in entries)
     uncached = ExtractionSettings(n_jobs=1, cache=False).extract(_length_of, files, {"scale": 3.0})
     assert [float(r[0]) for r in uncached] == [3.0, 3.0, 3.0]
     assert sorted((tmp_path / "cache").rglob("*")) == entries

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from inkvoice.core.errors import NotFittedError, ParameterError
+from inkvoice.core.errors import NotFittedError, ParameterError, TrainingInterrupted
 from inkvoice.core.estimator import MlpClassifier
 from inkvoice.core.schedules import PlateauSchedule
 from inkvoice.core.training import evaluate
@@ -120,7 +120,7 @@ def test_callback_sees_every_epoch_and_can_stop():
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(seen[0])
 
 
-def test_ctrl_c_stops_cleanly_keeping_the_best_weights():
+def test_ctrl_c_raises_naming_the_epoch_and_keeps_the_best_weights():
     X, y = spiral(30)
 
     def interrupt(record):
@@ -128,8 +128,10 @@ def test_ctrl_c_stops_cleanly_keeping_the_best_weights():
             raise KeyboardInterrupt
 
     model = MlpClassifier(hidden_sizes=(8,), max_epochs=50, random_state=0)
-    model.fit(X, y, callback=interrupt)
+    with pytest.raises(TrainingInterrupted, match="interrupted \\(Ctrl-C\\) during epoch 3 of 50"):
+        model.fit(X, y, callback=interrupt)
     assert model.history_.interrupted and model.n_epochs_ == 3
+    assert 1 <= model.history_.best_epoch <= 3
     assert model.predict(X).shape == (len(X),)
 
 
@@ -203,7 +205,7 @@ def test_prediction_needs_a_trained_model_with_matching_width():
         MlpClassifier().predict(np.zeros((1, 2)))
     X, y = spiral(10)
     model = MlpClassifier(hidden_sizes=(4,), max_epochs=1).fit(X, y)
-    with pytest.raises(ParameterError, match="3 features per sample; this model expects 2"):
+    with pytest.raises(ParameterError, match="X has 3 features, but MlpClassifier is expecting 2 features as input"):
         model.predict(np.zeros((1, 3)))
 
 
@@ -244,3 +246,11 @@ def test_a_copied_model_trains_on_its_own_weights(how):
     copied.set_params(warm_start=True, max_epochs=5, early_stopping=False).fit(X, y)
     assert not np.allclose(copied.predict_proba(X), before)  # training reaches the copy's layers
     np.testing.assert_array_equal(model.predict_proba(X), before)  # and leaves the original alone
+
+
+def test_non_finite_input_says_where():
+    X = np.zeros((5, 3))
+    X[2, 1] = np.nan
+    X[4, 0] = np.inf
+    with pytest.raises(ParameterError, match=r"X contains NaN or infinite values in 2 of its 5 rows \(the first is row 2, column 1\)"):
+        MlpClassifier(max_epochs=1).fit(X, [0, 1, 0, 1, 0])

@@ -1,11 +1,14 @@
-"""Parallel cached extraction: order, per-file errors, cache hits and invalidation."""
+"""Parallel cached extraction: order, per-file errors, cache hits, invalidation, checked entries,
+the size limit and the `inkvoice cache` command."""
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inkvoice.core.errors import DataError
+from inkvoice.core.errors import DataError, ParameterError
 from inkvoice.core.extraction import extract_many
 
 CALLS = []
@@ -72,3 +75,172 @@ def test_an_unwritable_cache_costs_speed_not_results(files, tmp_path):
     blocker.write_text("a file where the cache folder should be")
     results = extract_many(measure, files, {"scale": 1.0}, cache_dir=blocker, n_jobs=1)
     assert [r[0] for r in results] == [float(i) for i in range(40)]
+
+
+def _entries(cache):
+    return sorted(path for path in (cache / "features").rglob("*.entry") if path.parent.name != "sets"
+                  and path.name != "shape.entry")
+
+
+def _damage_every_entry(cache, change):
+    for path in (cache / "features").rglob("*.entry"):
+        data = bytearray(path.read_bytes())
+        change(data)
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data.__setitem__(-1, data[-1] ^ 0x40),          # a flipped bit in the values
+    lambda data: data.__setitem__(slice(-8, None), b"\0" * 8),   # zeroed values
+    lambda data: data.__delitem__(slice(-4, None)),              # truncated
+    lambda data: data.__setitem__(slice(0, 5), b"\x93NUMP"),     # another format
+])
+def test_damaged_entries_are_recomputed_never_believed(files, tmp_path, damage):
+    cache = tmp_path / "cache"
+    truth = extract_many(measure, files, {"scale": 1.0}, n_jobs=1)
+    extract_many(measure, files, {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    _damage_every_entry(cache, damage)
+    CALLS.clear()
+    again = extract_many(measure, files, {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    np.testing.assert_array_equal(np.stack(again), np.stack(truth))
+    assert len(CALLS) == len(files)  # every damaged entry was a miss ...
+    CALLS.clear()
+    extract_many(measure, files[::-1], {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    assert CALLS == []  # ... and was overwritten with a good one
+
+
+def test_planted_entries_of_the_right_form_are_refused(files, tmp_path):
+    """An entry made without the cache's key, or with the wrong shape or NaN, is a miss."""
+    from inkvoice.core.extraction import FeatureCache
+
+    cache_dir = tmp_path / "cache"
+    parameters = {"function": f"{measure.__module__}.{measure.__qualname__}", "scale": 1.0}
+    extract_many(measure, files, {"scale": 1.0}, cache_dir=cache_dir, n_jobs=1)
+    cache = FeatureCache(cache_dir, parameters)
+    key = cache.key(files[7])
+    for forged in (np.array([1e6, 1.0]), np.arange(10.0), np.array([np.nan, 1.0])):
+        cache._write(cache._entry(key), forged, key)  # with the real key: shape and values still checked
+        if forged.shape == (2,) and np.isfinite(forged).all():
+            stranger = FeatureCache(cache_dir, parameters)
+            stranger._secret = b"x" * 32  # someone without the cache's key
+            stranger._write(stranger._entry(key), forged, key)
+        shutil.rmtree(cache.folder / "sets")  # so the lookup goes to the planted entry
+        CALLS.clear()
+        result = extract_many(measure, files[7:8], {"scale": 1.0}, cache_dir=cache_dir, n_jobs=1)
+        assert result[0].tolist() == [7.0, 1.0] and CALLS == ["07.txt"]
+
+
+def test_whole_list_cache_is_keyed_by_content_not_by_name_size_or_time(files, tmp_path):
+    cache = tmp_path / "cache"
+    extract_many(measure, files, {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    status = files[12].stat()
+    files[12].write_text("21")  # same size, other content, modification time put back
+    os.utime(files[12], ns=(status.st_atime_ns, status.st_mtime_ns))
+    results = extract_many(measure, files, {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    assert results[12][0] == 21.0
+
+
+def test_special_files_are_refused_without_reading_them(files, tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.txt"
+    loop.symlink_to(loop)
+    zero = tmp_path / "zero.txt"
+    zero.symlink_to("/dev/zero")
+    CALLS.clear()
+    results = extract_many(measure, [files[0], fifo, loop, zero, tmp_path], {"scale": 1.0},
+                           cache_dir=tmp_path / "cache", n_jobs=1)
+    assert results[0][0] == 0.0 and CALLS == ["00.txt"]
+    assert "named pipe (FIFO)" in str(results[1])
+    assert "loop of symbolic links" in str(results[2])
+    assert "character device" in str(results[3])
+    assert "a folder" in str(results[4])
+
+
+def test_the_cache_keeps_under_its_limit_dropping_the_least_recently_used(files, tmp_path, monkeypatch):
+    from inkvoice.core.extraction import cache_usage
+
+    cache = tmp_path / "cache"
+    extract_many(measure, files[:10], {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    entry_size = max(path.stat().st_size for path in _entries(cache))
+    limit = 25 * entry_size
+    monkeypatch.setenv("INKVOICE_CACHE_LIMIT", str(limit))
+    for start in range(10, 40, 10):
+        extract_many(measure, files[start : start + 10], {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    usage = cache_usage(cache)
+    assert 0 < usage.bytes <= limit and usage.limit == limit
+    CALLS.clear()
+    extract_many(measure, files[30:40], {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    assert CALLS == []  # the latest entries stayed
+    extract_many(measure, files[:10], {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    assert len(CALLS) == 10  # the oldest went
+
+
+@pytest.mark.parametrize("setting, expected", [("500M", 500 * 10**6), ("2G", 2 * 10**9), ("123", 123),
+                                               ("1.5gb", 15 * 10**8)])
+def test_cache_limit_setting(monkeypatch, setting, expected):
+    from inkvoice.core.extraction import cache_limit
+
+    monkeypatch.setenv("INKVOICE_CACHE_LIMIT", setting)
+    assert cache_limit() == expected
+
+
+def test_a_bad_cache_limit_is_one_clear_error(monkeypatch, files, tmp_path):
+    monkeypatch.setenv("INKVOICE_CACHE_LIMIT", "lots")
+    with pytest.raises(ParameterError, match="INKVOICE_CACHE_LIMIT.*'lots'"):
+        extract_many(measure, files, {"scale": 1.0}, cache_dir=tmp_path, n_jobs=1)
+
+
+def test_cache_command_shows_and_clears_features_only(files, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from inkvoice.cli import main
+
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "datasets").mkdir(parents=True)
+    (tmp_path / "cache" / "datasets" / "kept.txt").write_text("a download")
+    extract_many(measure, files, {"scale": 1.0}, cache_dir=tmp_path / "cache", n_jobs=1)
+    runner = CliRunner()
+    info = runner.invoke(main, ["cache", "info"])
+    assert info.exit_code == 0, info.output
+    assert f"folder: {tmp_path / 'cache' / 'features'}" in info.output
+    assert "entries: 42" in info.output  # 40 files, the whole list and the shape record
+    cleared = runner.invoke(main, ["cache", "clear"])
+    assert cleared.exit_code == 0 and "removed 42 files" in cleared.output
+    assert "entries: 0" in runner.invoke(main, ["cache", "info"]).output
+    assert (tmp_path / "cache" / "datasets" / "kept.txt").exists()
+
+
+def not_finite(path, scale):
+    value = float(Path(path).read_text())
+    return np.array([value * scale, np.inf if value == 3 else 1.0])
+
+
+def test_non_finite_features_become_an_error_naming_the_file(files, tmp_path):
+    results = extract_many(not_finite, files[:6], {"scale": 1.0}, cache_dir=tmp_path / "cache", n_jobs=1)
+    assert isinstance(results[3], DataError) and str(files[3]) in str(results[3]) and "NaN or infinite" in str(results[3])
+    assert [r[0] for i, r in enumerate(results) if i != 3] == [0.0, 1.0, 2.0, 4.0, 5.0]
+
+
+def test_a_full_disk_under_the_cache_costs_speed_not_results(files, tmp_path, monkeypatch):
+    import errno
+
+    import inkvoice.core.extraction as extraction
+
+    class FullDisk:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(extraction, "open", FullDisk, raising=False)
+    results = extract_many(measure, files, {"scale": 1.0}, cache_dir=tmp_path / "cache", n_jobs=1)
+    assert [r[0] for r in results] == [float(i) for i in range(40)]
+    assert not any((tmp_path / "cache").rglob("*.part"))  # no half-written entry left behind

@@ -3,9 +3,12 @@
 import os
 
 import numpy as np
+import pytest
 
 from inkvoice.core import threads
 from inkvoice.core.estimator import MlpClassifier
+from inkvoice.core.kernels import NUMPY, numba_kernels, using
+from inkvoice.core.optimizers import PARALLEL_SIZE, Adam, Sgd
 
 
 def test_small_networks_train_on_one_thread(monkeypatch):
@@ -33,17 +36,20 @@ def test_thread_limit_gives_the_same_training_result():
     np.testing.assert_allclose(one.predict_proba(X), two.predict_proba(X), rtol=1e-10)
 
 
-def test_adam_on_several_threads_updates_exactly_like_one():
-    from inkvoice.core.optimizers import Adam
-
+@pytest.mark.parametrize("kernels", [NUMPY, numba_kernels()], ids=["numpy", "numba"])
+@pytest.mark.parametrize("make", [lambda n: Adam(weight_decay=0.1, n_threads=n), lambda n: Sgd(nesterov=True, n_threads=n)],
+                         ids=["adam", "sgd"])
+def test_optimizers_on_several_threads_update_exactly_like_one(kernels, make):
     rng = np.random.default_rng(0)
-    size = Adam.parallel_size * 2 + 7
+    size = PARALLEL_SIZE * 2 + 7
     start, gradient = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
     results = []
     for n_threads in (1, 3):
         parameter = start.copy()
-        optimizer = Adam(weight_decay=0.1, n_threads=n_threads)
-        for _ in range(3):
-            optimizer.step([parameter], [gradient], [True])
+        optimizer = make(n_threads)
+        with using(kernels):
+            for _ in range(3):
+                optimizer.step([parameter], [gradient], [True])
         results.append(parameter)
     np.testing.assert_array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], start)

@@ -37,5 +37,5 @@ def sample_model(tmp_path_factory, sample_features):
         check_parameters({}), {"n_references": 6, "n_folds": 4}, np.random.default_rng(0),
     )
     path = tmp_path_factory.mktemp("model") / "samples.npz"
-    save_verifier(path, verifier, {**settings, "writers": list(TRAINING_WRITERS)}, figures)
+    save_verifier(path, verifier, {**settings.to_dict(), "writers": list(TRAINING_WRITERS)}, figures)
     return path, verifier

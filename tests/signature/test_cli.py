@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from inkvoice.signature.cli import main
-from tests.signature.helpers import page, save_page
+from tests.signature.helpers import page, save_page, stroke_mask
 
 
 def run(*args):
@@ -92,9 +92,85 @@ def test_verify_batch_goes_on_after_a_bad_image(enrolled, samples_dir, tmp_path)
     bad.write_text("not an image")
     good = samples_dir / "writer5" / "genuine" / "10.png"
     result = run("verify", model, "--writer", "writer5", "--store", store, "--no-cache", bad, good)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = result.stderr.splitlines()
+    assert len(errors) == 1 and errors[0].startswith("Error: ") and "bad.png: not an image" in errors[0]
+    answers = result.stdout.splitlines()
+    assert len(answers) == 2 and answers[0].split() == ["image", "verdict", "score", "threshold"]
+    assert answers[1].startswith(str(good)) and answers[1].split()[1] in ("genuine", "forged")
+
+
+def _nan_tiff(path):
+    from PIL import Image
+
+    grey = page(stroke_mask()).astype(np.float32)
+    grey[5, 7] = np.nan
+    Image.fromarray(grey, "F").save(path)
+    return path
+
+
+def test_missing_file_folder_and_nan_image_each_cost_one_record(enrolled, samples_dir, tmp_path):
+    model, store = enrolled
+    good = [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "01.png"]
+    missing, folder, nan = tmp_path / "absent.png", tmp_path, _nan_tiff(tmp_path / "nan.tif")
+    images = [good[0], missing, folder, nan, good[1]]
+    table = run("verify", model, "--writer", "writer5", "--store", store, "--no-cache", *images)
+    assert table.exit_code == 1 and "Traceback" not in table.output
+    errors = table.stderr.splitlines()
+    assert len(errors) == 3 and all(line.startswith("Error: ") for line in errors)
+    assert "absent.png: no such image file" in errors[0] and "is a folder" in errors[1]
+    assert "nan.tif: image holds 1 NaN or infinite pixel value(s)" in errors[2]
+    assert len(table.stdout.splitlines()) == 1 + 2
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--no-cache", "--json", *images)
     assert result.exit_code == 1
-    assert "Error: " in result.output and "bad.png: not an image" in result.output
-    assert "10.png" in result.output and "Traceback" not in result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["image"] for r in records] == [str(p) for p in images]
+    assert ["error" in r for r in records] == [False, True, True, True, False]
+    assert all(r["verdict"] in ("genuine", "forged") for r in records if "error" not in r)
+
+
+def test_nan_image_is_one_error_line_in_compare_and_enroll(sample_model, samples_dir, tmp_path):
+    model, _ = sample_model
+    nan = _nan_tiff(tmp_path / "nan.tif")
+    references = sorted((samples_dir / "writer6" / "genuine").iterdir())[:4]
+    compared = run("compare", model, *references, nan)
+    _one_line_error(compared, "nan.tif: image holds 1 NaN")
+    assert len(compared.stderr.splitlines()) == 1 and compared.stdout == ""
+    enrolled = run("enroll", model, "--writer", "writer6", "--store", tmp_path / "s.sqlite", "--no-cache", "--json",
+                   *references, nan)
+    _one_line_error(enrolled, "nothing enrolled for writer 'writer6'")
+    records = [json.loads(line) for line in enrolled.stdout.splitlines()]
+    assert len(records) == 5 and [("error" in r) for r in records] == [False] * 4 + [True]
+    assert not any(r["enrolled"] for r in records)
+
+
+def test_writer_names_are_normalised_alike_and_long_ones_cut(enrolled, samples_dir, tmp_path):
+    model, store = enrolled
+    query = samples_dir / "writer5" / "genuine" / "09.png"
+    spaced = run("verify", model, "--writer", "  writer5 ", "--store", store, "--json", query)
+    assert spaced.exit_code == 0, spaced.output
+    assert len(spaced.stdout.splitlines()) == 1
+    long_name = "x" * 10_000
+    for command in (["verify", model, "--writer", long_name, "--store", store, query],
+                    ["enroll", model, "--writer", long_name, "--store", store, query]):
+        result = run(*command)
+        _one_line_error(result, "writer name must be at most")
+        assert len(result.output) < 300
+
+
+def test_a_nan_threshold_is_refused_and_never_printed(sample_model, samples_dir, tmp_path):
+    path, _ = sample_model
+    with np.load(path, allow_pickle=False) as archive:
+        entries = {key: archive[key] for key in archive.files}
+    metadata = json.loads(str(entries["metadata"]))
+    metadata["verifier"]["threshold"] = float("nan")
+    entries["metadata"] = np.array(json.dumps(metadata))  # Python's json writes NaN; the loader must refuse it
+    broken = tmp_path / "nan-threshold.npz"
+    np.savez(broken, **entries)
+    for command in (["info", broken, "--json"], ["compare", broken, *samples_dir.glob("writer6/genuine/0[1-4].png")]):
+        result = run(*command)
+        _one_line_error(result, "threshold must be a finite number")
+        assert "NaN" not in result.stdout
 
 
 def test_enroll_is_all_or_nothing(sample_model, samples_dir, tmp_path):
@@ -105,6 +181,7 @@ def test_enroll_is_all_or_nothing(sample_model, samples_dir, tmp_path):
     result = run("enroll", model, "--writer", "writer6", "--store", store, "--no-cache", *references, blank)
     _one_line_error(result, "nothing enrolled for writer 'writer6'")
     assert "blank.png: blank page" in result.output
+    assert len(result.stderr.splitlines()) == 2
     few = run("enroll", model, "--writer", "writer6", "--store", store, *references[:2])
     _one_line_error(few, "at least 3 are needed")
 
@@ -146,8 +223,32 @@ def test_writers_missing_from_the_data_are_one_error(command, sample_model, samp
     arguments = (["train", samples_dir, "-o", tmp_path / "m.npz"] if command == "train"
                  else ["evaluate", sample_model[0], samples_dir])
     result = run(*arguments, "--writers", "writer98,writer99", "--no-cache")
-    _one_line_error(result, "no signatures of writers writer98,writer99")
+    _one_line_error(result, "no signatures of 2 writer(s): writer98, writer99")
+    typo = run(*arguments, "--writers", "writer1,writer2,writr3", "--no-cache")
+    _one_line_error(typo, "no signatures of 1 writer(s): writr3")
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_too_many_references_are_named(sample_model, samples_dir, tmp_path):
+    result = run("evaluate", sample_model[0], samples_dir, "--writers", "writer5,writer6", "--refs", "12")
+    _one_line_error(result, "2 writer(s) have 12 or fewer genuine signatures, so 12 references leave none to test")
+    assert "use at most 9 references" in result.output
+    trained = run("train", samples_dir, "-o", tmp_path / "m.npz", "--writers", "writer1,writer2", "--refs", "12",
+                  "--draws", "1", "--no-cache", "--quiet")
+    assert trained.exit_code == 0, trained.output
+    assert "note: 2 of 2 writers have 12 or fewer genuine signatures (fewest: 10)" in trained.stderr
+
+
+def test_ctrl_c_in_training_writes_nothing_and_fails(samples_dir, tmp_path, monkeypatch):
+    from inkvoice.core.estimator import MlpClassifier
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MlpClassifier, "fit", interrupted)
+    output = tmp_path / "m.npz"
+    result = run("train", samples_dir, "-o", output, "--writers", "writer1,writer2", "--no-cache", "--quiet")
+    assert result.exit_code != 0 and not output.exists()
 
 
 def test_bad_model_file(tmp_path, samples_dir):
@@ -170,3 +271,19 @@ def test_python_dash_m_runs_the_command():
 
     result = subprocess.run([sys.executable, "-m", "inkvoice.signature", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "enroll" in result.stdout
+
+
+def test_verify_explain_writes_a_picture_per_query(enrolled, samples_dir, tmp_path):
+    model, store = enrolled
+    queries = [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "03.png"]
+    folder = tmp_path / "why"
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--explain", folder, *queries)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2
+    pictures = sorted(folder.iterdir())
+    assert [record["explanation"]["png"] for record in records] == [str(p) for p in pictures]
+    assert all(len(record["explanation"]["groups"]) == 3 for record in records)
+    table = run("verify", model, "--writer", "writer5", "--store", store, "--explain", folder, *queries)
+    assert table.exit_code == 0 and len(table.stdout.splitlines()) == 3
+    assert len(table.stderr.splitlines()) == 2 and "weighed" not in table.stdout

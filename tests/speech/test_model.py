@@ -117,7 +117,7 @@ def test_a_rerun_reads_the_cache_and_a_changed_file_is_extracted_again(tone_fold
     paths = load_dataset(tone_folders).paths
     parameters = feature_parameters()
     first, _ = model_module.extract_features(paths, parameters, extraction=ONE)
-    assert any((tmp_path / "cache").rglob("sets/*.npy"))  # the whole list is kept for a re-run
+    assert any((tmp_path / "cache").rglob("sets/*.entry"))  # the whole list is kept for a re-run
     second, _ = model_module.extract_features(paths, parameters, extraction=ONE)
     np.testing.assert_array_equal(np.stack(first), np.stack(second))
     write(paths[0], word("high", 1.2))

@@ -1,0 +1,373 @@
+"""What the server does, free of any web framework: the models loaded once, the enrolment store, one method per job.
+
+The web app (:mod:`inkvoice.serve.app`) turns requests into calls of these methods and a
+:class:`ServiceError` into a JSON answer with its status. Uploads are written to a private
+temporary folder, handed to the pipelines' library functions like any file, and removed; no
+answer ever names a path on the server's disk.
+"""
+
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inkvoice import __version__
+from inkvoice.core.errors import ParameterError, ProjectError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+#: Largest request body accepted, in megabytes (one file, or all the references of one enrolment).
+DEFAULT_MAX_UPLOAD_MB = 20
+#: Labels listed with their probabilities in a speech answer.
+DEFAULT_TOP_K = 3
+# Everything a client can send for a file name that we keep; the rest becomes "_".
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class ServiceError(Exception):
+    """A request that cannot be answered: ``status`` is the HTTP status, the message is for the client."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = int(status)
+        self.message = str(message)
+
+
+@dataclass
+class Upload:
+    """One uploaded file: the name the client gave it and a readable binary file object."""
+
+    name: str
+    file: object
+
+
+def public_name(name, fallback="upload"):
+    """A client's file name made safe to write and show: its last part, harmless characters, bounded length."""
+    name = str(name or "").replace("\\", "/").split("/")[-1]
+    name = _UNSAFE_NAME.sub("_", name).strip(" .")[:80]
+    return name or fallback
+
+
+def check_writer(writer):
+    """A writer name from a URL, as the store keeps it; ServiceError 400 for an unusable name."""
+    from inkvoice.signature.enrollment import writer_name
+
+    try:
+        return writer_name(writer)
+    except ProjectError as error:
+        raise ServiceError(400, str(error)) from None
+
+
+def _file_version(path):
+    """A short digest of a model file's bytes: two servers answer alike exactly when it matches."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class Service:
+    """The models of both pipelines, loaded once, and the jobs of the API.
+
+    Parameters
+    ----------
+    speech_model : path-like or None
+        A ``speech`` model file; None serves no speech endpoints (they answer 404).
+    signature_model : path-like or None
+        A ``signature`` model file; None serves no signature endpoints.
+    store : path-like, str or None
+        The enrolment store: an SQLite file or a ``postgresql://`` URL; default: the
+        signature model's, as ``signature enroll`` uses it.
+    token : str or None
+        Bearer token that enrolment and deletion need; None turns both off.
+    test_copies : int or None
+        Speech test-time augmentation copies (default: the model's own setting).
+    busy_seconds : float > 0 or None
+        How long a request waits for a store locked by another process before its answer
+        is 503 (default: the store's own default).
+
+    Raises
+    ------
+    ProjectError
+        A model file or the store cannot be used (checked at start, not at the first request).
+    """
+
+    def __init__(self, speech_model=None, signature_model=None, store=None, token=None, test_copies=None,
+                 busy_seconds=None):
+        if speech_model is None and signature_model is None:
+            raise ParameterError("give a speech model, a signature model or both")
+        self.token = token or None
+        self.test_copies = test_copies
+        if busy_seconds is None:
+            from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS as busy_seconds
+        self.busy_seconds = busy_seconds
+        self.speech = self.verifier = None
+        self.models = {}
+        self._secrets = []  # (text on the server, what a client sees instead)
+        if speech_model is not None:
+            from inkvoice.speech.model import SpeechModel
+
+            self.speech = SpeechModel.load(speech_model)
+            self.models["speech"] = self._describe(speech_model, labels=self.speech.labels)
+        if signature_model is not None:
+            from inkvoice.signature.enrollment import file_digest, is_store_url, open_store
+            from inkvoice.signature.model_file import load_verifier
+
+            self.verifier, _ = load_verifier(signature_model)
+            self.signature_digest = file_digest(signature_model)[:16]
+            self.store_location = store if store is not None else Path(signature_model).with_suffix(".enrol.sqlite")
+            self.store_is_url = is_store_url(self.store_location)
+            if not self.store_is_url:
+                self.store_location = Path(self.store_location)
+                self._secrets.append((str(self.store_location.resolve()), "the enrolment store"))
+            self._secrets.append((str(self.store_location), "the enrolment store"))
+            self.models["signature"] = self._describe(signature_model, threshold=round(self.verifier.threshold, 4))
+            if self.store_is_url or self.store_location.is_file():
+                # A store of other feature settings, or out of reach, is refused now, not at the first request.
+                open_store(self.store_location, self.verifier.feature_parameters, create=self.store_is_url,
+                           busy_seconds=self.busy_seconds).close()
+        self._uploads = Path(tempfile.mkdtemp(prefix="inkvoice-serve-"))
+        self._secrets.append((str(self._uploads), "upload"))
+
+    def _describe(self, path, **details):
+        path = Path(path)
+        for text in (str(path.resolve().parent), str(path.parent)):
+            if text not in ("", "."):
+                self._secrets.append((text + os.sep, ""))
+        return {"name": path.name, "version": _file_version(path), **details}
+
+    def warm_up(self):
+        """Answer one made-up request of each kind, so the first client does not wait for imports.
+
+        The first clip at another sample rate than the model's loads the resampler and the first
+        image the image libraries: seconds, on a busy machine, that a client should never see.
+        """
+        import io
+
+        if self.speech is not None:
+            import soundfile
+
+            rate = 2 * int(self.speech.features["sample_rate"])
+            time = np.arange(rate // 2) / rate
+            buffer = io.BytesIO()
+            soundfile.write(buffer, (0.5 * np.sin(2 * np.pi * 440 * time)).astype(np.float32), rate, format="WAV")
+            buffer.seek(0)
+            self.predict_speech(Upload("warm-up.wav", buffer))
+        if self.verifier is not None:
+            from PIL import Image
+
+            page = np.full((120, 300), 235, dtype=np.uint8)
+            page[40:80, 30:270:7] = 20
+            buffer = io.BytesIO()
+            Image.fromarray(page).save(buffer, format="PNG")
+            buffer.seek(0)
+            with self.staged([Upload("warm-up.png", buffer)]) as paths:
+                self._features(paths)
+
+    def close(self):
+        """Remove the upload folder."""
+        shutil.rmtree(self._uploads, ignore_errors=True)
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def public(self, message):
+        """``message`` with every server path replaced by what a client may see."""
+        text = str(message)
+        text = re.sub(re.escape(str(self._uploads)) + r"[/\\][^/\\]+[/\\]", "", text)
+        for secret, shown in sorted(self._secrets, key=lambda pair: -len(pair[0])):
+            text = text.replace(secret, shown)
+        return text
+
+    @contextlib.contextmanager
+    def staged(self, uploads):
+        """The uploads written to a fresh private folder: yields their paths; the folder goes afterwards."""
+        folder = Path(tempfile.mkdtemp(dir=self._uploads))
+        try:
+            paths = []
+            for index, upload in enumerate(uploads):
+                name = public_name(upload.name, f"upload-{index + 1}")
+                target = folder / name
+                if target.exists():  # two uploads of one name
+                    target = folder / f"{index + 1}-{name}"
+                with open(target, "wb") as handle:
+                    shutil.copyfileobj(upload.file, handle, 1 << 20)
+                paths.append(target)
+            yield paths
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _need(self, pipeline):
+        if pipeline == "speech" and self.speech is None:
+            raise ServiceError(404, "this server has no speech model (start it with --speech-model)")
+        if pipeline == "signature" and self.verifier is None:
+            raise ServiceError(404, "this server has no signature model (start it with --signature-model)")
+
+    @contextlib.contextmanager
+    def _store(self, create):
+        """The enrolment store, opened for one request; its own failures become 503 (busy) or 500."""
+        from inkvoice.signature.enrollment import StoreBusyError, open_store
+
+        try:
+            with open_store(self.store_location, self.verifier.feature_parameters, create=create,
+                            busy_seconds=self.busy_seconds) as store:
+                yield store
+        except StoreBusyError:
+            raise ServiceError(503, "the enrolment store is busy; try again in a moment") from None
+        except ProjectError as error:
+            # What reaches here is the store's own failure (the jobs handle their callers' errors).
+            raise ServiceError(500, f"the enrolment store cannot be used: {self.public(error)}") from None
+
+    def _store_exists(self):
+        return self.store_is_url or self.store_location.is_file()
+
+    def _bad_file(self, error):
+        return ServiceError(400, self.public(error))
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def health(self):
+        """The service's version and each loaded model's name and version."""
+        return {"status": "ok", "version": __version__, "models": self.models}
+
+    def predict_speech(self, upload, top_k=DEFAULT_TOP_K):
+        """The label heard in one uploaded audio file, its confidence and the ``top_k`` best labels."""
+        self._need("speech")
+        with self.staged([upload]) as (path,):
+            probabilities, failures = self.speech.predict_proba_files(
+                [path], test_copies=self.test_copies, n_jobs=1, cache=False
+            )
+        if failures:
+            raise self._bad_file(failures[0][1])
+        row = probabilities[0]
+        labels = self.speech.labels
+        order = np.argsort(row)[::-1][: max(1, int(top_k))]
+        return {
+            "file": path.name,
+            "label": labels[order[0]],
+            "confidence": round(float(row[order[0]]), 4),
+            "top": [{"label": labels[i], "probability": round(float(row[i]), 4)} for i in order],
+        }
+
+    def transcribe(self, upload):
+        """The digit string in one uploaded recording, with each digit's segment."""
+        self._need("speech")
+        raise ServiceError(501, "transcription of digit strings is not available in this version")
+
+    def writers(self):
+        """Enrolled writers and their reference counts."""
+        self._need("signature")
+        if not self._store_exists():
+            return []
+        with self._store(create=False) as store:
+            return [{"writer": name, "references": int(count)} for name, count in store.writers()]
+
+    def _reference_count(self, store, writer):
+        count = dict(store.writers()).get(writer)
+        if not count:
+            raise ServiceError(404, f"writer {writer!r} is not enrolled")
+        return int(count)
+
+    def _features(self, paths):
+        """Signature features of staged files: a list of arrays, or ServiceError 400 naming each bad file."""
+        from inkvoice.signature.features import extract
+
+        results, failures = [], []
+        for path in paths:
+            try:
+                results.append(extract(path, **self.verifier.feature_parameters))
+            except ProjectError as error:
+                failures.append(self.public(error))
+        if failures:
+            raise ServiceError(400, "; ".join(failures))
+        return results
+
+    def enrol(self, writer, uploads, min_references=None):
+        """Add reference signatures to ``writer``: all of the uploads, or (any one unusable) none."""
+        from inkvoice.signature.enrollment import DEFAULT_MIN_REFERENCES
+
+        self._need("signature")
+        writer = check_writer(writer)
+        if not uploads:
+            raise ServiceError(400, "no reference images: send them as multipart fields named 'files'")
+        with self.staged(uploads) as paths:
+            try:
+                vectors = self._features(paths)
+            except ServiceError as error:
+                raise ServiceError(400, f"nothing enrolled for writer {writer!r}: {error.message}") from None
+            digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+        entries = [(path.name, digest, vector) for path, digest, vector in zip(paths, digests, vectors)]
+        minimum = DEFAULT_MIN_REFERENCES if min_references is None else min_references
+        with self._store(create=True) as store:
+            try:
+                added, total = store.add(writer, entries, self.signature_digest, minimum)
+            except ProjectError as error:
+                raise self._bad_file(error) from None
+        return {"writer": writer, "added": int(added), "references": int(total)}
+
+    def remove(self, writer):
+        """Forget ``writer`` and their references."""
+        self._need("signature")
+        writer = check_writer(writer)
+        if not self._store_exists():
+            raise ServiceError(404, f"writer {writer!r} is not enrolled")
+        with self._store(create=False) as store:
+            self._reference_count(store, writer)
+            removed = store.remove(writer)
+        return {"writer": writer, "removed": int(removed)}
+
+    def verify(self, writer, upload, mode="independent", explain=False):
+        """Whether one uploaded signature is ``writer``'s: verdict, score and the threshold it was held to."""
+        from inkvoice.signature.verifier import MODES
+
+        self._need("signature")
+        writer = check_writer(writer)
+        if mode not in MODES:
+            raise ServiceError(400, f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if explain:
+            raise ServiceError(501, "explanations of verdicts are not available in this version")
+        if not self._store_exists():
+            raise ServiceError(404, f"writer {writer!r} is not enrolled")
+        with self._store(create=False) as store:
+            count = self._reference_count(store, writer)
+            references = store.references(writer)
+        with self.staged([upload]) as (path,):
+            (query,) = self._features([path])
+        try:
+            if mode == "dependent":
+                from inkvoice.signature.writer_model import WriterModel
+
+                score = WriterModel(self.verifier, references).scores(query)[0]
+            else:
+                score = self.verifier.scores(query, references)[0]
+        except ProjectError as error:
+            raise self._bad_file(error) from None
+        threshold = self.verifier.threshold_for(mode)
+        genuine = bool(self.verifier.decide([score], mode=mode)[0])
+        return {
+            "writer": writer,
+            "file": path.name,
+            "genuine": genuine,
+            "verdict": "genuine" if genuine else "forged",
+            "score": round(float(score), 4),
+            "threshold": round(float(threshold), 4),
+            "mode": mode,
+            "references": count,
+        }
+
+    def authorise(self, token):
+        """Check a bearer token for enrolment and deletion: 401 without one, 403 for a wrong one."""
+        if self.token is None:
+            raise ServiceError(403, "enrolment and deletion are turned off: the server was started without --token")
+        if not token:
+            raise ServiceError(401, "this needs the header 'Authorization: Bearer TOKEN'")
+        if not hmac.compare_digest(str(token).encode(), self.token.encode()):
+            raise ServiceError(403, "the token is wrong")
