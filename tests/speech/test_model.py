@@ -142,7 +142,7 @@ def test_predict_files_gives_plain_records_one_per_path(tone_model, tmp_path):
     assert [r["file"] for r in records] == [str(dataset.paths[0]), str(missing), str(silent)]
     assert records[0]["label"] == dataset.labels[0] and len(records[0]["top"]) == 2
     assert 0.5 < records[0]["confidence"] <= 1.0 and "reason" not in records[0]
-    assert "no such audio file" in records[1]["error"]
+    assert "no such" in records[1]["error"] and "missing.wav" in records[1]["error"]
     assert records[2]["label"] == "unknown" and records[2]["reason"] == "no speech found"
 
 
@@ -191,7 +191,7 @@ def test_a_damaged_mel_filterbank_is_refused(tone_model, tmp_path):
                 np.save(buffer, np.zeros_like(basis))
                 data = buffer.getvalue()
             target.writestr(item, data)
-    with pytest.raises(ModelFileError, match="mel filterbank is damaged"):
+    with pytest.raises(ModelFileError, match="mel_basis.* all zeros"):
         SpeechModel.load(tmp_path / "zero.npz")
 
 
