@@ -244,23 +244,20 @@ class Service:
         return {"status": "ok", "version": __version__, "models": self.models}
 
     def predict_speech(self, upload, top_k=DEFAULT_TOP_K):
-        """The label heard in one uploaded audio file, its confidence and the ``top_k`` best labels."""
+        """The label heard in one uploaded audio file, its confidence and the ``top_k`` best labels.
+
+        ``label`` is ``unknown`` (with a ``reason``) for sounds that are none of the model's words.
+        """
+        from inkvoice.core.extraction import ExtractionSettings
+
         self._need("speech")
         with self.staged([upload]) as (path,):
-            probabilities, failures = self.speech.predict_proba_files(
-                [path], test_copies=self.test_copies, n_jobs=1, cache=False
+            (record,) = self.speech.predict_files(
+                [path], top_k=top_k, test_copies=self.test_copies, extraction=ExtractionSettings(n_jobs=1, cache=False)
             )
-        if failures:
-            raise self._bad_file(failures[0][1])
-        row = probabilities[0]
-        labels = self.speech.labels
-        order = np.argsort(row)[::-1][: max(1, int(top_k))]
-        return {
-            "file": path.name,
-            "label": labels[order[0]],
-            "confidence": round(float(row[order[0]]), 4),
-            "top": [{"label": labels[i], "probability": round(float(row[i]), 4)} for i in order],
-        }
+        if "error" in record:
+            raise self._bad_file(record["error"])
+        return {**record, "file": path.name}
 
     def transcribe(self, upload):
         """The digit string in one uploaded recording, with each digit's segment."""

@@ -85,8 +85,10 @@ def test_speech_predict_answers_the_digit(client, service, digit, speaker):
     probabilities = [entry["probability"] for entry in body["top"]]
     assert probabilities == sorted(probabilities, reverse=True)
     # The same answer as the library gives for the file itself.
-    row = service.speech.predict_proba_files([path], n_jobs=1, cache=False)[0][0]
-    assert body["confidence"] == round(float(row.max()), 4)
+    from inkvoice.core.extraction import ExtractionSettings
+
+    (record,) = service.speech.predict_files([path], top_k=3, extraction=ExtractionSettings(n_jobs=1, cache=False))
+    assert body["confidence"] == record["confidence"] and body["top"] == record["top"]
 
 
 def test_speech_predict_top_k_and_its_bounds(client):
