@@ -26,12 +26,13 @@ START_SECONDS = 60
 @pytest.fixture(scope="session")
 def speech_model_path(tmp_path_factory):
     """A digit model trained on data/speech, kept small so the session stays fast."""
+    from inkvoice.core.extraction import ExtractionSettings
     from inkvoice.speech.dataset import load_dataset
     from inkvoice.speech.model import train
 
     dataset = load_dataset(SPEECH_SAMPLES)
     model, failures = train(dataset, np.arange(len(dataset)), augmentation={"copies": 2},
-                            training={"epochs": 20, "test_copies": 2}, n_jobs=1, cache=False)
+                            training={"epochs": 20, "test_copies": 2}, extraction=ExtractionSettings(n_jobs=1, cache=False))
     assert not failures
     path = tmp_path_factory.mktemp("speech-model") / "digits.npz"
     model.save(path)
@@ -54,7 +55,7 @@ def signature_model_path(tmp_path_factory):
         {"n_references": 6, "dependent_threshold": False}, np.random.default_rng(0),
     )
     path = tmp_path_factory.mktemp("signature-model") / "signatures.npz"
-    save_verifier(path, verifier, {**settings, "writers": list(TRAINING_WRITERS)}, figures)
+    save_verifier(path, verifier, {**settings.to_dict(), "writers": list(TRAINING_WRITERS)}, figures)
     return path
 
 
