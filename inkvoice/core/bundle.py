@@ -234,7 +234,7 @@ def _parse_metadata(text, name):
                 stack.append((child, (*where, key)))
             elif isinstance(child, float) and not math.isfinite(child):
                 place = ".".join(str(part) for part in (*where, key))
-                raise ModelFileError(f"{name}: metadata field {place} must be a finite number; got {child}")
+                raise ModelFileError(f"{name}: metadata field {place} must be a finite number; got {child} ({child} is not a number JSON allows)".replace("nan (nan", "nan (NaN").replace("inf (inf", "inf (Infinity"))
     return metadata
 
 

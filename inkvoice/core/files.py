@@ -44,9 +44,9 @@ def _stat_or_explain(path, what):
         return os.stat(path)
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise DataError(f"{path} is a loop of symbolic links, not {_a(what)}") from None
+            raise DataError(f"{path}: a loop of symbolic links, not {_a(what)}") from None
         if error.errno == errno.ENOENT and os.path.lexists(path):
-            raise DataError(f"{path} is a symbolic link to {os.readlink(path)!r}, which does not exist") from None
+            raise DataError(f"{path}: a symbolic link to {os.readlink(path)!r}, which does not exist") from None
         if error.errno in (errno.ENOENT, errno.ENOTDIR):
             raise DataError(f"{path}: no such {what}") from None
         if error.errno == errno.ENAMETOOLONG:
@@ -75,7 +75,7 @@ def check_input_file(path, max_bytes=DEFAULT_MAX_INPUT_BYTES, what="file"):
     path = Path(path)
     status = _stat_or_explain(path, what)
     if not stat.S_ISREG(status.st_mode):
-        raise DataError(f"{path} is {describe_kind(status.st_mode)}, not {_a(what)}")
+        raise DataError(f"{path}: {describe_kind(status.st_mode)}, not {_a(what)}")
     if status.st_size > max_bytes:
         raise DataError(
             f"{path}: {status.st_size:,} bytes, over the limit of {max_bytes:,} bytes for {_a(what)}"
@@ -103,7 +103,7 @@ def read_input_bytes(path, max_bytes=DEFAULT_MAX_INPUT_BYTES, what="file"):
     try:
         status = os.fstat(handle)
         if not stat.S_ISREG(status.st_mode):
-            raise DataError(f"{path} is {describe_kind(status.st_mode)}, not {_a(what)}")
+            raise DataError(f"{path}: {describe_kind(status.st_mode)}, not {_a(what)}")
         if status.st_size > max_bytes:
             raise DataError(f"{path}: {status.st_size:,} bytes, over the limit of {max_bytes:,} bytes for {_a(what)}")
         chunks, total = [], 0
