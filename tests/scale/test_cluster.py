@@ -54,7 +54,9 @@ def test_speech_features_with_test_time_augmentation_match_a_local_run(dask_sche
     assert sum(done) == len(speech_files)
     errors = [r for r in remote if isinstance(r, ProjectError)]
     assert len(errors) == 2 and str(errors[0]).startswith(str(speech_files[7]))
-    assert remote[0].shape == (4, speech_features.feature_length(SPEECH_PARAMETERS))
+    augmentation = AUGMENTED_PARAMETERS["augmentation"]
+    rows = 1 + augmentation["copies"] + augmentation.get("negatives", 0)
+    assert remote[0].shape == (rows, speech_features.feature_length(SPEECH_PARAMETERS))
 
 
 @pytest.mark.parametrize("send_files", [False, True])
