@@ -14,13 +14,14 @@ from inkvoice.core.errors import DataError, ParameterError, ProjectError
 from inkvoice.core.extraction import ExtractionSettings, extract_many
 from inkvoice.signature import features as signature_features
 from inkvoice.speech import features as speech_features
-from inkvoice.speech.augment import augmentation_parameters
+from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH_PARAMETERS = {**speech_features.feature_parameters(), "max_seconds": 10.0,
                      "feature_version": speech_features.FEATURE_VERSION}
 # Test-time augmentation is part of feature extraction, so it runs on the workers too.
-AUGMENTED_PARAMETERS = {**SPEECH_PARAMETERS, "augmentation": augmentation_parameters(copies=3), "seed": 12345}
+AUGMENTED_PARAMETERS = {**SPEECH_PARAMETERS, "seed": 12345,
+                        "augmentation": augmentation_parameters(**{**TEST_AUGMENTATION, "copies": 3})}
 SIGNATURE_PARAMETERS = {**signature_features.check_parameters({}), "max_pixels": 40_000_000}
 
 
