@@ -5,6 +5,13 @@ penalty, no early stopping) on two synthetic problems; every implementation runs
 process so peak memory is its own. Prints a table of seconds per epoch, test accuracy,
 memory and, on the large problem, the achieved GFLOP/s against numpy's float32 matmul.
 
+"CPU s/epoch" is the process's CPU time: on a machine other programs keep busy, the one-thread
+rows' CPU times compare the work itself where wall-clock times mostly measure the wait.
+
+Our rows use the compiled training kernels ("numba"), loaded before the clock starts, and the
+numpy kernels for comparison; what loading the compiled kernels costs a fresh process, and
+compiling them into an empty cache, is printed on its own line.
+
 Peers are installed only for this script::
 
     pip install scikit-learn torch==2.13.0
@@ -16,8 +23,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +39,10 @@ PROBLEMS = {
     "large": (60000, 10000, 784, (512, 256), 10, 256, 5),
 }
 # (implementation, BLAS/OpenMP threads; None = the library's default, every core)
-IMPLEMENTATIONS = (("inkvoice", None), ("inkvoice", 1), ("sklearn", None), ("sklearn", 1), ("torch", None), ("torch", 1))
+IMPLEMENTATIONS = (
+    ("inkvoice", None), ("inkvoice", 1), ("inkvoice-numpy", None),
+    ("sklearn", None), ("sklearn", 1), ("torch", None), ("torch", 1),
+)
 
 
 def make_problem(name, seed=0):
@@ -97,18 +109,22 @@ def products_only_seconds(name, threads):
 
 
 def time_breakdown(name, epochs=2):
-    """Seconds per epoch inside the forward pass, the backward pass and the optimiser, for our
-    MLP on one problem: where an epoch goes besides the matrix products."""
+    """Seconds per epoch of our MLP (compiled kernels) in each part of a training step: the
+    forward and backward passes (matrix products and the layers' fused kernels), the loss,
+    the optimiser, and the rest (batch gather, loop); the layers' kernels also on their own."""
     import inkvoice.core.network
     import inkvoice.core.optimizers
+    from inkvoice.core import kernels, losses
     from inkvoice.core.estimator import MlpClassifier
 
     X, y, _, _ = make_problem(name)
     _, _, _, hidden, _, batch_size, _ = PROBLEMS[name]
-    spent = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+    compiled = kernels.numba_kernels()
+    compiled.prepare(np.float32)
+    spent = {"forward": 0.0, "backward": 0.0, "loss": 0.0, "optimizer": 0.0, "layer kernels": 0.0}
 
-    def timed_method(cls, method, key):
-        original = getattr(cls, method)
+    def timed_method(owner, method, key):
+        original = getattr(owner, method)
 
         def wrapper(*args, **kwargs):
             start = time.perf_counter()
@@ -116,17 +132,39 @@ def time_breakdown(name, epochs=2):
             spent[key] += time.perf_counter() - start
             return result
 
-        setattr(cls, method, wrapper)
+        setattr(owner, method, wrapper)
 
     timed_method(inkvoice.core.network.Mlp, "forward", "forward")
     timed_method(inkvoice.core.network.Mlp, "backward", "backward")
+    timed_method(losses._CrossEntropy, "value_correct_and_gradient", "loss")
     timed_method(inkvoice.core.optimizers.Adam, "step", "optimizer")
+    timed_method(compiled, "dense_forward", "layer kernels")
+    timed_method(compiled, "dense_backward", "layer kernels")
     model = MlpClassifier(hidden_sizes=hidden, batch_size=batch_size, max_epochs=epochs, early_stopping=False,
                           standardize=False, random_state=0)
-    start = time.perf_counter()
-    model.fit(X, y)
-    total = (time.perf_counter() - start) / epochs
-    return total, {key: value / epochs for key, value in spent.items()}
+    with kernels.using(compiled):
+        start = time.perf_counter()
+        model.fit(X, y)
+        total = (time.perf_counter() - start) / epochs
+    parts = {key: value / epochs for key, value in spent.items()}
+    parts["rest"] = total - sum(value for key, value in parts.items() if key != "layer kernels")
+    return total, parts
+
+
+def kernel_seconds(cold):
+    """Seconds a fresh process spends importing numba and loading the compiled kernels for
+    float32 (``cold``: compiling them into an empty cache, as on a machine's first training)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if cold:
+        env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="inkvoice-numba-")
+    script = ("import time; start = time.perf_counter(); import numpy as np; from inkvoice.core import kernels; "
+              "kernels.numba_kernels().prepare(np.float32); print(time.perf_counter() - start)")
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    finally:
+        if cold:
+            shutil.rmtree(env["NUMBA_CACHE_DIR"], ignore_errors=True)
+    return float(done.stdout.split()[-1])
 
 
 def current_rss_mb():
@@ -149,16 +187,21 @@ def peak_rss_mb():
 
 
 def run_inkvoice(X, y, X_test, y_test, hidden, batch_size, epochs):
+    from inkvoice.core import kernels
     from inkvoice.core.estimator import MlpClassifier
+
+    chosen = kernels.choose()  # INKVOICE_KERNELS picks numba or numpy; loading is timed apart
+    chosen.prepare(np.float32)
 
     # Without a thread count in the environment the core chooses (see core/threads.py).
     threads = os.environ.get("OMP_NUM_THREADS")
     model = MlpClassifier(hidden_sizes=hidden, batch_size=batch_size, max_epochs=epochs, learning_rate=1e-3,
                           early_stopping=False, standardize=False, random_state=0,
                           n_threads=int(threads) if threads else None)
-    start = time.perf_counter()
-    model.fit(X, y)
-    seconds = time.perf_counter() - start
+    with kernels.using(chosen):
+        start = time.perf_counter()
+        model.fit(X, y)
+        seconds = time.perf_counter() - start
     return seconds, model.score(X_test, y_test)
 
 
@@ -213,7 +256,8 @@ def worker(implementation, problem):
     """Run one implementation on one problem and print its figures as JSON."""
     X, y, X_test, y_test = make_problem(problem)
     _, _, _, hidden, _, batch_size, epochs = PROBLEMS[problem]
-    runner = {"inkvoice": run_inkvoice, "sklearn": run_sklearn, "torch": run_torch}[implementation]
+    runner = {"inkvoice": run_inkvoice, "inkvoice-numpy": run_inkvoice, "sklearn": run_sklearn,
+              "torch": run_torch}[implementation]
     # Imports before the baseline: their memory is not training memory.
     if implementation == "torch":
         import torch  # noqa: F401
@@ -221,12 +265,18 @@ def worker(implementation, problem):
         import sklearn.neural_network  # noqa: F401
     else:
         import inkvoice.core.estimator  # noqa: F401
+        from inkvoice.core import kernels
+
+        os.environ[kernels.ENVIRONMENT_VARIABLE] = "numpy" if implementation == "inkvoice-numpy" else "numba"
+        kernels.choose().prepare(np.float32)
     reset_peak_rss()
     before = current_rss_mb()
+    cpu = time.process_time()
     seconds, accuracy = runner(X, y, X_test, y_test, hidden, batch_size, epochs)
+    cpu = time.process_time() - cpu
     peak = peak_rss_mb()
-    print(json.dumps({"seconds_per_epoch": seconds / epochs, "accuracy": accuracy,
-                      "peak_mb": peak, "training_mb": peak - before}))
+    print(json.dumps({"seconds_per_epoch": seconds / epochs, "cpu_seconds_per_epoch": cpu / epochs,
+                      "accuracy": accuracy, "peak_mb": peak, "training_mb": peak - before}))
 
 
 def main():
@@ -235,6 +285,7 @@ def main():
     parser.add_argument("--epochs", type=int, help="override the epochs of every problem")
     parser.add_argument("--profile", action="store_true",
                         help="also print where an epoch of ours goes (forward, backward, optimiser)")
+    parser.add_argument("--implementations", help="comma-separated subset of: inkvoice, inkvoice-numpy, sklearn, torch")
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "PROBLEM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epochs:
@@ -252,24 +303,30 @@ def main():
     # The ceiling is the better of the two: on some machines one thread multiplies faster.
     ceiling = max(all_cores, one_thread)
     print(f"numpy float32 matmul (2048x2048): {all_cores:.1f} GFLOP/s on {os.cpu_count()} cores, "
-          f"{one_thread:.1f} GFLOP/s on one; ceiling {ceiling:.1f}; load average {os.getloadavg()[0]:.1f}\n")
-    header = "| problem | implementation | threads | s/epoch | vs inkvoice | test accuracy | peak MB | training MB | GFLOP/s | of matmul |"
+          f"{one_thread:.1f} GFLOP/s on one; ceiling {ceiling:.1f}; load average {os.getloadavg()[0]:.1f}")
+    print(f"compiled kernels in a fresh process (numba import and float32 kernels): compiled into an empty cache "
+          f"{kernel_seconds(cold=True):.2f} s, loaded from the cache {kernel_seconds(cold=False):.2f} s\n")
+    chosen = set(args.implementations.split(",")) if args.implementations else None
+    header = ("| problem | implementation | threads | s/epoch | vs inkvoice | CPU s/epoch | test accuracy | peak MB | "
+              "training MB | GFLOP/s | of matmul |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for problem in problems:
         results = {}
         for implementation, threads in IMPLEMENTATIONS:
+            if chosen is not None and implementation not in chosen:
+                continue
             command = [sys.executable, __file__, "--worker", implementation, problem]
             if args.epochs:
                 command += ["--epochs", str(args.epochs)]
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             if threads:
                 env.update({name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-            label = (implementation, threads or ("auto" if implementation == "inkvoice" else "all"))
+            label = (implementation, threads or ("auto" if implementation.startswith("inkvoice") else "all"))
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["failed"])[-1]
-                print(f"| {problem} | {label[0]} | {label[1]} | not run: {last} | | | | | | |")
+                print(f"| {problem} | {label[0]} | {label[1]} | not run: {last} | | | | | | | |")
                 continue
             results[label] = json.loads(done.stdout.strip().splitlines()[-1])
         ours = results.get(("inkvoice", "auto"), {}).get("seconds_per_epoch")
@@ -278,15 +335,17 @@ def main():
             ratio = f"{speed / ours:.2f}x" if ours else ""
             gflops = training_flops(problem) / speed / 1e9
             share = f"{gflops / ceiling:.0%}" if problem == "large" else ""
-            print(f"| {problem} | {implementation} | {threads} | {speed:.3f} | {ratio} | {figures['accuracy']:.3f} | "
+            print(f"| {problem} | {implementation} | {threads} | {speed:.3f} | {ratio} | "
+                  f"{figures['cpu_seconds_per_epoch']:.3f} | {figures['accuracy']:.3f} | "
                   f"{figures['peak_mb']:.0f} | {figures['training_mb']:.0f} | {gflops:.1f} | {share} |", flush=True)
         products = {threads: products_only_seconds(problem, threads) for threads in (1, os.cpu_count() or 1)}
         print("| " + problem + " | matrix products alone | "
-              + " / ".join(f"{threads}: {seconds:.3f}" for threads, seconds in products.items()) + " | | | | | | |")
+              + " / ".join(f"{threads}: {seconds:.3f}" for threads, seconds in products.items()) + " | | | | | | | |")
         if args.profile:
             total, parts = time_breakdown(problem)
             print(f"| {problem} | inkvoice epoch breakdown | {total:.3f} total: "
-                  + ", ".join(f"{key} {value:.3f}" for key, value in parts.items()) + " | | | | | | |", flush=True)
+                  + ", ".join(f"{key} {value:.3f}" for key, value in parts.items()) + " | | | | | | | |", flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

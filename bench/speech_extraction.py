@@ -19,8 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inkvoice.core.extraction import extract_many  # noqa: E402
+from inkvoice.speech.audio import DEFAULT_MAX_SECONDS  # noqa: E402
 from inkvoice.speech.dataset import load_dataset  # noqa: E402
 from inkvoice.speech.features import extract, feature_parameters  # noqa: E402
+from inkvoice.speech.model import DEFAULT_TEST_COPIES  # noqa: E402
 from real_data import data_folder  # noqa: E402
 
 
@@ -37,7 +39,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="Runs per measurement (the best is kept).")
     arguments = parser.parse_args()
     paths = load_dataset(data_folder(arguments.data, "fsdd")).paths
-    parameters = {**feature_parameters(), "max_seconds": 10.0}
+    parameters = {**feature_parameters(), "max_seconds": DEFAULT_MAX_SECONDS}
     rows = []
     extract(paths[0], **parameters)  # build the filterbank once, as a long-lived process would
 
@@ -73,15 +75,15 @@ def main():
         model = Path(folder) / "digits.npz"
         env = {**os.environ, "INKVOICE_CACHE": str(Path(folder) / "cache")}
         subprocess.run(
-            [sys.executable, "-m", "speech", "train", str(data_folder(arguments.data, "fsdd")), "-o", str(model), "--copies", "1",
-             "--test-copies", "24", "--epochs", "5", "--quiet", "--jobs", str(arguments.jobs)],
+            [sys.executable, "-m", "inkvoice.speech", "train", str(data_folder(arguments.data, "fsdd")), "-o", str(model),
+             "--copies", "1", "--test-copies", str(DEFAULT_TEST_COPIES), "--epochs", "5", "--quiet", "--jobs", str(arguments.jobs)],
             check=True, capture_output=True, env=env,
         )
-        for label, extra in (("default, 24 test-time copies", []), ("--test-copies 0", ["--test-copies", "0"])):
+        for label, extra in ((f"default, {DEFAULT_TEST_COPIES} test-time copies", []), ("--test-copies 0", ["--test-copies", "0"])):
             times = []
             for _ in range(5):
                 seconds, _ = timed(lambda: subprocess.run(
-                    [sys.executable, "-m", "speech", "predict", str(model), str(paths[0]), *extra],
+                    [sys.executable, "-m", "inkvoice.speech", "predict", str(model), str(paths[0]), *extra],
                     check=True, capture_output=True, env=env,
                 ))
                 times.append(seconds)

@@ -1,9 +1,14 @@
 """The ``inkvoice`` command: what spans both pipelines (each pipeline has its own command too)."""
 
+from pathlib import Path
+
 import click
 
 from inkvoice import __version__
 from inkvoice.core.command import ProjectGroup
+from inkvoice.serve.service import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+
+_MODEL = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group(cls=ProjectGroup)
@@ -12,14 +17,53 @@ def main():
     """Spoken digits and signature verification on one multilayer perceptron."""
 
 
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True,
+              help="Address to listen on; the default answers this machine only.")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="Port to listen on (0: any free port; the address is printed).")
+@click.option("--speech-model", type=_MODEL, default=None, help="A speech model file (.npz) to answer with.")
+@click.option("--signature-model", type=_MODEL, default=None, help="A signature model file (.npz) to verify with.")
+@click.option("--store", default=None,
+              help="Enrolment store: an SQLite file or postgresql://user@host:port/database (shared by several "
+                   "servers); default: the signature model with the suffix .enrol.sqlite.")
+@click.option("--token", envvar="INKVOICE_TOKEN", default=None,
+              help="Bearer token that enrolment and deletion need (or $INKVOICE_TOKEN); without one both are off.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_UPLOAD_MB,
+              show_default=True,
+              help="Largest request accepted, in megabytes (413 above it).")
+@click.option("--test-copies", type=click.IntRange(0, 50), default=None,
+              help="Speech test-time augmentation copies per clip (default: the model's setting).")
+@click.option("--busy-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="How long a request waits for a store another process holds before answering 503 "
+                   "(default: the store's own, 10 s).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes, each with its own copy of the models (about one per core answers most).")
+def serve(host, port, speech_model, signature_model, store, token, max_upload_mb, test_copies, busy_seconds,
+          workers):
+    """Serve the JSON API and the web page for the models given (at least one).
+
+    The page is at / ; the API's OpenAPI schema at /openapi.json. Stop with Ctrl-C.
+    """
+    from inkvoice.serve.server import run
+
+    run(host=host, port=port, speech_model=speech_model, signature_model=signature_model, store=store, token=token,
+        max_upload_mb=max_upload_mb, test_copies=test_copies, busy_seconds=busy_seconds, workers=workers,
+        announce=click.echo)
+
+
 @main.group(cls=ProjectGroup)
 def cache():
-    """Show or clear the feature cache (limit: $INKVOICE_CACHE_LIMIT, default 2G)."""
+    """Show or clear the feature cache.
+
+    Features are kept by file content in the cache folder's features/ ($INKVOICE_CACHE, default
+    ~/.cache/inkvoice); the least recently used go when it outgrows $INKVOICE_CACHE_LIMIT (2G).
+    """
 
 
 @cache.command("info")
 def cache_info():
-    """Where the feature cache lives, how many entries it holds and how large it is."""
+    """Where the feature cache lives, its entries, size and limit."""
     from inkvoice.core.extraction import cache_usage
 
     usage = cache_usage()

@@ -65,3 +65,12 @@ def store_location(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "store.sqlite"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """The address of a real local Dask cluster of two one-thread workers (skips without the extra)."""
+    from tests.servers import dask_cluster
+
+    with dask_cluster(n_workers=2) as address:
+        yield address

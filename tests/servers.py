@@ -40,7 +40,7 @@ def _stop(process, grace=5):
 @contextlib.contextmanager
 def dask_cluster(n_workers=2):
     """A `dask scheduler` and ``n_workers`` one-thread `dask worker` processes; yields the address."""
-    pytest.importorskip("distributed", reason="the distributed extra is not installed (pip install -e '.[distributed]')")
+    pytest.importorskip("distributed", reason="the distributed extra is not installed: pip install -e '.[distributed]'")
     folder = Path(tempfile.mkdtemp(prefix="inkvoice-dask-"))
     scheduler_file = folder / "scheduler.json"
     dask = [sys.executable, "-m", "dask"]

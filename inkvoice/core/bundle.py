@@ -8,8 +8,11 @@ Layout of the archive:
 - ``model/<name>/<array>``: the arrays of each model (``layer0.weights``, ...);
 - ``array/<name>``: extra arrays of the pipeline.
 
-Loading never unpickles (``allow_pickle=False``) and checks everything it reads, so a damaged,
-foreign or newer file is refused with one clear message instead of misbehaving later.
+Loading never unpickles and checks everything before it builds anything (the zip directory,
+each array's header before its data, the metadata's size, depth and types, every array against
+its network's description, and the pipeline's own :class:`ModelSchema`), so a damaged, crafted,
+foreign or newer file is refused with one clear message, within a small memory and time budget,
+instead of misbehaving later.
 """
 
 import io
@@ -30,6 +33,17 @@ from inkvoice.core.files import atomic_path, read_input_bytes
 
 FORMAT_VERSION = 1
 RESERVED_KEYS = ("format_version", "pipeline", "models")
+
+# Budgets of a model file, far above any real model (a speech model with its rehearsal
+# sample is a few MB), so a crafted file is refused before it costs memory or time.
+MAX_FILE_BYTES = 256 * 2**20
+MAX_ARRAY_BYTES = 256 * 2**20
+MAX_MEMBERS = 1000
+MAX_METADATA_CHARACTERS = 4 * 2**20
+MAX_METADATA_DEPTH = 32
+MAX_LAYER_WIDTH = 2**20
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_MEMBER = re.compile(r"(metadata|model/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}|array/[A-Za-z0-9_.-]{1,100})\.npy")
 
 
 @dataclass
@@ -190,18 +204,6 @@ def _load_archive(archive, pipeline, name, schema):
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ProjectError) as error:
             raise ModelFileError(f"{name}: model {model_name!r} does not fit its description: {error}") from None
     return Bundle(pipeline=pipeline, models=models, metadata=metadata, arrays=extra)
-
-
-# Budgets of a model file, far above any real model (a speech model with its rehearsal
-# sample is a few MB), so a crafted file is refused before it costs memory or time.
-MAX_FILE_BYTES = 256 * 2**20
-MAX_ARRAY_BYTES = 256 * 2**20
-MAX_MEMBERS = 1000
-MAX_METADATA_CHARACTERS = 4 * 2**20
-MAX_METADATA_DEPTH = 32
-MAX_LAYER_WIDTH = 2**20
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-_MEMBER = re.compile(r"(metadata|model/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}|array/[A-Za-z0-9_.-]{1,100})\.npy")
 
 
 def _short(value):

@@ -36,6 +36,8 @@ SEND_FILES_MAX_BYTES = 256 * 2**20
 #: Chunks per worker thread: enough to balance uneven files, few enough to keep the
 #: per-task overhead (a few milliseconds) small beside the work.
 CHUNKS_PER_THREAD = 4
+#: Tasks in flight per worker thread: enough to keep every worker busy while results travel.
+IN_FLIGHT_PER_THREAD = 3
 #: Packages whose versions decide the features: every worker must have this machine's.
 FEATURE_PACKAGES = ("inkvoice", "numpy", "scipy", "librosa", "soundfile", "scikit-image", "pillow")
 
@@ -67,6 +69,7 @@ def connect(address):
     client = _CLIENTS.get(address)
     if client is not None and client.status == "running":
         return client
+    _check_address(address)
     try:
         client = distributed.Client(address, timeout=f"{CONNECT_TIMEOUT_SECONDS}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
@@ -118,6 +121,23 @@ def _check_versions(client):
                 )
 
 
+def _check_address(address):
+    """Refuse what is not a scheduler address before a client is built (a half-built one hangs at exit)."""
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(str(address))
+        if scheme not in registry.backends:
+            raise ValueError(f"unknown protocol {scheme!r} (known: {', '.join(sorted(registry.backends))})")
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+            if not host or not port:
+                raise ValueError("expected a host and a port")
+    except ValueError as error:
+        raise ProjectError(f"{address!r} is not a Dask scheduler address such as tcp://10.0.0.5:8786: {error}") from None
+
+
 def close_clients():
     """Close every client this process opened (benchmarks and tests that stop their clusters)."""
     while _CLIENTS:
@@ -164,17 +184,26 @@ def run_on_cluster(run_here, function, paths, pending, parameters, address, send
         return
     threads = max(1, sum(client.nthreads().values()))
     size = max(1, min(chunk_size, math.ceil(len(remote) / (CHUNKS_PER_THREAD * threads))))
+    waiting = [remote[start : start + size] for start in range(0, len(remote), size)][::-1]
     futures = {}
-    for start in range(0, len(remote), size):
-        chunk = remote[start : start + size]
+
+    def submit():
+        chunk = waiting.pop()
         items = [_item(paths[i], send_files) for i in chunk]
         if send_files:
             # Scattered data goes straight to a worker, and the task runs where its data is.
             items = client.scatter([items], hash=False)[0]
-        futures[client.submit(run_items, function, items, parameters, pure=False)] = chunk
+        future = client.submit(run_items, function, items, parameters, pure=False)
+        futures[future] = chunk
+        return future
+
+    # A bounded number of tasks in flight: what is read and sent for them, or held as their
+    # results, stays in proportion to the cluster, not to the number of files.
+    finished = distributed.as_completed([submit() for _ in range(min(len(waiting), IN_FLIGHT_PER_THREAD * threads))],
+                                        loop=client.loop)
     try:
-        for future in distributed.as_completed(futures, loop=client.loop):
-            chunk = futures[future]
+        for future in finished:
+            chunk = futures.pop(future)
             try:
                 outputs = future.result()
             except ImportError as error:
@@ -189,6 +218,8 @@ def run_on_cluster(run_here, function, paths, pending, parameters, address, send
                         f"the Dask worker {output.worker} cannot see {paths[index]} ({output.location}): workers read "
                         "files at the paths this machine gives, so share them at the same paths or pass --send-files"
                     )
+            if waiting:
+                finished.add(submit())
             yield chunk, outputs
     finally:
         client.cancel(list(futures))

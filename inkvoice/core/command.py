@@ -3,7 +3,10 @@
 This is the one core module that imports click; the numerical core never does.
 """
 
+import errno
 import functools
+import io
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +27,28 @@ class ProjectGroup(click.Group):
             return super().invoke(ctx)
         except ProjectError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            # Results that cannot be written (stdout on a full disk or /dev/full, a closed pipe)
+            # are the user's situation, not a bug: one line, not a traceback.
+            if error.errno not in _WRITE_FAILURES:
+                raise
+            _discard_pending_output()
+            if error.errno == errno.EPIPE:
+                ctx.exit(1)
+            raise click.ClickException(f"could not write the results ({error.strerror})") from None
+
+
+_WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EPIPE, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _discard_pending_output():
+    """Point stdout at /dev/null, so that exiting does not fail again flushing what is left."""
+    try:
+        handle = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(handle, sys.stdout.fileno())
+        os.close(handle)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # not a real file (a test runner's capture): nothing is flushed at exit
 
 
 def progress_reporter(total, label, enabled=True):

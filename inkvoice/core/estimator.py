@@ -225,7 +225,11 @@ class MlpClassifier:
         if X.shape[1] == 0:
             raise ParameterError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
         if not np.all(np.isfinite(X)):
-            raise ParameterError(f"{name} contains NaN or infinite values")
+            rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
+            raise ParameterError(
+                f"{name} contains NaN or infinite values in {len(rows)} of its {len(X)} rows (the first is row {rows[0]}, "
+                f"column {int(np.flatnonzero(~np.isfinite(X[rows[0]]))[0])})"
+            )
         if check_width and hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
             raise ParameterError(
                 f"{name} has {X.shape[1]} features, but {type(self).__name__} is expecting "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inkvoice.core.errors import ParameterError, ProjectError
+from inkvoice.core.errors import DataError, ParameterError, ProjectError
 from inkvoice.core.files import read_input_bytes
 
 
@@ -318,9 +318,13 @@ def enforce_cache_limit(cache_dir, limit=None):
 def _run_one(job):
     function, path, parameters = job
     try:
-        return function(path, **parameters)
+        features = function(path, **parameters)
     except ProjectError as error:
         return error
+    if isinstance(features, np.ndarray) and features.dtype.kind in "fc" and not np.all(np.isfinite(features)):
+        # Caught here, where the file is known, rather than as "X contains NaN" in a batch.
+        return DataError(f"{path}: its features hold NaN or infinite values, so the file cannot be used")
+    return features
 
 
 def _run_chunk(jobs):

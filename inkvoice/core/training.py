@@ -117,7 +117,7 @@ def train(network, loss, optimizer, X, targets, config=None, *, rng, sample_weig
     n_updates = _n_updates(run.config, len(X), network.flat_parameters.size)
     threads = contextlib.nullcontext() if run.config.n_threads is None else blas_threads(run.config.n_threads)
     # Overflow shows as a non-finite loss, which raises TrainingDiverged: no numpy warnings first.
-    with threads, kernels.using(kernels.choose(n_updates)) as chosen, np.errstate(over="ignore", invalid="ignore"):
+    with threads, kernels.using(kernels.active(n_updates)) as chosen, np.errstate(over="ignore", invalid="ignore"):
         chosen.prepare(network.dtype)
         run.epochs(X, targets, rng, sample_weight, validation)
     return run.history

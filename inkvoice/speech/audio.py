@@ -1,4 +1,4 @@
-"""Audio in: read any soundfile format, mix to mono, resample, trim silence, normalise level."""
+"""Audio in: read any soundfile format (refusing damaged and too short files), mix to mono, resample."""
 
 from pathlib import Path
 
@@ -8,9 +8,10 @@ from inkvoice.core.errors import DataError, check_number
 
 DEFAULT_SAMPLE_RATE = 8000
 DEFAULT_MAX_SECONDS = 10.0
-DEFAULT_TOP_DB = 30.0
 # Below this peak amplitude (about -66 dBFS) a clip holds no speech, only silence or hiss.
 SILENCE_PEAK = 5e-4
+# The shortest clip that can hold a word (the shortest FSDD recording lasts 144 ms).
+MIN_CLIP_SECONDS = 0.1
 
 
 def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
@@ -31,7 +32,8 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
     Raises
     ------
     DataError
-        The file is missing, empty, not audio, truncated, too long, or holds NaN/inf samples.
+        The file is missing, empty, not audio, truncated (its data ends before its header
+        says), too short to hold a word, too long, or holds NaN/inf samples.
     """
     import soundfile
 
@@ -49,12 +51,19 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
             if n_frames <= 0:
                 raise DataError(f"{name}: the file holds no audio samples")
             seconds = n_frames / sample_rate
+            if seconds < MIN_CLIP_SECONDS:
+                raise DataError(
+                    f"{name}: the clip lasts {1000 * seconds:.1f} ms, too short to hold a word "
+                    f"(at least {1000 * MIN_CLIP_SECONDS:.0f} ms)"
+                )
             if seconds > max_seconds:
                 raise DataError(
                     f"{name}: the clip lasts {seconds:.1f} s, longer than the limit of {max_seconds:g} s "
                     "(raise it with --max-seconds)"
                 )
-            samples = handle.read(dtype="float32", always_2d=True)
+            if handle.format == "WAV":
+                _check_wav_length(path, name)
+            samples = handle.read(dtype="float64", always_2d=True)
     except DataError:
         raise
     except (RuntimeError, OSError, ValueError, TypeError) as error:
@@ -65,8 +74,42 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
         raise DataError(f"{name}: the file holds no audio samples (truncated?)")
     if not np.all(np.isfinite(samples)):
         raise DataError(f"{name}: the audio holds NaN or infinite samples")
+    if samples.shape[0] < n_frames:
+        raise DataError(f"{name}: the file is truncated ({samples.shape[0]} of {n_frames} frames)")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    # Float files may hold values far outside [-1, 1] (up to 3e38); scaling them down in
+    # float64 keeps every later sum of squares finite.
+    peak = float(np.max(np.abs(mono)))
+    if peak > 1.0:
+        mono = mono / peak
     return np.ascontiguousarray(mono, dtype=np.float32), sample_rate
+
+
+def _check_wav_length(path, name):
+    """Refuse a RIFF/WAVE file whose data chunk declares more bytes than the file holds.
+
+    libsndfile quietly reads what is there, so a wav cut short in transfer would be
+    classified as if it were whole.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return  # RF64 and other variants: left to libsndfile
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            chunk = handle.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                # 0 and 0xFFFFFFFF mark a stream whose length was unknown when the header was written.
+                if declared not in (0, 0xFFFFFFFF) and position + 8 + declared > size:
+                    raise DataError(
+                        f"{name}: the file is truncated (its header declares {declared} bytes of audio, "
+                        f"the file holds {size - position - 8})"
+                    )
+                return
+            position += 8 + declared + (declared & 1)
 
 
 def resample(samples, source_rate, target_rate):
@@ -80,54 +123,30 @@ def resample(samples, source_rate, target_rate):
     )
 
 
-def trim_silence(samples, sample_rate, *, top_db=DEFAULT_TOP_DB, frame_ms=20.0):
-    """Cut leading and trailing frames more than ``top_db`` below the loudest frame.
-
-    Frames are ``frame_ms`` long with half overlap; the kept span runs from the first to the
-    last loud frame, so pauses inside the word stay.
-    """
-    frame = max(1, int(round(sample_rate * frame_ms / 1000)))
-    hop = max(1, frame // 2)
-    if samples.size <= frame:
-        return samples
-    n_frames = 1 + (samples.size - frame) // hop
-    strided = np.lib.stride_tricks.as_strided(
-        samples, shape=(n_frames, frame), strides=(samples.strides[0] * hop, samples.strides[0])
-    )
-    energy = np.einsum("ij,ij->i", strided, strided, dtype=np.float64) / frame
-    loud = np.flatnonzero(energy >= energy.max() * 10.0 ** (-top_db / 10.0))
-    start = loud[0] * hop
-    stop = min(samples.size, loud[-1] * hop + frame)
-    return samples[start:stop]
-
-
 def normalise_level(samples):
     """Scale to a peak of 1 so the level of the recording does not change the features."""
     peak = float(np.max(np.abs(samples)))
     return samples / peak if peak > 0 else samples
 
 
-def load_audio(
-    path,
-    *,
-    sample_rate=DEFAULT_SAMPLE_RATE,
-    max_seconds=DEFAULT_MAX_SECONDS,
-    trim=True,
-    top_db=DEFAULT_TOP_DB,
-):
-    """Read, mix to mono, resample to ``sample_rate``, trim silence and normalise a clip.
+
+
+class NoSpeechError(DataError):
+    """A recording holds no sound that could be speech (silence, or steady noise alone)."""
+
+
+def load_audio(path, *, sample_rate=DEFAULT_SAMPLE_RATE, max_seconds=DEFAULT_MAX_SECONDS):
+    """Read, mix to mono, resample to ``sample_rate`` and normalise a recording (untrimmed).
 
     Raises
     ------
     DataError
-        As :func:`read_audio`, and when the clip is silent (holds no speech).
+        As :func:`read_audio`; :class:`NoSpeechError` when the recording is silent.
     """
     check_number("sample_rate", sample_rate, low=1000, high=192000, integer=True)
     check_number("max_seconds", max_seconds, low=0, low_open=True)
     samples, source_rate = read_audio(path, max_seconds=max_seconds)
     if float(np.max(np.abs(samples))) < SILENCE_PEAK:
-        raise DataError(f"{path}: the clip is silent (no speech found)")
+        raise NoSpeechError(f"{path}: the clip is silent (no speech found)")
     samples = resample(samples, source_rate, int(sample_rate))
-    if trim:
-        samples = trim_silence(samples, int(sample_rate), top_db=top_db)
     return normalise_level(samples).astype(np.float32, copy=False)

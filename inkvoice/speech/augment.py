@@ -1,9 +1,14 @@
-"""Augmentation for unseen voices: speed/pitch, time shift, gain, noise and spectral warping.
+"""Augmentation for unseen voices and real rooms, and the examples a model learns to reject.
 
-Applied to training clips only, after reading and resampling and before trimming, so a shifted
-clip keeps its added lead-in when noise fills it. The frequency warp (vocal tract length
-perturbation, ``warp``) is applied by the feature extractor. Every draw comes from the
-generator passed in.
+Applied to loaded training clips (and, with ``TEST_AUGMENTATION``, at prediction) before the
+front end finds the word, so a variant placed in a longer window or buried in noise tests the
+voice activity detector as a real recording would. Every draw comes from the generator passed in.
+
+A variant is the clip, in order: sped up or slowed down (pitch and formants move with it);
+played in a synthetic room; placed at a random point of a longer stretch; mixed with noise
+(white, pink, mains hum, fan, crackle, or babble made from the clip itself; its level swelling
+slowly) at a random SNR; through a
+telephone band; at another level.
 """
 
 import zlib
@@ -11,46 +16,56 @@ import zlib
 import numpy as np
 
 from inkvoice.core.errors import ParameterError, check_number
+from inkvoice.speech import sounds
 
+# Each setting: (default, check). Ranges are [low, high] pairs; probabilities in [0, 1].
 DEFAULT_AUGMENTATION = {
     "copies": 24,
     "speed": [0.7, 1.3],
-    "shift_ms": 80.0,
-    "gain_db": 6.0,
-    "snr_db": [10.0, 40.0],
+    "reverb_probability": 0.3,
+    "window_probability": 0.5,
+    "window_seconds": [0.0, 0.6],
     "noise_probability": 0.7,
-    "warp": [1.0, 1.0],
+    "snr_db": [0.0, 30.0],
+    "babble_share": 0.3,
+    "phone_probability": 0.2,
+    "gain_db": 6.0,
+    "negatives": 3,
 }
+# Test-time augmentation: speed and pitch only. Adding noise or rooms to a clip that is already
+# noisy makes it worse, while other speeds stand in for the voices a model has not heard.
+TEST_AUGMENTATION = {"reverb_probability": 0.0, "window_probability": 0.0, "noise_probability": 0.0,
+                     "phone_probability": 0.0, "negatives": 0}
+
+_PROBABILITIES = ("reverb_probability", "window_probability", "noise_probability", "babble_share", "phone_probability")
+_RANGES = {"speed": (0.5, 2.0), "window_seconds": (0.0, 5.0), "snr_db": (-10.0, 60.0)}
 
 
 def augmentation_parameters(**overrides):
-    """The default augmentation settings updated with ``overrides``, validated."""
+    """The default augmentation settings updated with ``overrides``, validated.
+
+    Raises
+    ------
+    ParameterError
+        An unknown setting or a value out of range (the message names both).
+    """
     unknown = sorted(set(overrides) - set(DEFAULT_AUGMENTATION))
     if unknown:
         raise ParameterError(f"unknown augmentation setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_AUGMENTATION)}")
     settings = {**DEFAULT_AUGMENTATION, **overrides}
     check_number("copies", settings["copies"], low=0, high=50, integer=True)
-    low, high = _pair("speed", settings["speed"])
-    check_number("speed", low, low=0.5, high=high)
-    check_number("speed", high, low=low, high=2.0)
-    check_number("shift_ms", settings["shift_ms"], low=0, high=1000)
+    check_number("negatives", settings["negatives"], low=0, high=20, integer=True)
     check_number("gain_db", settings["gain_db"], low=0, high=40)
-    low, high = _pair("snr_db", settings["snr_db"])
-    check_number("snr_db", low, low=-10, high=high)
-    check_number("noise_probability", settings["noise_probability"], low=0, high=1)
-    low, high = _pair("warp", settings["warp"])
-    check_number("warp", low, low=0.5, high=high)
-    check_number("warp", high, low=low, high=2.0)
-    settings["speed"] = [float(v) for v in settings["speed"]]
-    settings["snr_db"] = [float(v) for v in settings["snr_db"]]
-    settings["warp"] = [float(v) for v in settings["warp"]]
+    for name in _PROBABILITIES:
+        check_number(name, settings[name], low=0, high=1)
+    for name, (low, high) in _RANGES.items():
+        value = settings[name]
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ParameterError(f"{name} must be a [low, high] pair; got {value!r}")
+        check_number(name, value[0], low=low, high=value[1])
+        check_number(name, value[1], low=value[0], high=high)
+        settings[name] = [float(v) for v in value]
     return settings
-
-
-def _pair(name, value):
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ParameterError(f"{name} must be a [low, high] pair; got {value!r}")
-    return value
 
 
 def change_speed(samples, factor):
@@ -62,33 +77,45 @@ def change_speed(samples, factor):
     return np.interp(positions, np.arange(samples.size), samples).astype(np.float32)
 
 
-def shift(samples, sample_rate, milliseconds):
-    """Delay (positive) or advance (negative) the clip by ``milliseconds``, keeping its length > 0."""
-    amount = int(round(abs(milliseconds) * sample_rate / 1000))
-    if amount == 0:
-        return samples
-    if milliseconds > 0:
-        return np.concatenate([np.zeros(amount, dtype=samples.dtype), samples])
-    return samples[min(amount, samples.size // 4) :]
-
-
-def add_noise(samples, snr_db, generator):
-    """Add white noise ``snr_db`` below the clip's mean power."""
-    power = float(np.mean(samples.astype(np.float64) ** 2))
-    noise = generator.standard_normal(samples.size).astype(np.float32)
-    return samples + noise * np.float32(np.sqrt(power / 10.0 ** (snr_db / 10.0)))
-
-
 def perturb(samples, sample_rate, settings, generator):
     """One random variant of ``samples`` drawn with ``generator`` under ``settings``."""
     result = change_speed(samples, float(generator.uniform(*settings["speed"])))
-    if settings["shift_ms"] > 0:
-        result = shift(result, sample_rate, float(generator.uniform(-settings["shift_ms"], settings["shift_ms"])))
-    if settings["gain_db"] > 0:
-        result = result * np.float32(10.0 ** (generator.uniform(-settings["gain_db"], settings["gain_db"]) / 20.0))
+    if generator.random() < settings["reverb_probability"]:
+        result = sounds.reverberate(result, sounds.room_impulse(sample_rate, generator))
+    if generator.random() < settings["window_probability"]:
+        lead, trail = (int(sample_rate * generator.uniform(*settings["window_seconds"])) for _ in range(2))
+        result = np.concatenate([np.zeros(lead, np.float32), result, np.zeros(trail, np.float32)])
     if generator.random() < settings["noise_probability"]:
-        result = add_noise(result, float(generator.uniform(*settings["snr_db"])), generator)
-    return np.clip(result, -1.0, 1.0).astype(np.float32)
+        if generator.random() < settings["babble_share"]:
+            noise = sounds.babble_from(samples, result.size, generator)
+        else:
+            kind = list(sounds.TRAINING_NOISES)[int(generator.integers(len(sounds.TRAINING_NOISES)))]
+            noise = sounds.swell(sounds.TRAINING_NOISES[kind](result.size, sample_rate, generator), sample_rate, generator)
+        result = sounds.mix_at_snr(result, noise, float(generator.uniform(*settings["snr_db"])))
+    if generator.random() < settings["phone_probability"]:
+        result = sounds.phone_band(result, sample_rate)
+    peak = float(np.max(np.abs(result))) or 1.0
+    gain = 10.0 ** (generator.uniform(-settings["gain_db"], settings["gain_db"]) / 20.0)
+    return np.clip(result * np.float32(gain / peak * 0.7), -1.0, 1.0).astype(np.float32)
+
+
+def negative(samples, sample_rate, settings, generator):
+    """An example of what is not one of the model's words, made with ``generator``.
+
+    About a third are the clip played backwards (speech-like, yet no word), a sixth the word
+    said twice without a pause (so that two words are not read as one), half synthetic
+    non-speech sounds (:data:`speech.sounds.NON_SPEECH`); all then go through :func:`perturb`.
+    """
+    choice = generator.random()
+    if choice < 0.35:
+        source = samples[::-1].copy()
+    elif choice < 0.5:
+        gap = np.zeros(int(sample_rate * generator.uniform(0.0, 0.08)), dtype=np.float32)
+        source = np.concatenate([samples, gap, change_speed(samples, float(generator.uniform(0.8, 1.25)))])
+    else:
+        kinds = list(sounds.NON_SPEECH)
+        source = sounds.non_speech(kinds[int(generator.integers(len(kinds)))], sample_rate, generator)
+    return perturb(source, sample_rate, settings, generator)
 
 
 def file_generator(seed, name):

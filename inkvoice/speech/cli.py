@@ -1,4 +1,4 @@
-"""The ``speech`` command: train, predict, evaluate, info and download."""
+"""The ``speech`` command: train, predict, transcribe, evaluate, info and download."""
 
 import json
 import sys
@@ -6,15 +6,41 @@ from pathlib import Path
 
 import click
 
-from inkvoice.core.command import OutputFile, ProjectGroup, progress_reporter
-from inkvoice.core.errors import DataError
+from inkvoice.core.command import (
+    CommaList,
+    OutputFile,
+    ProjectGroup,
+    extraction_options,
+    progress_reporter,
+    quiet_option,
+    version_option,
+)
+from inkvoice.speech.audio import DEFAULT_MAX_SECONDS
+from inkvoice.speech.model import (
+    DEFAULT_AUGMENTATION_COPIES,
+    DEFAULT_TEST_COPIES,
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_TRAINING,
+    FINE_TUNING,
+    SPLIT_CHOICES,
+)
 
-MAX_SECONDS_HELP = "Longest clip accepted, in seconds (longer clips are refused)."
-JOBS_HELP = "Worker processes for feature extraction (default: every core)."
+max_seconds_option = click.option(
+    "--max-seconds", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_SECONDS, show_default=True,
+    help="Longest clip accepted, in seconds (longer clips are refused).")
+test_copies_option = click.option(
+    "--test-copies", type=click.IntRange(0, 50), default=None,
+    help="Variants of each clip at other speeds averaged with it (default: the model's setting; 0: the clip alone).")
+model_argument = click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+# Not exists=True: a missing file is reported like any other bad file and the batch goes on.
+inputs_argument = click.argument("inputs", metavar="FILE_OR_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+min_confidence_option = click.option(
+    "--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+    help="Also answer 'unknown' when the best word's probability is below this.")
 
 
 def _report_failures(failures):
-    for path, error in failures:
+    for _, error in failures:
         click.echo(f"Error: {error}", err=True)
 
 
@@ -22,29 +48,25 @@ def _progress(total, label, quiet):
     return progress_reporter(total, label, enabled=not quiet and total > 0)
 
 
-def _parse_hidden(text):
-    try:
-        sizes = [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 256 or 256,128; got {text!r}") from None
-    if not sizes or any(size < 1 for size in sizes):
-        raise click.BadParameter(f"expected positive layer sizes such as 256 or 256,128; got {text!r}")
-    return sizes
+def _audio_files(inputs):
+    """The files named and the audio files under the folders named; an empty folder is reported."""
+    from inkvoice.speech.dataset import is_audio
 
-
-def _choose_split(dataset, split, test_speaker, test_fraction, seed):
-    from inkvoice.speech.dataset import split_indices
-
-    if split == "auto":
-        split = "official" if dataset.layout == "fsdd" else "random"
-    if split == "none":
-        import numpy as np
-
-        return split, np.arange(len(dataset)), np.arange(0)
-    return split, *split_indices(dataset, split, test_speaker=test_speaker, test_fraction=test_fraction, seed=seed)
+    paths, empty = [], False
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio(p))
+            if not found:
+                click.echo(f"Error: {item}: the folder holds no .wav, .flac or .ogg files", err=True)
+                empty = True
+            paths.extend(found)
+        else:
+            paths.append(item)
+    return paths, empty
 
 
 @click.group(cls=ProjectGroup)
+@version_option("speech")
 def main():
     """Recognise spoken digits (or any small spoken vocabulary) in audio files."""
 
@@ -52,178 +74,160 @@ def main():
 @main.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=OutputFile(), help="Model file to write (.npz).")
-@click.option("--split", type=click.Choice(["auto", "official", "speaker", "random", "none"]), default="auto", show_default=True,
+@click.option("--split", type=click.Choice(SPLIT_CHOICES), default="auto", show_default=True,
               help="Held-out test clips: FSDD's official split (takes 0-4), one speaker, a seeded stratified random split, "
                    "or none; auto is official for FSDD names, else random.")
 @click.option("--test-speaker", help="The speaker left out with --split speaker.")
-@click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Share of clips held out with --split random.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 40; 15 when fine-tuning).")
-@click.option("--hidden", default="256", show_default=True, help="Hidden layer sizes, comma-separated (e.g. 256,128).")
+@click.option("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, show_default=True,
+              help="Share of clips held out with --split random.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=f"Training epochs (default {DEFAULT_TRAINING['epochs']}; {FINE_TUNING['epochs']} when fine-tuning).")
+@click.option("--hidden", type=CommaList(int, minimum=1, example="256 or 256,128"),
+              default=",".join(str(n) for n in DEFAULT_TRAINING["hidden_sizes"]), show_default=True,
+              help="Hidden layer sizes, comma-separated (e.g. 256,128).")
 @click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Add perturbed copies (speed/pitch, shift, gain, noise) of each training clip.")
-@click.option("--copies", type=click.IntRange(0, 50), default=24, show_default=True, help="Perturbed copies per training clip with --augment.")
-@click.option("--ensemble", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Add perturbed copies (speed, rooms, longer windows, noise, phone band, level) of each training clip, "
+                   "and examples of non-speech and non-words the model learns to answer 'unknown'.")
+@click.option("--copies", type=click.IntRange(0, 50), default=DEFAULT_AUGMENTATION_COPIES, show_default=True,
+              help="Perturbed copies per training clip with --augment.")
+@click.option("--ensemble", type=click.IntRange(1, 20), default=DEFAULT_TRAINING["ensemble"], show_default=True,
               help="Networks trained from different initial weights; their probabilities are averaged.")
-@click.option("--test-copies", type=click.IntRange(0, 50), default=24, show_default=True,
-              help="Perturbed copies of each clip averaged at prediction (test-time augmentation; needs --augment).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, augmentation and weights.")
+@click.option("--test-copies", type=click.IntRange(0, 50), default=DEFAULT_TEST_COPIES, show_default=True,
+              help="Variants of each clip at other speeds averaged at prediction (test-time augmentation; needs --augment).")
+@click.option("--seed", type=int, default=DEFAULT_TRAINING["seed"], show_default=True, help="Seed for splits, augmentation and weights.")
 @click.option("--extra", "extra_folders", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="More labelled clips (either layout) for training only, never held out; repeatable. The "
                    "project's data/speech voices widen the range of speakers a digit model has heard.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features).")
-@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
-@click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@max_seconds_option
+@extraction_options
+@quiet_option
 def train(data, output, split, test_speaker, test_fraction, epochs, hidden, augment, copies, ensemble, test_copies, seed,
-          extra_folders, init_path, max_seconds, jobs, no_cache, quiet):
+          extra_folders, init_path, max_seconds, extraction, quiet):
     """Train a model on the labelled clips in DATA and write it to OUTPUT.
 
     DATA holds FSDD-named files ({label}_{speaker}_{take}.wav, also in recordings/) or one
     folder per label (DATA/<label>/*.wav).
     """
-    from inkvoice.speech.dataset import load_dataset
-    from inkvoice.speech.model import SpeechModel, train as train_model
+    from inkvoice.speech.model import SpeechModel, train_folder
 
-    hidden_sizes = _parse_hidden(hidden)
-    dataset = load_dataset(data)
-    split, train_indices, test_indices = _choose_split(dataset, split, test_speaker, test_fraction, seed)
-    n_clips = len(dataset)
-    for folder in extra_folders:
-        dataset, train_indices = dataset.with_extra(load_dataset(folder), train_indices)
-    n_extra = len(dataset) - n_clips
     init = SpeechModel.load(init_path) if init_path else None
-    training = {"hidden_sizes": hidden_sizes, "seed": seed, "epochs": epochs if epochs is not None else (15 if init else 40), "ensemble": ensemble,
-                "test_copies": test_copies}
-    if init is not None:
-        training["learning_rate"] = 3e-4
-    augmentation = {"copies": copies} if augment and copies > 0 else None
-    bar, advance = _progress(len(train_indices), "features", quiet)
-    with bar:
-        model, failures = train_model(
-            dataset, train_indices, augmentation=augmentation, training=training, init=init,
-            max_seconds=max_seconds, n_jobs=jobs, cache=not no_cache, progress=advance,
-        )
+    training = {"hidden_sizes": hidden, "ensemble": ensemble}
+    if epochs is not None:
+        training["epochs"] = epochs
+    model, failures = train_folder(
+        data, split=split, test_speaker=test_speaker, test_fraction=test_fraction, seed=seed, extra=extra_folders,
+        init=init, augment=augment, copies=copies, test_copies=test_copies, training=training,
+        max_seconds=max_seconds, extraction=extraction, reporter=lambda label, total: _progress(total, label, quiet),
+    )
     _report_failures(failures)
-    if init is not None:
-        # The figures measured before fine-tuning no longer describe this model.
-        model.metadata["figures_before_fine_tuning"] = model.metadata.pop("figures", {})
-    figures = {}
-    summary = {"clips": n_clips, "train": int(len(train_indices)), "test": int(len(test_indices)),
-               "split": split}
-    if extra_folders:
-        summary["extra"] = {"folders": [folder.resolve().name for folder in extra_folders], "clips": n_extra}
-    if len(test_indices):
-        report, test_failures = _evaluate(model, dataset.subset(test_indices), max_seconds, jobs, not no_cache, quiet)
-        failures += test_failures
-        _report_failures(test_failures)
-        key = f"{split}_accuracy" if split != "speaker" else f"speaker_{test_speaker}_accuracy"
-        figures[key] = round(report["accuracy"], 4)
-        summary["test_accuracy"] = round(report["accuracy"], 4)
-    model.metadata["figures"] = figures
-    model.metadata["data"] = {"name": data.resolve().name, "layout": dataset.layout, **summary}
     model.save(output)
-    extra = f", {n_extra} of them from --extra" if n_extra else ""
+    summary = model.metadata["data"]
+    extra = f", {summary['extra']['clips']} of them from --extra" if "extra" in summary else ""
     click.echo(f"trained on {summary['train']} clips{extra} ({len(model.labels)} labels: {', '.join(model.labels)})")
     if "test_accuracy" in summary:
-        click.echo(f"{split} split: test accuracy {summary['test_accuracy']:.4f} on {summary['test']} held-out clips")
+        click.echo(f"{summary['split']} split: test accuracy {summary['test_accuracy']:.4f} on {summary['test']} held-out clips")
     click.echo(f"model written to {output}")
     if failures:
         sys.exit(1)
 
 
-def _evaluate(model, dataset, max_seconds, jobs, cache, quiet, test_copies=None):
-    from inkvoice.speech.evaluation import evaluate_predictions
-
-    bar, advance = _progress(len(dataset), "evaluating", quiet)
-    with bar:
-        probabilities, failures = model.predict_proba_files(
-            dataset.paths, test_copies=test_copies, max_seconds=max_seconds, n_jobs=jobs, cache=cache, progress=advance
-        )
-    usable = [i for i, p in enumerate(probabilities) if p is not None]
-    if not usable:
-        raise DataError("no clip could be evaluated: every file failed")
-    labels = model.labels
-    predicted = [labels[int(probabilities[i].argmax())] for i in usable]
-    report = evaluate_predictions(dataset.labels[usable], predicted, dataset.speakers[usable], labels)
-    return report, failures
-
-
 @main.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-# Not exists=True: a missing file is reported like any other bad file and the batch goes on.
-@click.argument("inputs", metavar="FILE_OR_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_argument
+@inputs_argument
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Show the k most likely labels.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Answer 'unknown' when the best probability is below this.")
-@click.option("--test-copies", type=click.IntRange(0, 50), default=None,
-              help="Perturbed copies of each clip averaged with it (default: the model's setting; 0: the clip alone).")
+@min_confidence_option
+@test_copies_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout.")
-@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
-def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max_seconds, jobs):
-    """Say which label MODEL hears in each audio file (folders are searched recursively)."""
-    from inkvoice.speech.dataset import is_audio
+@max_seconds_option
+@extraction_options
+@quiet_option
+def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max_seconds, extraction, quiet):
+    """Say which word MODEL hears in each audio file (folders are searched recursively).
+
+    Sounds that are none of the model's words (non-speech, other words, silence) are answered
+    'unknown' with the reason.
+    """
     from inkvoice.speech.model import SpeechModel
 
     model = SpeechModel.load(model_path)
-    paths = []
-    empty_folder = False
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio(p))
-            if not found:
-                click.echo(f"Error: {item}: the folder holds no .wav, .flac or .ogg files", err=True)
-                empty_folder = True
-            paths.extend(found)
-        else:
-            paths.append(item)
-    probabilities, failures = model.predict_proba_files(paths, test_copies=test_copies, max_seconds=max_seconds, n_jobs=jobs)
-    labels = model.labels
-    failed = {str(path): error for path, error in failures}
-    for path, row in zip(paths, probabilities):
-        if row is None:
-            error = failed[str(path)]
+    paths, empty_folder = _audio_files(inputs)
+    bar, advance = _progress(len(paths), "predicting", quiet or len(paths) < 50)
+    with bar:
+        records = model.predict_files(paths, top_k=top_k, min_confidence=min_confidence, test_copies=test_copies,
+                                      max_seconds=max_seconds, extraction=extraction, progress=advance)
+    for record in records:
+        if "error" in record:
             if as_json:
-                click.echo(json.dumps({"file": str(path), "error": str(error)}))
-            click.echo(f"Error: {error}", err=True)
-            continue
-        order = row.argsort()[::-1][:top_k]
-        best = labels[order[0]] if row[order[0]] >= min_confidence else "unknown"
-        if as_json:
-            record = {"file": str(path), "label": best, "confidence": round(float(row[order[0]]), 4)}
-            if top_k > 1:
-                record["top"] = [{"label": labels[i], "probability": round(float(row[i]), 4)} for i in order]
+                click.echo(json.dumps(record))
+            click.echo(f"Error: {record['error']}", err=True)
+        elif as_json:
+            if top_k == 1:
+                record = {key: value for key, value in record.items() if key != "top"}
             click.echo(json.dumps(record))
         else:
-            extra = "  ".join(f"{labels[i]}:{row[i]:.3f}" for i in order[1:])
-            click.echo(f"{path}\t{best}\t{row[order[0]]:.3f}" + (f"\t{extra}" if extra else ""))
-    if failures or empty_folder:
+            extra = "  ".join(f"{row['label']}:{row['probability']:.3f}" for row in record["top"][1:])
+            reason = f"\t({record['reason']})" if "reason" in record else ""
+            click.echo(f"{record['file']}\t{record['label']}\t{record['confidence']:.3f}" + (f"\t{extra}" if extra else "") + reason)
+    if empty_folder or any("error" in record for record in records):
         sys.exit(1)
 
 
 @main.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@model_argument
+@inputs_argument
+@min_confidence_option
+@test_copies_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file on stdout, with each word's times.")
+@max_seconds_option
+@extraction_options
+@quiet_option
+def transcribe(model_path, inputs, min_confidence, test_copies, as_json, max_seconds, extraction, quiet):
+    """Read the string of words (e.g. a phone number) spoken with short pauses in each audio file.
+
+    Prints the file and the digits; --json adds each word's start and end in seconds, label
+    and confidence.
+    """
+    from inkvoice.speech.model import SpeechModel
+
+    model = SpeechModel.load(model_path)
+    paths, empty_folder = _audio_files(inputs)
+    bar, advance = _progress(len(paths), "transcribing", quiet or len(paths) < 50)
+    with bar:
+        records = model.transcribe_files(paths, min_confidence=min_confidence, test_copies=test_copies,
+                                         max_seconds=max_seconds, extraction=extraction, progress=advance)
+    for record in records:
+        if "error" in record:
+            if as_json:
+                click.echo(json.dumps(record))
+            click.echo(f"Error: {record['error']}", err=True)
+        else:
+            click.echo(json.dumps(record) if as_json else f"{record['file']}\t{record['digits']}")
+    if empty_folder or any("error" in record for record in records):
+        sys.exit(1)
+
+
+@main.command()
+@model_argument
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(["all", "official", "speaker", "random"]), default="all", show_default=True,
               help="Evaluate on every clip in DATA, or only on the test part of a split (as in train).")
 @click.option("--test-speaker", help="The speaker to evaluate on with --split speaker.")
-@click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Test share with --split random.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --split random (use the training seed).")
-@click.option("--test-copies", type=click.IntRange(0, 50), default=None,
-              help="Perturbed copies of each clip averaged with it (default: the model's setting; 0: the clip alone).")
+@click.option("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, show_default=True, help="Test share with --split random.")
+@click.option("--seed", type=int, default=DEFAULT_TRAINING["seed"], show_default=True, help="Seed of --split random (use the training seed).")
+@test_copies_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--confusion-png", type=OutputFile(), help="Also draw the confusion matrix to this PNG.")
 @click.option("--curve-png", type=OutputFile(), help="Also draw the model's training curve to this PNG.")
-@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help=MAX_SECONDS_HELP)
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help=JOBS_HELP)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@max_seconds_option
+@extraction_options
+@quiet_option
 def evaluate(model_path, data, split, test_speaker, test_fraction, seed, test_copies, as_json, confusion_png, curve_png,
-             max_seconds, jobs, quiet):
+             max_seconds, extraction, quiet):
     """Measure MODEL on the labelled clips in DATA: accuracy, precision/recall, speakers, confusions."""
     from inkvoice.speech.dataset import load_dataset, split_indices
-    from inkvoice.speech.evaluation import format_report, plot_confusion, plot_training_curve
+    from inkvoice.speech.evaluation import evaluate as evaluate_model, format_report, plot_confusion, plot_training_curve
     from inkvoice.speech.model import SpeechModel
 
     model = SpeechModel.load(model_path)
@@ -231,7 +235,10 @@ def evaluate(model_path, data, split, test_speaker, test_fraction, seed, test_co
     if split != "all":
         _, test_indices = split_indices(dataset, split, test_speaker=test_speaker, test_fraction=test_fraction, seed=seed)
         dataset = dataset.subset(test_indices)
-    report, failures = _evaluate(model, dataset, max_seconds, jobs, True, quiet, test_copies)
+    bar, advance = _progress(len(dataset), "evaluating", quiet)
+    with bar:
+        report, failures = evaluate_model(model, dataset, test_copies=test_copies, max_seconds=max_seconds,
+                                          extraction=extraction, progress=advance)
     _report_failures(failures)
     if confusion_png:
         plot_confusion(report, confusion_png)
@@ -243,33 +250,23 @@ def evaluate(model_path, data, split, test_speaker, test_fraction, seed, test_co
 
 
 @main.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@model_argument
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
 def info(model_path, as_json):
     """Show what MODEL recognises, how it was trained and its measured figures."""
-    from inkvoice.speech.features import feature_length
     from inkvoice.speech.model import SpeechModel
 
     model = SpeechModel.load(model_path)
-    training = {k: v for k, v in model.metadata.get("training", {}).items() if k != "history"}
-    document = {
-        "labels": model.labels,
-        "layers": [int(model.networks[0].n_features_in_), *training.get("hidden_sizes", []), len(model.labels)],
-        "n_features": feature_length(model.features),
-        "features": model.features,
-        "training": training,
-        "data": model.metadata.get("data", {}),
-        "figures": model.metadata.get("figures", {}),
-        "epochs_run": len(model.networks[0].history_.records),
-    }
+    document = model.describe()
     if as_json:
         click.echo(json.dumps(document))
         return
-    click.echo(f"labels     {', '.join(document['labels'])}")
+    click.echo(f"labels     {', '.join(document['labels'])}" + ("  (and 'unknown' for anything else)" if document["rejects"] else ""))
     count = f"{len(model.networks)} x " if len(model.networks) > 1 else ""
-    click.echo(f"network    {count}{' -> '.join(str(n) for n in document['layers'])} (relu, softmax)")
+    click.echo(f"network    {count}{' -> '.join(str(n) for n in document['layers'])} "
+               f"({document['activation']}, {document['output']})")
     click.echo("features   " + ", ".join(f"{k}={v}" for k, v in model.features.items()))
-    for key, value in training.items():
+    for key, value in document["training"].items():
         click.echo(f"training   {key}={value}")
     for key, value in document["data"].items():
         click.echo(f"data       {key}={value}")

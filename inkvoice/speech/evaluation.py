@@ -2,8 +2,48 @@
 
 import numpy as np
 
-from inkvoice.core.errors import ParameterError
-from inkvoice.core.files import atomic_path
+from inkvoice.core.errors import DataError, ParameterError
+from inkvoice.core.plots import pyplot, save_figure
+
+
+def evaluate(model, dataset, *, test_copies=None, max_seconds=None, extraction=None, progress=None):
+    """Predict every clip of ``dataset`` with ``model`` and measure the answers.
+
+    Clips answered ``unknown`` count as errors (and as ``rejected`` in the report).
+
+    Returns
+    -------
+    report : dict
+        As :func:`evaluate_predictions`, plus ``rejected`` (clips answered unknown).
+    failures : list of (path, DataError)
+
+    Raises
+    ------
+    DataError
+        The data set's labels are not the model's (e.g. one label's folder, whose file names
+        are not labels), or every file failed.
+    """
+    from inkvoice.speech.audio import DEFAULT_MAX_SECONDS
+    from inkvoice.speech.model import UNKNOWN
+
+    foreign = sorted(set(dataset.labels.tolist()) - set(model.labels))
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
+        raise DataError(
+            f"{dataset.root}: labels {shown} are not among the model's ({', '.join(model.labels)}); evaluate a folder "
+            "holding one folder per label (or FSDD-named files) of the model's words"
+        )
+    records = model.predict_files(dataset.paths, test_copies=test_copies,
+                                  max_seconds=DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds,
+                                  extraction=extraction, progress=progress)
+    failures = [(path, record["error"]) for path, record in zip(dataset.paths, records) if "error" in record]
+    usable = [i for i, record in enumerate(records) if "error" not in record]
+    if not usable:
+        raise DataError(f"{dataset.root}: no clip could be evaluated: every file failed")
+    predicted = [records[i]["label"] for i in usable]
+    report = evaluate_predictions(dataset.labels[usable], predicted, dataset.speakers[usable], model.labels)
+    report["rejected"] = int(sum(label == UNKNOWN for label in predicted))
+    return report, failures
 
 
 def evaluate_predictions(true_labels, predicted_labels, speakers, labels):
@@ -14,7 +54,7 @@ def evaluate_predictions(true_labels, predicted_labels, speakers, labels):
     true_labels, predicted_labels, speakers : sequences of str, one per clip
     labels : list of str
         Rows and columns of the confusion matrix, in this order (true labels the model does
-        not know are added at the end).
+        not know, and answers such as ``unknown``, are added at the end).
 
     Returns
     -------
@@ -25,7 +65,7 @@ def evaluate_predictions(true_labels, predicted_labels, speakers, labels):
     true_labels = np.asarray(true_labels).astype(str)
     predicted_labels = np.asarray(predicted_labels).astype(str)
     speakers = np.asarray(speakers).astype(str)
-    labels = list(labels) + sorted(set(true_labels.tolist()) - set(labels))
+    labels = list(labels) + sorted((set(true_labels.tolist()) | set(predicted_labels.tolist())) - set(labels))
     index = {label: i for i, label in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels)), dtype=int)
     for true, predicted in zip(true_labels, predicted_labels):
@@ -59,7 +99,8 @@ def evaluate_predictions(true_labels, predicted_labels, speakers, labels):
 
 def format_report(report):
     """The report as plain-text tables."""
-    lines = [f"accuracy  {report['accuracy']:.4f}  ({report['n_clips']} clips)", "", "label      precision  recall  support"]
+    rejected = f", {report['rejected']} answered unknown" if report.get("rejected") else ""
+    lines = [f"accuracy  {report['accuracy']:.4f}  ({report['n_clips']} clips{rejected})", "", "label      precision  recall  support"]
     for label, row in report["per_label"].items():
         lines.append(f"{label:<10} {row['precision']:>9.3f}  {row['recall']:>6.3f}  {row['support']:>7d}")
     lines += ["", "speaker        accuracy      n"]
@@ -72,20 +113,9 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ParameterError("plots need matplotlib: pip install 'inkvoice[plots]'") from None
-    return plt
-
-
 def plot_confusion(report, path):
     """Write the confusion matrix as a PNG (atomically)."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(report["confusion"])
     figure, axes = plt.subplots(figsize=(1.0 + 0.5 * len(matrix), 0.8 + 0.5 * len(matrix)))
     axes.imshow(matrix, cmap="Blues")
@@ -98,14 +128,12 @@ def plot_confusion(report, path):
         if value:
             axes.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black", fontsize=8)
     figure.tight_layout()
-    with atomic_path(path, suffix=".png") as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_training_curve(records, path):
     """Write the loss and accuracy per epoch (training records of the classifier) as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     if not records:
         raise ParameterError("the model holds no training history to plot")
     epochs = [r["epoch"] for r in records]
@@ -119,6 +147,4 @@ def plot_training_curve(records, path):
         axes.set_ylabel(key)
         axes.legend()
     figure.tight_layout()
-    with atomic_path(path, suffix=".png") as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)

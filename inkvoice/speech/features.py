@@ -2,9 +2,10 @@
 
 Stages, in the order the code follows them:
 
-1. load: read, mono, resample, trim silence, normalise level (:mod:`speech.audio`);
-2. pre-emphasis, framing with a periodic Hann window (window and hop in milliseconds);
-3. power spectrum, mel filterbank, log (dB), DCT-II -> MFCCs (librosa's filters and
+1. load: read, mono, resample, normalise level (:mod:`speech.audio`);
+2. the front end (:mod:`speech.frontend`): pre-emphasis, Hann-windowed power spectra, the
+   noise floor, voice activity detection to find the word, spectral subtraction;
+3. mel filterbank, log (dB), DCT-II -> MFCCs over the word's frames (librosa's filters and
    conventions, computed once per process and applied with numpy, because librosa's per-call
    overhead dominates on clips of a fraction of a second);
 4. per-utterance cepstral mean and variance normalisation (``cmvn``), which removes the
@@ -15,14 +16,16 @@ Stages, in the order the code follows them:
    deltas and delta-deltas, and the log duration.
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from inkvoice.core.errors import ParameterError, check_number
-from inkvoice.speech.audio import DEFAULT_MAX_SECONDS, DEFAULT_TOP_DB, load_audio
+from inkvoice.speech.audio import DEFAULT_MAX_SECONDS, NoSpeechError, load_audio
+from inkvoice.speech.frontend import hop_length, noise_spectrum, power_spectrogram, speech_span, subtract_noise
 
-FEATURE_VERSION = 1
+# 2: voice activity detection and spectral subtraction replace the fixed trim below the peak.
+FEATURE_VERSION = 2
+# Shortest and longest word (seconds) when a long stretch of speech is cut into words.
+WORD_SECONDS = (0.15, 0.9)
 
 DEFAULT_PARAMETERS = {
     "sample_rate": 8000,
@@ -34,7 +37,9 @@ DEFAULT_PARAMETERS = {
     "fmin": 50.0,
     "fmax": 4000.0,
     "pre_emphasis": 0.97,
-    "top_db": DEFAULT_TOP_DB,
+    "top_db": 30.0,
+    "vad_snr_db": 3.0,
+    "noise_subtraction": 1.0,
     "cmvn": "mean_variance",
     "delta_width": 2,
     "n_segments": 8,
@@ -64,7 +69,9 @@ def feature_parameters(**overrides):
     check_number("fmin", parameters["fmin"], low=0)
     check_number("fmax", parameters["fmax"], low=parameters["fmin"], low_open=True, high=parameters["sample_rate"] / 2)
     check_number("pre_emphasis", parameters["pre_emphasis"], low=0, high=1, high_open=True)
-    check_number("top_db", parameters["top_db"], low=0, low_open=True)
+    check_number("top_db", parameters["top_db"], low=0, low_open=True, high=120)
+    check_number("vad_snr_db", parameters["vad_snr_db"], low=-20, high=40)
+    check_number("noise_subtraction", parameters["noise_subtraction"], low=0, high=4)
     check_number("delta_width", parameters["delta_width"], low=1, high=10, integer=True)
     check_number("n_segments", parameters["n_segments"], low=1, high=50, integer=True)
     window = int(round(parameters["sample_rate"] * parameters["window_ms"] / 1000))
@@ -118,6 +125,8 @@ def use_mel_filterbank(parameters, mel_basis):
     expected = (key[1] // 2 + 1, key[3])
     if mel_basis.shape != expected:
         raise ParameterError(f"mel filterbank has shape {mel_basis.shape}; expected {expected}")
+    if not np.all(np.isfinite(mel_basis)) or np.any(mel_basis < 0) or not np.all(mel_basis.max(axis=0) > 0):
+        raise ParameterError("mel filterbank is damaged: every filter must be finite, non-negative and not all zero")
     _MATRICES[key] = _assemble(key, np.ascontiguousarray(mel_basis, dtype=np.float32))
 
 
@@ -146,50 +155,16 @@ def analysis_matrices(parameters):
     return _MATRICES[key]
 
 
-def warped_filterbank(mel_basis, factor):
-    """``mel_basis`` applied to a spectrum whose frequencies are scaled by ``factor``.
-
-    Vocal tract length perturbation: the warped spectrum at bin k is the original one at
-    k / factor (linear interpolation, zero above Nyquist), so formants move by ``factor``.
-    """
-    n_bins = mel_basis.shape[0]
-    source = np.arange(n_bins) / factor
-    lower = np.floor(source).astype(int)
-    weight = source - lower
-    warp = np.zeros((n_bins, n_bins), dtype=np.float32)
-    inside = lower < n_bins - 1
-    rows = np.flatnonzero(inside)
-    warp[lower[rows], rows] += 1 - weight[rows]
-    warp[lower[rows] + 1, rows] += weight[rows]
-    return warp @ mel_basis
+def mfcc(samples, parameters):
+    """MFCCs of a whole clip, shape (n_frames, n_mfcc); a clip shorter than a window is zero-padded."""
+    window = analysis_matrices(parameters)[0]
+    return cepstra(power_spectrogram(samples, window, parameters), parameters)
 
 
-def mfcc(samples, parameters, warp=1.0):
-    """MFCCs of a clip, shape (n_frames, n_mfcc); a clip shorter than a window is zero-padded.
-
-    ``warp`` != 1 scales the spectrum's frequency axis first (augmentation only).
-    """
-    window, mel_basis, dct_basis = analysis_matrices(parameters)
-    if warp != 1.0:
-        mel_basis = warped_filterbank(mel_basis, warp)
-    rate = int(parameters["sample_rate"])
-    window_length = window.size
-    hop = max(1, int(round(rate * parameters["hop_ms"] / 1000)))
-    samples = np.asarray(samples, dtype=np.float32)
-    emphasised = np.empty_like(samples)
-    emphasised[:1] = samples[:1]
-    emphasised[1:] = samples[1:] - np.float32(parameters["pre_emphasis"]) * samples[:-1]
-    # Centre the first window on the first sample, as librosa does, and pad short clips.
-    half = window_length // 2
-    padded = np.zeros(max(emphasised.size + 2 * half, window_length), dtype=np.float32)
-    padded[half : half + emphasised.size] = emphasised
-    n_frames = 1 + (padded.size - window_length) // hop
-    frames = np.lib.stride_tricks.as_strided(
-        padded, shape=(n_frames, window_length), strides=(padded.strides[0] * hop, padded.strides[0])
-    )
-    spectrum = np.fft.rfft(frames * window, n=int(parameters["n_fft"]), axis=1)
-    power = spectrum.real**2 + spectrum.imag**2
-    mel_power = power.astype(np.float32) @ mel_basis
+def cepstra(power, parameters):
+    """MFCCs of power spectra (n_frames, n_fft // 2 + 1) -> (n_frames, n_mfcc)."""
+    _, mel_basis, dct_basis = analysis_matrices(parameters)
+    mel_power = power @ mel_basis
     log_mel = 10.0 * np.log10(np.maximum(mel_power, 1e-10))
     # librosa's power_to_db floor: nothing more than 80 dB below the loudest band.
     np.maximum(log_mel, log_mel.max() - 80.0, out=log_mel)
@@ -241,10 +216,31 @@ def summarise(coefficients, parameters, duration_seconds):
     ).astype(np.float32)
 
 
-def features_from_samples(samples, parameters, warp=1.0):
-    """The summary vector of an already loaded clip at ``parameters['sample_rate']``."""
-    coefficients = mfcc(samples, parameters, warp)
-    return summarise(coefficients, parameters, samples.size / parameters["sample_rate"])
+def analyse(samples, parameters):
+    """The power spectrogram of a clip and its noise floor: ``(power, noise)``."""
+    window = analysis_matrices(parameters)[0]
+    power = power_spectrogram(samples, window, parameters)
+    return power, noise_spectrum(power, parameters)
+
+
+def features_of_frames(power, noise, parameters):
+    """The summary vector of the word in the frames ``power`` (noise floor ``noise`` removed)."""
+    coefficients = cepstra(subtract_noise(power, noise, parameters["noise_subtraction"]), parameters)
+    seconds = power.shape[0] * hop_length(parameters) / parameters["sample_rate"]
+    return summarise(coefficients, parameters, seconds)
+
+
+def features_from_samples(samples, parameters, name="the clip"):
+    """The summary vector of the word in a loaded clip at ``parameters['sample_rate']``.
+
+    Raises
+    ------
+    NoSpeechError
+        The voice activity detector finds no speech in the clip.
+    """
+    power, noise = analyse(samples, parameters)
+    start, stop = speech_span(samples, power, noise, parameters, name)
+    return features_of_frames(power[start:stop], noise, parameters)
 
 
 def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION, **parameters):
@@ -258,34 +254,99 @@ def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VE
     DataError
         The file cannot be used (the message names it).
     """
-    samples = load_audio(
-        path, sample_rate=parameters["sample_rate"], max_seconds=max_seconds, top_db=parameters["top_db"]
-    )
-    return features_from_samples(samples, parameters)
+    samples = load_audio(path, sample_rate=parameters["sample_rate"], max_seconds=max_seconds)
+    return features_from_samples(samples, parameters, str(path))
 
 
 def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION,
                       **parameters):
-    """Feature vectors of a file and of ``augmentation['copies']`` perturbed variants of it.
+    """Feature vectors of a file, of perturbed variants of it, and of rejection examples made from it.
 
     Module level, for :func:`core.extraction.extract_many`; the variants depend only on
     ``seed``, the file name and the settings, so the cache can hold them.
 
     Returns
     -------
-    np.ndarray, shape (1 + copies, n_features)
-        The clean clip's vector first.
+    np.ndarray, shape (1 + copies + negatives, n_features)
+        The clean clip's vector first, then ``augmentation['copies']`` variants, then
+        ``augmentation['negatives']`` examples of what is not a word (see
+        :func:`speech.augment.negative`). A variant in which no speech is found is a row of NaN.
     """
-    from inkvoice.speech.audio import normalise_level, trim_silence
-    from inkvoice.speech.augment import file_generator, perturb
+    from pathlib import Path
+
+    from inkvoice.speech.augment import file_generator, negative, perturb
 
     rate = parameters["sample_rate"]
-    raw = load_audio(path, sample_rate=rate, max_seconds=max_seconds, trim=False)
-    rows = [features_from_samples(normalise_level(trim_silence(raw, rate, top_db=parameters["top_db"])), parameters)]
+    raw = load_audio(path, sample_rate=rate, max_seconds=max_seconds)
+    rows = [features_from_samples(raw, parameters, str(path))]
     generator = file_generator(seed, Path(path).name)
-    for _ in range(augmentation["copies"]):
-        variant = perturb(raw, rate, augmentation, generator)
-        variant = normalise_level(trim_silence(variant, rate, top_db=parameters["top_db"]))
-        warp = float(generator.uniform(*augmentation["warp"]))
-        rows.append(features_from_samples(variant, parameters, warp))
+    variants = [perturb(raw, rate, augmentation, generator) for _ in range(augmentation["copies"])]
+    variants += [negative(raw, rate, augmentation, generator) for _ in range(augmentation.get("negatives", 0))]
+    for variant in variants:
+        try:
+            rows.append(features_from_samples(variant, parameters))
+        except NoSpeechError:
+            rows.append(np.full(feature_length(parameters), np.nan, dtype=np.float32))
     return np.stack(rows)
+
+
+def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION,
+                     **parameters):
+    """Feature rows of the possible words in a recording of several words.
+
+    Module level, for :func:`core.extraction.extract_many`. Each stretch of speech found by the
+    voice activity detector is a word, unless it is long enough to hold several said without
+    pauses: then every stretch between two of its possible word boundaries
+    (:func:`speech.frontend.word_boundaries`) of a word's length gets rows too, and the model
+    chooses the best sequence. Each candidate gives 1 + ``test_copies`` rows: the recording as
+    it is, then variants of the whole recording at other speeds
+    (:data:`speech.augment.TEST_AUGMENTATION`), the candidate's frames mapped onto each.
+
+    Returns
+    -------
+    np.ndarray, shape (n_rows, 5 + n_features)
+        ``[stretch number, first boundary, last boundary, start seconds, end seconds, features...]``
+        per row; boundaries number the stretch's possible word boundaries from 0.
+
+    Raises
+    ------
+    NoSpeechError
+        No speech is found anywhere in the recording.
+    """
+    from pathlib import Path
+
+    from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters, file_generator, perturb
+    from inkvoice.speech.frontend import MARGIN_SECONDS, find_segments, word_boundaries
+
+    rate = parameters["sample_rate"]
+    samples = load_audio(path, sample_rate=rate, max_seconds=max_seconds)
+    power, noise = analyse(samples, parameters)
+    segments = find_segments(samples, power, noise, parameters)
+    if not segments:
+        raise NoSpeechError(f"{path}: no speech found (only silence or steady noise)")
+    hop = hop_length(parameters)
+    frames_per_second = rate / hop
+    margin = int(round(MARGIN_SECONDS * frames_per_second))
+    versions = [(power, noise, 1.0)]
+    if test_copies:
+        settings = augmentation_parameters(**{**TEST_AUGMENTATION, "copies": int(test_copies)})
+        generator = file_generator(seed, Path(path).name)
+        for _ in range(int(test_copies)):
+            variant = perturb(samples, rate, settings, generator)
+            versions.append((*analyse(variant, parameters), variant.size / samples.size))
+    rows = []
+    for number, (first, last) in enumerate(segments):
+        first, last = max(0, first - margin), min(power.shape[0], last + margin)
+        cuts = [first + offset for offset in word_boundaries(power[first:last], parameters)]
+        pairs = [(0, len(cuts) - 1)] + [
+            (a, b) for a in range(len(cuts) - 1) for b in range(a + 1, len(cuts))
+            if (a, b) != (0, len(cuts) - 1) and WORD_SECONDS[0] <= (cuts[b] - cuts[a]) / frames_per_second <= WORD_SECONDS[1]
+        ]
+        for a, b in pairs:
+            start, stop = cuts[a], cuts[b]
+            head = [number, a, b, start / frames_per_second, stop / frames_per_second]
+            for version_power, version_noise, stretch in versions:
+                low = int(round(start * stretch))
+                high = max(low + 1, min(version_power.shape[0], int(round(stop * stretch))))
+                rows.append(np.concatenate([head, features_of_frames(version_power[low:high], version_noise, parameters)]))
+    return np.asarray(rows, dtype=np.float32)

@@ -246,3 +246,11 @@ def test_a_copied_model_trains_on_its_own_weights(how):
     copied.set_params(warm_start=True, max_epochs=5, early_stopping=False).fit(X, y)
     assert not np.allclose(copied.predict_proba(X), before)  # training reaches the copy's layers
     np.testing.assert_array_equal(model.predict_proba(X), before)  # and leaves the original alone
+
+
+def test_non_finite_input_says_where():
+    X = np.zeros((5, 3))
+    X[2, 1] = np.nan
+    X[4, 0] = np.inf
+    with pytest.raises(ParameterError, match=r"X contains NaN or infinite values in 2 of its 5 rows \(the first is row 2, column 1\)"):
+        MlpClassifier(max_epochs=1).fit(X, [0, 1, 0, 1, 0])

@@ -209,3 +209,38 @@ def test_cache_command_shows_and_clears_features_only(files, tmp_path, monkeypat
     assert cleared.exit_code == 0 and "removed 42 files" in cleared.output
     assert "entries: 0" in runner.invoke(main, ["cache", "info"]).output
     assert (tmp_path / "cache" / "datasets" / "kept.txt").exists()
+
+
+def not_finite(path, scale):
+    value = float(Path(path).read_text())
+    return np.array([value * scale, np.inf if value == 3 else 1.0])
+
+
+def test_non_finite_features_become_an_error_naming_the_file(files, tmp_path):
+    results = extract_many(not_finite, files[:6], {"scale": 1.0}, cache_dir=tmp_path / "cache", n_jobs=1)
+    assert isinstance(results[3], DataError) and str(files[3]) in str(results[3]) and "NaN or infinite" in str(results[3])
+    assert [r[0] for i, r in enumerate(results) if i != 3] == [0.0, 1.0, 2.0, 4.0, 5.0]
+
+
+def test_a_full_disk_under_the_cache_costs_speed_not_results(files, tmp_path, monkeypatch):
+    import errno
+
+    import inkvoice.core.extraction as extraction
+
+    class FullDisk:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(extraction, "open", FullDisk, raising=False)
+    results = extract_many(measure, files, {"scale": 1.0}, cache_dir=tmp_path / "cache", n_jobs=1)
+    assert [r[0] for r in results] == [float(i) for i in range(40)]
+    assert not any((tmp_path / "cache").rglob("*.part"))  # no half-written entry left behind

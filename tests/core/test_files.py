@@ -193,3 +193,14 @@ def test_every_output_option_refuses_before_any_work(tmp_path, arguments, output
     assert "Invalid value for" in result.output and "Traceback" not in result.output
     assert time.perf_counter() - started < 5
     assert Path("/dev/full").is_char_device()
+
+
+def test_results_that_cannot_be_written_end_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "inkvoice", "cache", "info"], stdout=full, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "INKVOICE_CACHE": str(tmp_path)}, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error: could not write the results (No space left on device)"

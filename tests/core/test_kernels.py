@@ -1,7 +1,9 @@
 """Compiled training kernels against their numpy equivalents, the fallback, and numba-free prediction."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +151,34 @@ def test_prediction_in_a_fresh_process_never_imports_numba(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["80", "False"]
+
+
+class NoWritableFolder:
+    """A numba cache locator that finds no folder it may write to (as a read-only install with
+    an unwritable home would); named by NUMBA_CACHE_LOCATOR_CLASSES in the test below."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        return None
+
+
+def test_training_falls_back_to_numpy_where_numba_cannot_cache():
+    script = (
+        "import warnings, numpy as np\n"
+        "from inkvoice.core.estimator import MlpClassifier\n"
+        "from inkvoice.core import kernels\n"
+        "X = np.random.default_rng(0).normal(size=(50, 3))\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    model = MlpClassifier(hidden_sizes=(4,), max_epochs=2).fit(X, X[:, 0] > 0)\n"
+        "print(model.n_epochs_, kernels.choose().name)\n"
+        "print(*[str(w.message) for w in caught], sep='\\n')\n"
+    )
+    env = {**os.environ, kernels.ENVIRONMENT_VARIABLE: "numba",
+           "NUMBA_CACHE_LOCATOR_CLASSES": f"{__name__}.NoWritableFolder"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    lines = done.stdout.splitlines()
+    assert lines[0] == "2 numpy"
+    assert "training uses numpy: the compiled kernels are unavailable" in lines[1]
+    assert "no locator available" in lines[1]

@@ -1,17 +1,20 @@
 """Feature extraction on a real local Dask cluster gives the answers of a local run."""
 
+import time
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from inkvoice.core import cluster
+from inkvoice.core.command import extraction_options
 from inkvoice.core.errors import DataError, ParameterError, ProjectError
 from inkvoice.core.extraction import ExtractionSettings, extract_many
 from inkvoice.signature import features as signature_features
 from inkvoice.speech import features as speech_features
 from inkvoice.speech.augment import augmentation_parameters
-from tests.servers import dask_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH_PARAMETERS = {**speech_features.feature_parameters(), "max_seconds": 10.0,
@@ -19,12 +22,6 @@ SPEECH_PARAMETERS = {**speech_features.feature_parameters(), "max_seconds": 10.0
 # Test-time augmentation is part of feature extraction, so it runs on the workers too.
 AUGMENTED_PARAMETERS = {**SPEECH_PARAMETERS, "augmentation": augmentation_parameters(copies=3), "seed": 12345}
 SIGNATURE_PARAMETERS = {**signature_features.check_parameters({}), "max_pixels": 40_000_000}
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    with dask_cluster(n_workers=2) as address:
-        yield address
 
 
 def _assert_same(expected, got):
@@ -48,11 +45,11 @@ def speech_files(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("send_files", [False, True])
-def test_speech_features_with_test_time_augmentation_match_a_local_run(scheduler, speech_files, send_files):
+def test_speech_features_with_test_time_augmentation_match_a_local_run(dask_scheduler, speech_files, send_files):
     local = extract_many(speech_features.extract_augmented, speech_files, AUGMENTED_PARAMETERS, n_jobs=1)
     done = []
     remote = extract_many(speech_features.extract_augmented, speech_files, AUGMENTED_PARAMETERS,
-                          scheduler=scheduler, send_files=send_files, progress=done.append)
+                          scheduler=dask_scheduler, send_files=send_files, progress=done.append)
     _assert_same(local, remote)
     assert sum(done) == len(speech_files)
     errors = [r for r in remote if isinstance(r, ProjectError)]
@@ -61,21 +58,22 @@ def test_speech_features_with_test_time_augmentation_match_a_local_run(scheduler
 
 
 @pytest.mark.parametrize("send_files", [False, True])
-def test_signature_features_match_a_local_run(scheduler, tmp_path, send_files):
+def test_signature_features_match_a_local_run(dask_scheduler, tmp_path, send_files):
     images = sorted((ROOT / "data" / "signatures").rglob("*.png"))[::6]
     bad = tmp_path / "scan.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut short")
     paths = [*images[:3], bad, *images[3:]]
     local = extract_many(signature_features.extract, paths, SIGNATURE_PARAMETERS, n_jobs=1)
-    remote = ExtractionSettings(cache=False, scheduler=scheduler, send_files=send_files).extract(
+    remote = ExtractionSettings(cache=False, scheduler=dask_scheduler, send_files=send_files).extract(
         signature_features.extract, paths, SIGNATURE_PARAMETERS)
     _assert_same(local, remote)
     assert sum(isinstance(r, ProjectError) for r in remote) == 1 and isinstance(remote[3], DataError)
 
 
-def test_the_cache_stays_in_front_of_the_cluster(scheduler, speech_files, tmp_path):
+def test_the_cache_stays_in_front_of_the_cluster(dask_scheduler, speech_files, tmp_path):
     cache = tmp_path / "cache"
-    first = extract_many(speech_features.extract, speech_files, SPEECH_PARAMETERS, cache_dir=cache, scheduler=scheduler)
+    first = extract_many(speech_features.extract, speech_files, SPEECH_PARAMETERS, cache_dir=cache,
+                         scheduler=dask_scheduler)
     # One entry per good file (in folders named by the key's first two characters); errors are never cached.
     entries = sorted(p.name for p in cache.rglob("*.entry") if len(p.parent.name) == 2)
     assert len(entries) == len(speech_files) - 2
@@ -114,7 +112,7 @@ def test_a_worker_names_a_sent_file_as_the_user_gave_it():
     assert isinstance(answer, DataError) and str(answer).startswith(given) and "inkvoice-" not in str(answer)
 
 
-def test_workers_that_do_not_share_the_paths_stop_the_run_with_the_remedy(scheduler, tmp_path, monkeypatch):
+def test_workers_that_do_not_share_the_paths_stop_the_run_with_the_remedy(dask_scheduler, tmp_path, monkeypatch):
     # /proc/self/cwd is this process's folder here and each worker's own folder there: a path
     # this machine sees and the workers do not, as on a cluster without a shared file system.
     monkeypatch.chdir(tmp_path)
@@ -123,8 +121,9 @@ def test_workers_that_do_not_share_the_paths_stop_the_run_with_the_remedy(schedu
     unseen = Path("/proc/self/cwd/clip.wav")
     with pytest.raises(ProjectError, match="cannot see /proc/self/cwd/clip.wav .*share them at the same paths or "
                                            "pass --send-files"):
-        extract_many(speech_features.extract, [unseen], SPEECH_PARAMETERS, scheduler=scheduler)
-    [sent] = extract_many(speech_features.extract, [unseen], SPEECH_PARAMETERS, scheduler=scheduler, send_files=True)
+        extract_many(speech_features.extract, [unseen], SPEECH_PARAMETERS, scheduler=dask_scheduler)
+    [sent] = extract_many(speech_features.extract, [unseen], SPEECH_PARAMETERS, scheduler=dask_scheduler,
+                          send_files=True)
     np.testing.assert_array_equal(sent, speech_features.extract(clip, **SPEECH_PARAMETERS))
 
 
@@ -143,3 +142,30 @@ def test_workers_with_other_feature_code_are_refused():
     cluster._check_versions(_Client(dict(here)))
     with pytest.raises(ProjectError, match="worker tcp://10.0.0.7:4000 has numpy 1.0 but this machine has"):
         cluster._check_versions(_Client({**here, "numpy": "1.0"}))
+
+
+@click.command()
+@extraction_options
+def _show(extraction):
+    click.echo(f"{extraction.scheduler} {extraction.send_files}")
+
+
+def test_the_shared_options_carry_the_scheduler_from_the_option_or_the_environment(monkeypatch):
+    runner = CliRunner()
+    assert runner.invoke(_show, ["--scheduler", "tcp://10.0.0.5:8786", "--send-files"]).output.split() == [
+        "tcp://10.0.0.5:8786", "True"]
+    monkeypatch.setenv("INKVOICE_SCHEDULER", "tcp://10.0.0.6:8786")
+    assert runner.invoke(_show, []).output.split() == ["tcp://10.0.0.6:8786", "False"]
+    monkeypatch.delenv("INKVOICE_SCHEDULER")
+    assert runner.invoke(_show, []).output.split() == ["None", "False"]
+    refused = runner.invoke(_show, ["--send-files"])
+    assert refused.exit_code == 2 and "--send-files needs --scheduler" in refused.output
+
+
+@pytest.mark.parametrize("address", ["foo", "tcp://", "http://127.0.0.1:8786", "10.0.0.5:87x"])
+def test_what_is_not_a_scheduler_address_is_refused_at_once(address):
+    pytest.importorskip("distributed", reason="the distributed extra is not installed")
+    started = time.monotonic()
+    with pytest.raises(ProjectError, match="is not a Dask scheduler address such as tcp://10.0.0.5:8786"):
+        cluster.connect(address)
+    assert time.monotonic() - started < 2

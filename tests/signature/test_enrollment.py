@@ -83,7 +83,7 @@ def test_unknown_writer_and_missing_store(store_location):
         open_store(store_location, PARAMETERS, create=False)
     with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
-        with pytest.raises(DataError, match="writer 'zoe' is not enrolled .*enrolled: ann"):
+        with pytest.raises(DataError, match="writer 'zoe' is not enrolled .*enrolled: 'ann'"):
             store.references("zoe")
 
 
@@ -124,7 +124,8 @@ def test_references_changed_outside_inkvoice_are_detected(store_location, statem
     with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(4), "model1")
         store.add("bob", _entries(3), "model1")
-    doubled = "features || features" if str(store_location).startswith("postgresql") else "CAST(features || features AS BLOB)"
+    postgres = str(store_location).startswith("postgresql")
+    doubled = "features || features" if postgres else "CAST(features || features AS BLOB)"
     _alter(store_location, statement.format(doubled=doubled).replace("WHERE", "WHERE writer = 'ann' AND"))
     with open_store(store_location, PARAMETERS, create=False) as store:
         with pytest.raises(StoreDamagedError, match="is damaged: the references of writer 'ann' do not match"):
@@ -267,3 +268,36 @@ def test_concurrent_enrolments_and_verifications_from_several_processes(store_lo
         counts = dict(store.writers())
         assert counts == {"shared": 2 * n_clients * rounds, **{f"own{n}": 3 for n in range(n_clients)}}
         assert store.check() == []
+
+
+def test_one_open_store_serves_several_threads(store_location):
+    """A service may share one open store between its request threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open_store(store_location, PARAMETERS) as store:
+        store.add("ann", _entries(3), "model1")
+
+        def work(number):
+            store.add(f"writer{number}", _entries(3, start=10 * number), "model1")
+            return [store.references("ann").shape for _ in range(5)]
+
+        with ThreadPoolExecutor(4) as pool:
+            shapes = [shape for answer in pool.map(work, range(8)) for shape in answer]
+        assert shapes == [(3, 5)] * 40
+        assert len(store.writers()) == 9 and store.check() == []
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO writers VALUES (NULL, 'then', '')",  # a damaged page can read as a NULL name
+    "UPDATE refs SET features = 123456789012 WHERE source = 's0.png'",  # not bytes: never bytes(123456789012)
+    "UPDATE refs SET source = CAST(X'9bff' AS TEXT) WHERE source = 's0.png'",  # text that is not UTF-8
+])
+def test_values_of_the_wrong_type_are_damage(tmp_path, statement):
+    path = tmp_path / "store.sqlite"
+    with open_store(path, PARAMETERS) as store:
+        store.add("ann", _entries(3), "model1")
+    _alter(path, statement)
+    with open_store(path, PARAMETERS, create=False) as store:
+        with pytest.raises(StoreDamagedError, match="is damaged"):
+            store.references("ann")
+            store.references("zoe")

@@ -77,7 +77,8 @@ def test_the_signature_command_gives_the_same_answers_on_both_engines(sample_mod
                                                                       postgres_url):
     model, _ = sample_model
     references = sorted((samples_dir / "writer5" / "genuine").iterdir())[:6]
-    queries = [*sorted((samples_dir / "writer5" / "genuine").iterdir())[6:], *sorted((samples_dir / "writer5" / "forged").iterdir())]
+    queries = [*sorted((samples_dir / "writer5" / "genuine").iterdir())[6:],
+               *sorted((samples_dir / "writer5" / "forged").iterdir())]
     answers = {}
     for location in (tmp_path / "store.sqlite", postgres_url):
         enrolled = _run("enroll", model, "--writer", "writer5", "--store", location, "--no-cache", *references)
@@ -98,7 +99,8 @@ def test_a_damaged_store_is_one_error_line_in_the_command(sample_model, samples_
 
     model, _ = sample_model
     references = sorted((samples_dir / "writer5" / "genuine").iterdir())[:6]
-    assert _run("enroll", model, "--writer", "writer5", "--store", postgres_url, "--no-cache", *references).exit_code == 0
+    enrolled = _run("enroll", model, "--writer", "writer5", "--store", postgres_url, "--no-cache", *references)
+    assert enrolled.exit_code == 0, enrolled.output
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute("UPDATE refs SET features = features || features WHERE source = '03.png'")
     result = _run("verify", model, "--writer", "writer5", "--store", postgres_url, references[0])

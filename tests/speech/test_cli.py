@@ -77,10 +77,14 @@ def test_predict_json_top_k_and_folders(demo_model, demo_dir):
 
 def test_min_confidence_answers_unknown(demo_model, demo_dir, tmp_path):
     model, _ = demo_model
-    hum = write(tmp_path / "hum.wav", tone(120.0, seconds=1.0))
-    result = run("predict", model, hum, demo_dir / "5", "--json", "--min-confidence", "0.9")
+    result = run("predict", model, demo_dir / "5", "--json", "--min-confidence", "0.9")
+    assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.output.strip().splitlines()]
-    assert all((r["label"] == "unknown") == (r["confidence"] < 0.9) for r in records)
+    assert len(records) == 24
+    low = [r for r in records if r["confidence"] < 0.9]
+    assert all(r["label"] == "unknown" and "reason" in r for r in low)
+    assert all(r["label"] != "unknown" for r in records if r["confidence"] >= 0.9 and "reason" not in r)
+    hum = write(tmp_path / "hum.wav", tone(120.0, seconds=1.0))
     assert run("predict", model, hum, "--min-confidence", "1.5").exit_code == 2
 
 
@@ -97,7 +101,65 @@ def test_a_batch_goes_on_past_bad_files_and_fails_at_the_end(demo_model, demo_di
     assert "\t2\t" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 3 and "empty.wav" in errors[0] and "notes.wav" in errors[1]
-    assert str(tmp_path / "missing.wav") in errors[2] and "no such audio file" in errors[2]
+    assert str(tmp_path / "missing.wav") in errors[2] and "no such" in errors[2]  # audio file, or input file when cached
+
+
+def test_non_speech_is_answered_unknown_with_a_reason(demo_model, tmp_path):
+    from inkvoice.speech.sounds import non_speech
+
+    model, _ = demo_model
+    generator = np.random.default_rng(5)
+    paths = [write(tmp_path / f"{kind}.wav", non_speech(kind, 8000, generator)) for kind in ("noise", "hum", "fan", "clicks")]
+    result = run("predict", model, *paths, "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert len(records) == 4
+    assert sum(r["label"] == "unknown" for r in records) >= 3
+    assert all(r["reason"] for r in records if r["label"] == "unknown")
+
+
+def test_transcribe_reads_a_paused_digit_string(demo_model, demo_dir, tmp_path):
+    import soundfile
+
+    from inkvoice.speech.sounds import digit_string
+
+    model, _ = demo_model
+    clips = [soundfile.read(demo_dir / digit / "gb_165_50.wav", dtype="float32")[0] for digit in "5550173"]
+    samples, spans = digit_string(clips, 8000, np.random.default_rng(0), pause_seconds=(0.2, 0.4))
+    recording = write(tmp_path / "number.wav", samples)
+    result = run("transcribe", model, recording, tmp_path / "missing.wav", "--json")
+    assert result.exit_code == 1
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    record, missing = (json.loads(line) for line in lines)
+    assert len(record["segments"]) == 7 and record["digits"] == "5550173"
+    for segment, (start, end) in zip(record["segments"], spans):
+        assert abs(segment["start"] - start) < 0.1 and abs(segment["end"] - end) < 0.1
+        assert 0 <= segment["confidence"] <= 1
+    assert "no such" in missing["error"] and "missing.wav" in missing["error"]
+    plain = run("transcribe", model, recording)
+    assert plain.exit_code == 0 and plain.output == f"{recording}\t5550173\n"
+
+
+def test_ctrl_c_in_train_writes_no_model(demo_dir, tmp_path, monkeypatch):
+    from inkvoice.core import estimator
+
+    def interrupted(self, *arguments, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(estimator.MlpClassifier, "fit", interrupted)
+    output = tmp_path / "m.npz"
+    result = run("train", demo_dir, "-o", output, "--copies", "0", "--quiet")
+    assert result.exit_code != 0
+    assert not output.exists() and "model written" not in result.output
+
+
+def test_evaluate_refuses_a_folder_of_one_label(demo_model, demo_dir):
+    model, _ = demo_model
+    result = run("evaluate", model, demo_dir / "4", "--quiet")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error:") and "not among the model's" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("content", [b"", b"PK not really a zip", b"\x93NUMPY garbage"])
@@ -123,6 +185,8 @@ def test_evaluate_prints_the_report_and_draws_pngs(demo_model, demo_dir, tmp_pat
 def test_evaluate_json(demo_model, demo_dir):
     model, _ = demo_model
     result = run("evaluate", model, demo_dir, "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(result.output.strip().splitlines()) == 1
     report = json.loads(result.output)
     assert report["n_clips"] == 240 and report["accuracy"] >= 0.9
     assert np.array(report["confusion"]).sum() == 240
@@ -132,11 +196,15 @@ def test_evaluate_json(demo_model, demo_dir):
 def test_info_shows_training_and_figures(demo_model):
     model, _ = demo_model
     result = run("info", model, "--json")
+    assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert document["labels"] == [str(d) for d in range(10)]
+    assert document["labels"] == [str(d) for d in range(10)] and document["rejects"] is True
+    assert document["layers"][1:] == [256, 11] and document["output"] == "softmax"
     assert document["features"]["sample_rate"] == 8000
     assert "random_accuracy" in document["figures"]
-    assert run("info", model).output.startswith("labels")
+    plain = run("info", model)
+    assert plain.exit_code == 0 and plain.output.startswith("labels")
+    assert f"{document['layers'][0]} -> 256 -> 11 (relu, softmax)" in plain.output
 
 
 def test_train_on_own_words_and_fine_tune(tone_folders, tmp_path, demo_model):
@@ -177,7 +245,8 @@ def test_extra_clips_train_but_are_never_held_out(tone_folders, tmp_path):
     [
         (["--split", "speaker", "--test-speaker", "nobody"], "Error: test speaker must be one of"),
         (["--split", "official"], "Error: the official split needs FSDD file names"),
-        (["--hidden", "12,x"], "expected comma-separated integers"),
+        (["--hidden", "12,x"], "expected comma-separated values"),
+        (["--copies", "60"], "Invalid value for '--copies'"),
         (["--epochs", "0"], "Invalid value for '--epochs'"),
         (["--max-seconds", "0"], "Invalid value for '--max-seconds'"),
         (["--test-fraction", "1.5"], "Error: test_fraction must be a number in (0, 1)"),

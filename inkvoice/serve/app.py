@@ -1,0 +1,297 @@
+"""The web app of ``inkvoice serve``: the JSON API (with its OpenAPI schema) and the page, on FastAPI.
+
+Every answer that is not a success is JSON ``{"error": message}`` with its status; unexpected
+failures are logged on the server and reach the client only as "internal error".
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inkvoice import __version__
+from inkvoice.serve.service import DEFAULT_MAX_UPLOAD_MB, DEFAULT_TOP_K, ServiceError, Upload
+
+STATIC = Path(__file__).with_name("static")
+#: The environment variable that hands the server's settings to its worker processes (JSON).
+SETTINGS_VARIABLE = "INKVOICE_SERVE_SETTINGS"
+MEGABYTE = 1 << 20
+# Room for the multipart boundaries and headers around the files themselves.
+_MULTIPART_SLACK = 64 * 1024
+_log = logging.getLogger("inkvoice.serve")
+
+
+class Error(BaseModel):
+    error: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    labels: list[str] | None = None
+    threshold: float | None = None
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    models: dict[str, ModelInfo]
+
+
+class Probability(BaseModel):
+    label: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    file: str
+    label: str
+    confidence: float
+    top: list[Probability]
+    reason: str | None = None  # why the answer is "unknown"
+
+
+class Writer(BaseModel):
+    writer: str
+    references: int
+
+
+class Enrolment(BaseModel):
+    writer: str
+    added: int
+    references: int
+
+
+class Removal(BaseModel):
+    writer: str
+    removed: int
+
+
+class Region(BaseModel):
+    top: int
+    left: int
+    height: int
+    width: int
+    deviation: float
+
+
+class Group(BaseModel):
+    group: str
+    description: str
+    effect: float
+
+
+class Explanation(BaseModel):
+    image: str
+    nearest_reference: int
+    regions: list[Region]
+    groups: list[Group]
+    summary: str
+
+
+class Verification(BaseModel):
+    writer: str
+    file: str
+    genuine: bool
+    verdict: Literal["genuine", "forged"]
+    score: float
+    threshold: float
+    mode: Literal["independent", "dependent"]
+    references: int
+    explanation: Explanation | None = None
+
+
+def _errors(*statuses):
+    return {status: {"model": Error} for status in statuses}
+
+
+def _error_response(status, message, headers=None):
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class RequestLimits:
+    """ASGI middleware: refuse bodies over ``max_mb`` megabytes (413) and add the page's security headers."""
+
+    def __init__(self, app, max_mb):
+        self.app = app
+        self.max_mb = max_mb
+        self.max_bytes = int(max_mb * MEGABYTE)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = f"the request is larger than this server's limit of {self.max_mb:g} MB (--max-upload-mb)"
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes + _MULTIPART_SLACK:
+            return await _error_response(413, too_large)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes + _MULTIPART_SLACK:
+                    raise StarletteHTTPException(413, too_large)
+            return message
+
+        async def secured_send(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"content-security-policy",
+                     b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; frame-ancestors 'none'"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, limited_receive, secured_send)
+
+
+def _validation_message(error):
+    """One readable line for FastAPI's list of validation errors."""
+    parts = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        where, name = (location[0], location[-1]) if location else ("request", "?")
+        if where == "body" and item.get("type") == "missing":
+            parts.append(f"the multipart field {name!r} is missing")
+        elif where == "body":
+            parts.append(f"the multipart field {name!r} is not a file upload")
+        else:
+            parts.append(f"{where} parameter {name!r}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is malformed"
+
+
+def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
+    """The FastAPI application serving ``service`` (an :class:`inkvoice.serve.service.Service`)."""
+    app = FastAPI(
+        title="inkvoice",
+        version=__version__,
+        description="Spoken digits and signature verification. Enrolment and deletion need "
+                    "`Authorization: Bearer TOKEN`; errors are `{\"error\": message}`.",
+        docs_url=None,  # the interactive pages load their scripts from a CDN; /openapi.json is served
+        redoc_url=None,
+    )
+    app.add_middleware(RequestLimits, max_mb=max_upload_mb)
+    bearer = HTTPBearer(auto_error=False, description="The token the server was started with (--token).")
+
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
+        service.authorise(credentials.credentials if credentials else None)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request, error):
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return _error_response(error.status, error.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error):
+        return _error_response(400, _validation_message(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, error):
+        message = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
+        if error.status_code == 400 and "parsing the body" in message:
+            message = "the request body is not valid multipart form data"
+        return _error_response(error.status_code, message, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request, error):
+        _log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return _error_response(500, "internal error; the server's log has the details")
+
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["service"])
+    def healthz():
+        """The service's version and each loaded model's name and version (a digest of its file)."""
+        return service.health()
+
+    @app.post("/api/speech/predict", response_model=Prediction, response_model_exclude_none=True,
+              responses=_errors(400, 404, 413), tags=["speech"])
+    def speech_predict(file: Annotated[UploadFile, File(description="An audio file (wav, flac, ogg)")],
+                       top_k: Annotated[int, Query(ge=1, le=100)] = DEFAULT_TOP_K):
+        """The label heard in an audio file, its confidence, and the ``top_k`` most likely labels."""
+        return service.predict_speech(Upload(file.filename, file.file), top_k=top_k)
+
+    @app.post("/api/speech/transcribe", responses=_errors(400, 404, 413, 501), tags=["speech"])
+    def speech_transcribe(file: Annotated[UploadFile, File(description="A recording of several digits")]):
+        """The digit string in a recording, with each digit's start, end, label and confidence."""
+        return service.transcribe(Upload(file.filename, file.file))
+
+    @app.get("/api/signature/writers", response_model=list[Writer], responses=_errors(404), tags=["signature"])
+    def signature_writers():
+        """Enrolled writers and how many references each has."""
+        return service.writers()
+
+    @app.post("/api/signature/writers/{writer}/references", response_model=Enrolment,
+              responses=_errors(400, 401, 403, 404, 413, 503), dependencies=[Depends(authorised)],
+              tags=["signature"])
+    def signature_enrol(writer: str,
+                        files: Annotated[list[UploadFile], File(description="Reference signature images")]):
+        """Enrol reference signatures of ``writer``: all of them, or none when any one is unusable."""
+        return service.enrol(writer, [Upload(upload.filename, upload.file) for upload in files])
+
+    @app.delete("/api/signature/writers/{writer}", response_model=Removal,
+                responses=_errors(400, 401, 403, 404, 503), dependencies=[Depends(authorised)],
+                tags=["signature"])
+    def signature_remove(writer: str):
+        """Forget ``writer`` and all their references."""
+        return service.remove(writer)
+
+    @app.post("/api/signature/writers/{writer}/verify", response_model=Verification, response_model_exclude_none=True,
+              responses=_errors(400, 404, 413, 501, 503), tags=["signature"])
+    def signature_verify(writer: str,
+                         file: Annotated[UploadFile, File(description="The signature image to check")],
+                         mode: Literal["independent", "dependent"] = "independent",
+                         explain: bool = False):
+        """Whether a signature image is ``writer``'s: the verdict, its score and the threshold.
+
+        With ``explain``, also why: the regions and feature groups that departed most from the
+        references, and a picture of them beside the nearest reference (a PNG data URL).
+        """
+        return service.verify(writer, Upload(file.filename, file.file), mode=mode, explain=explain)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def app_from_environment():
+    """The app of one worker process of ``inkvoice serve --workers N``: settings from ``SETTINGS_VARIABLE``.
+
+    Each worker loads the models once and warms them up before it takes requests.
+    """
+    from contextlib import asynccontextmanager
+
+    from inkvoice.serve.service import Service
+
+    from threadpoolctl import threadpool_limits
+
+    # As in a single-process server: requests are the parallelism, not BLAS threads.
+    threadpool_limits(limits=1, user_api="blas")
+    settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    max_upload_mb = settings.pop("max_upload_mb")
+    service = Service(**settings)
+    service.warm_up()
+    app = create_app(service, max_upload_mb)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.close()
+
+    app.router.lifespan_context = lifespan
+    return app

@@ -1,0 +1,527 @@
+// The inkvoice page: record or upload speech, verify and enrol signatures. No build step, no library.
+
+const MAX_RECORD_SECONDS = 8;   // the server refuses clips over 10 s
+const WAV_RATE = 16000;         // recordings are sent as 16-bit mono WAV at this rate
+const HISTORY_LENGTH = 12;
+
+const $ = (selector) => document.querySelector(selector);
+
+// --- talking to the API -------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (error) {
+    throw new Error("the server cannot be reached");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (error) {
+    body = null;
+  }
+  if (!response.ok) {
+    const message = body && body.error ? body.error : `the server answered ${response.status}`;
+    const failure = new Error(message);
+    failure.status = response.status;
+    throw failure;
+  }
+  return body;
+}
+
+function upload(path, file, name, extra = {}) {
+  const form = new FormData();
+  form.append("file", file, name);
+  return api(path, { method: "POST", body: form, ...extra });
+}
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function showError(target, message) {
+  target.replaceChildren(element("div", { class: "error", role: "alert", text: message }));
+}
+
+function showBusy(target, message) {
+  target.replaceChildren(element("p", { class: "busy", text: message }));
+}
+
+const percent = (value) => `${(100 * value).toFixed(1)} %`;
+const clock = () => new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+// --- WAV encoding: what the browser records (webm/opus) becomes 16-bit PCM the server reads ---
+
+async function toWav(blob) {
+  const encoded = await blob.arrayBuffer();
+  const context = new AudioContext();
+  let decoded;
+  try {
+    decoded = await context.decodeAudioData(encoded);
+  } finally {
+    context.close();
+  }
+  const length = Math.max(1, Math.ceil(decoded.duration * WAV_RATE));
+  const offline = new OfflineAudioContext(1, length, WAV_RATE);  // mixes down to mono and resamples
+  const source = offline.createBufferSource();
+  source.buffer = decoded;
+  source.connect(offline.destination);
+  source.start();
+  const rendered = await offline.startRendering();
+  return encodeWav(rendered.getChannelData(0), WAV_RATE);
+}
+
+function encodeWav(samples, rate) {
+  const buffer = new ArrayBuffer(44 + 2 * samples.length);
+  const view = new DataView(buffer);
+  const text = (offset, value) => { for (let i = 0; i < value.length; i++) view.setUint8(offset + i, value.charCodeAt(i)); };
+  text(0, "RIFF");
+  view.setUint32(4, 36 + 2 * samples.length, true);
+  text(8, "WAVE");
+  text(12, "fmt ");
+  view.setUint32(16, 16, true);          // size of the fmt chunk
+  view.setUint16(20, 1, true);           // PCM
+  view.setUint16(22, 1, true);           // mono
+  view.setUint32(24, rate, true);
+  view.setUint32(28, 2 * rate, true);    // bytes per second
+  view.setUint16(32, 2, true);           // bytes per frame
+  view.setUint16(34, 16, true);          // bits per sample
+  text(36, "data");
+  view.setUint32(40, 2 * samples.length, true);
+  for (let i = 0; i < samples.length; i++) {
+    const clipped = Math.max(-1, Math.min(1, samples[i]));
+    view.setInt16(44 + 2 * i, clipped < 0 ? clipped * 0x8000 : clipped * 0x7fff, true);
+  }
+  return new Blob([buffer], { type: "audio/wav" });
+}
+
+// --- spoken digits ------------------------------------------------------------------------
+
+const speech = {
+  recorder: null,
+  stream: null,
+  cancelled: false,
+  started: 0,
+  timer: null,
+  audioContext: null,
+};
+
+function speechMode() {
+  return document.querySelector("input[name=speech-mode]:checked").value;
+}
+
+async function startRecording() {
+  const result = $("#speech-result");
+  if (!window.MediaRecorder || !navigator.mediaDevices) {
+    showError(result, "this browser cannot record: choose an audio file instead");
+    return;
+  }
+  try {
+    speech.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+  } catch (error) {
+    showError(result, `the microphone is not available (${error.name}): allow it for this page, or choose an audio file`);
+    return;
+  }
+  const chunks = [];
+  speech.cancelled = false;
+  speech.recorder = new MediaRecorder(speech.stream);
+  speech.recorder.ondataavailable = (event) => { if (event.data.size) chunks.push(event.data); };
+  speech.recorder.onstop = async () => {
+    releaseMicrophone();
+    if (speech.cancelled) {
+      result.replaceChildren();
+      return;
+    }
+    showBusy(result, "listening to the recording…");
+    try {
+      const wav = await toWav(new Blob(chunks, { type: speech.recorder.mimeType }));
+      await sendSpeech(wav, "recording.wav", "recording");
+    } catch (error) {
+      showError(result, `the recording could not be read: ${error.message}`);
+    }
+  };
+  speech.recorder.start();
+  speech.started = performance.now();
+  showLevel(speech.stream);
+  const button = $("#record");
+  button.classList.add("recording");
+  button.querySelector(".label").textContent = "Stop";
+  button.setAttribute("aria-pressed", "true");
+  result.replaceChildren(element("p", { class: "busy", text: "recording… press R again when done, Esc to cancel" }));
+}
+
+function showLevel(stream) {
+  const meter = $("#meter");
+  meter.hidden = false;
+  speech.audioContext = new AudioContext();
+  const analyser = speech.audioContext.createAnalyser();
+  analyser.fftSize = 1024;
+  speech.audioContext.createMediaStreamSource(stream).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  const draw = () => {
+    if (!speech.recorder || speech.recorder.state !== "recording") return;
+    analyser.getFloatTimeDomainData(samples);
+    let peak = 0;
+    for (const value of samples) peak = Math.max(peak, Math.abs(value));
+    const seconds = (performance.now() - speech.started) / 1000;
+    meter.querySelector(".level").style.width = `${Math.min(100, 100 * Math.sqrt(peak))}%`;
+    meter.querySelector(".time").textContent = `${seconds.toFixed(1)} s`;
+    if (seconds >= MAX_RECORD_SECONDS) stopRecording(false);
+    else speech.timer = requestAnimationFrame(draw);
+  };
+  draw();
+}
+
+function stopRecording(cancel) {
+  if (!speech.recorder || speech.recorder.state !== "recording") return;
+  speech.cancelled = cancel;
+  speech.recorder.stop();
+  const button = $("#record");
+  button.classList.remove("recording");
+  button.querySelector(".label").textContent = "Record";
+  button.setAttribute("aria-pressed", "false");
+  $("#meter").hidden = true;
+}
+
+function releaseMicrophone() {
+  if (speech.stream) speech.stream.getTracks().forEach((track) => track.stop());
+  if (speech.audioContext) speech.audioContext.close();
+  cancelAnimationFrame(speech.timer);
+  speech.stream = null;
+  speech.audioContext = null;
+}
+
+function toggleRecording() {
+  if (speech.recorder && speech.recorder.state === "recording") stopRecording(false);
+  else startRecording();
+}
+
+async function sendSpeech(file, name, source) {
+  const result = $("#speech-result");
+  const mode = speechMode();
+  showBusy(result, mode === "transcribe" ? "reading the digits…" : "listening…");
+  const started = performance.now();
+  try {
+    const answer = await upload(`/api/speech/${mode}`, file, name);
+    const elapsed = performance.now() - started;
+    if (mode === "transcribe") renderDigits(answer, elapsed, source);
+    else renderPrediction(answer, elapsed, source);
+  } catch (error) {
+    showError(result, error.message);
+  }
+}
+
+function renderPrediction(answer, elapsed, source) {
+  const unsure = answer.label === "unknown" || answer.confidence < 0.6;
+  const gauge = element("div", { class: "bar-gauge" }, element("div"));
+  gauge.firstChild.style.width = percent(answer.confidence).replace(" ", "");
+  const top = element("div", { class: "top" });
+  for (const entry of answer.top.slice(1)) {
+    top.append(element("span", {}, element("b", { text: entry.label }), ` ${percent(entry.probability)}`));
+  }
+  const facts = element("div", { class: "facts" },
+    element("div", { class: "confidence", text: `${percent(answer.confidence)} confident${unsure ? " — check it" : ""}` }),
+    gauge);
+  if (answer.reason) facts.append(element("div", { class: "detail", text: answer.reason }));
+  if (answer.top.length > 1) facts.append(element("div", { class: "detail" }, "next most likely: ", top));
+  facts.append(element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · answered in ${Math.round(elapsed)} ms` }));
+  const card = element("div", { class: `answer${unsure ? " unsure" : ""}`, "data-testid": "speech-answer" },
+    element("div", { class: "value", id: "speech-label", text: answer.label }), facts);
+  $("#speech-result").replaceChildren(card);
+  remember(answer.label, answer.confidence, source === "recording" ? "recording" : answer.file);
+}
+
+function renderDigits(answer, elapsed, source) {
+  const digits = answer.digits || "";
+  const segments = element("div", { class: "segments" });
+  for (const segment of answer.segments || []) {
+    segments.append(element("span", {
+      text: `${segment.label} ${percent(segment.confidence)} · ${segment.start.toFixed(2)}–${segment.end.toFixed(2)} s`,
+    }));
+  }
+  const facts = element("div", { class: "facts" },
+    element("div", { class: "confidence", text: `${(answer.segments || []).length} digit(s)` }),
+    element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · answered in ${Math.round(elapsed)} ms` }));
+  const card = element("div", { class: "answer", "data-testid": "speech-answer" },
+    element("div", { class: "value long", id: "speech-label", text: digits || "—" }), facts, segments);
+  $("#speech-result").replaceChildren(card);
+  remember(digits || "—", null, source === "recording" ? "recording" : answer.file);
+}
+
+function remember(what, confidence, source) {
+  addHistory($("#speech-history"),
+    element("span", { class: "when", text: clock() }),
+    element("span", { class: "what", text: what }),
+    element("span", { class: "when", text: confidence === null ? "" : percent(confidence) }),
+    element("span", { class: "source", text: source }));
+}
+
+function addHistory(list, ...cells) {
+  list.prepend(element("li", {}, ...cells));
+  while (list.children.length > HISTORY_LENGTH) list.lastChild.remove();
+}
+
+// --- signatures ---------------------------------------------------------------------------
+
+let writers = [];
+
+async function loadWriters() {
+  try {
+    writers = await api("/api/signature/writers");
+  } catch (error) {
+    $("#writer-info").textContent = error.message;
+    return;
+  }
+  const list = $("#writer-list");
+  list.replaceChildren(...writers.map((entry) =>
+    element("option", { value: entry.writer, label: `${entry.references} references` })));
+  describeWriter();
+}
+
+function describeWriter() {
+  const name = $("#writer").value.trim();
+  const entry = writers.find((candidate) => candidate.writer === name);
+  const info = $("#writer-info");
+  if (!name) info.textContent = writers.length ? `${writers.length} writer(s) enrolled` : "no writer enrolled yet";
+  else if (entry) info.textContent = `${entry.references} references`;
+  else info.textContent = "not enrolled";
+}
+
+async function verifySignature(file) {
+  const result = $("#signature-result");
+  const writer = $("#writer").value.trim();
+  if (!writer) {
+    showError(result, "pick the writer the signature claims to be from first");
+    $("#writer").focus();
+    return;
+  }
+  const explain = $("#explain").checked;
+  showBusy(result, `checking against ${writer}'s references…`);
+  const path = `/api/signature/writers/${encodeURIComponent(writer)}/verify${explain ? "?explain=1" : ""}`;
+  try {
+    const answer = await upload(path, file, file.name || "signature.png");
+    renderVerdict(answer, file);
+  } catch (error) {
+    showError(result, error.message);
+  }
+}
+
+function renderVerdict(answer, file) {
+  const span = Math.max(4, Math.abs(answer.score - answer.threshold) * 1.3);
+  const position = (value) => `${Math.max(0, Math.min(100, 50 + 50 * (value - answer.threshold) / span))}%`;
+  const scale = element("div", { class: "scale", "aria-hidden": "true" },
+    element("div", { class: "mark" }), element("div", { class: "point" }));
+  scale.querySelector(".mark").style.left = "50%";
+  scale.querySelector(".point").style.left = position(answer.score);
+  const card = element("div", { class: `verdict ${answer.verdict}`, "data-testid": "verdict" },
+    element("div", { class: "word", id: "verdict-word", text: answer.verdict }),
+    element("div", { class: "detail",
+      text: `score ${answer.score.toFixed(2)}, threshold ${answer.threshold.toFixed(2)} · ${answer.writer}, ${answer.references} references` }),
+    scale,
+    element("div", { class: "scale-labels" }, element("span", { text: "forged" }), element("span", { text: "threshold" }),
+      element("span", { text: "genuine" })),
+  );
+  const query = element("figure", {}, element("figcaption", { text: `checked: ${answer.file}` }),
+    element("img", { src: URL.createObjectURL(file), alt: "the signature checked" }));
+  const compare = element("div", { class: "compare" }, query);
+  if (answer.reference_images && answer.reference_images.length) {
+    const references = element("div", { class: "references" });
+    for (const source of answer.reference_images) references.append(element("img", { src: source, alt: "reference" }));
+    compare.append(element("figure", {}, element("figcaption", { text: `${answer.writer}'s references` }), references));
+  }
+  const parts = [card, compare];
+  if (answer.explanation) {
+    const explanation = element("div", { class: "explanation", "data-testid": "explanation" });
+    if (answer.explanation.image) {
+      explanation.append(element("img", { src: answer.explanation.image, alt: "where the signature departs from the references" }));
+    }
+    if (answer.explanation.groups && answer.explanation.groups.length) {
+      const list = element("ul");
+      for (const group of answer.explanation.groups) {
+        const effect = Number(group.effect);
+        list.append(element("li", { text: `${group.description}${Number.isFinite(effect) ? ` (${effect > 0 ? "+" : ""}${effect.toFixed(2)})` : ""}` }));
+      }
+      explanation.append(element("p", { class: "detail", text: "what pulled the score towards forged:" }), list);
+    }
+    parts.push(explanation);
+  }
+  $("#signature-result").replaceChildren(...parts);
+  addHistory($("#signature-history"),
+    element("span", { class: "when", text: clock() }),
+    element("span", { class: `what ${answer.verdict}`, text: answer.verdict }),
+    element("span", { class: "when", text: answer.score.toFixed(2) }),
+    element("span", { class: "source", text: `${answer.writer} · ${answer.file}` }));
+}
+
+async function enrol(event) {
+  event.preventDefault();
+  const message = $("#enrol-result");
+  const writer = $("#enrol-writer").value.trim();
+  const files = $("#enrol-files").files;
+  const token = $("#token").value;
+  sessionStorage.setItem("inkvoice-token", token);
+  const form = new FormData();
+  for (const file of files) form.append("files", file, file.name);
+  message.className = "message";
+  message.textContent = `enrolling ${files.length} image(s)…`;
+  try {
+    const answer = await api(`/api/signature/writers/${encodeURIComponent(writer)}/references`, {
+      method: "POST", body: form, headers: { Authorization: `Bearer ${token}` },
+    });
+    message.className = "message ok";
+    message.textContent = `${answer.writer}: ${answer.added} reference(s) added, ${answer.references} in total`;
+    $("#enrol-files").value = "";
+    await loadWriters();
+    $("#writer").value = answer.writer;
+    describeWriter();
+  } catch (error) {
+    message.className = "message bad";
+    message.textContent = error.message;
+  }
+}
+
+async function removeWriter() {
+  const message = $("#enrol-result");
+  const writer = $("#enrol-writer").value.trim() || $("#writer").value.trim();
+  if (!writer) {
+    message.className = "message bad";
+    message.textContent = "type the writer to remove";
+    return;
+  }
+  if (!confirm(`Remove ${writer} and all their references?`)) return;
+  const token = $("#token").value;
+  sessionStorage.setItem("inkvoice-token", token);
+  try {
+    const answer = await api(`/api/signature/writers/${encodeURIComponent(writer)}`, {
+      method: "DELETE", headers: { Authorization: `Bearer ${token}` },
+    });
+    message.className = "message ok";
+    message.textContent = `${answer.writer} removed (${answer.removed} references)`;
+    await loadWriters();
+  } catch (error) {
+    message.className = "message bad";
+    message.textContent = error.message;
+  }
+}
+
+// --- drop zones, paste, keyboard ----------------------------------------------------------
+
+function dropZone(zone, accept, handle) {
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    const file = [...event.dataTransfer.files].find((candidate) => accept(candidate));
+    if (file) handle(file);
+  });
+}
+
+function typing(target) {
+  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)
+    && !["radio", "checkbox", "button", "file"].includes(target.type);
+}
+
+function shortcuts(event) {
+  if (event.key === "Escape") {
+    stopRecording(true);
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+  const actions = {
+    r: () => $("#speech .work").hidden || toggleRecording(),
+    a: () => $("#audio-file").click(),
+    t: () => {
+      const other = speechMode() === "predict" ? "transcribe" : "predict";
+      document.querySelector(`input[name=speech-mode][value=${other}]`).checked = true;
+    },
+    w: () => $("#writer").focus(),
+    s: () => $("#signature-file").click(),
+    e: () => { $("#enrol").open = true; $("#enrol-writer").focus(); },
+    "?": () => toggleHelp(),
+  };
+  const action = actions[event.key.toLowerCase()];
+  if (action) {
+    event.preventDefault();
+    action();
+  }
+}
+
+function toggleHelp() {
+  const help = $("#help");
+  help.hidden = !help.hidden;
+  $("#help-button").setAttribute("aria-expanded", String(!help.hidden));
+}
+
+async function start() {
+  try {
+    const health = await api("/healthz");
+    const names = Object.entries(health.models).map(([pipeline, model]) => `${pipeline}: ${model.name}`);
+    $("#status").textContent = `${names.join(" · ")} · inkvoice ${health.version}`;
+    for (const pipeline of ["speech", "signature"]) {
+      const available = pipeline in health.models;
+      document.querySelector(`#${pipeline} .work`).hidden = !available;
+      document.querySelector(`#${pipeline} .unavailable`).hidden = available;
+    }
+    if ("signature" in health.models) loadWriters();
+  } catch (error) {
+    $("#status").textContent = `server not available: ${error.message}`;
+    $("#status").classList.add("down");
+  }
+}
+
+$("#record").addEventListener("click", toggleRecording);
+$("#audio-file").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (file) sendSpeech(file, file.name, "file");
+  event.target.value = "";
+});
+dropZone($("#speech-drop"), (file) => file.type.startsWith("audio/") || /\.(wav|flac|ogg)$/i.test(file.name),
+  (file) => sendSpeech(file, file.name, "file"));
+$("#speech-drop").addEventListener("click", () => $("#audio-file").click());
+
+const signatureDrop = $("#signature-drop");
+dropZone(signatureDrop, (file) => file.type.startsWith("image/") || /\.(png|jpe?g|tiff?|bmp|gif)$/i.test(file.name),
+  verifySignature);
+signatureDrop.addEventListener("click", () => $("#signature-file").click());
+signatureDrop.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    $("#signature-file").click();
+  }
+});
+$("#signature-file").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (file) verifySignature(file);
+  event.target.value = "";
+});
+document.addEventListener("paste", (event) => {
+  const item = [...(event.clipboardData ? event.clipboardData.items : [])].find((entry) => entry.type.startsWith("image/"));
+  if (item) {
+    event.preventDefault();
+    verifySignature(item.getAsFile());
+  }
+});
+$("#writer").addEventListener("input", describeWriter);
+$("#writer").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {  // writer typed: straight on to choosing the signature
+    event.preventDefault();
+    $("#signature-file").click();
+  }
+});
+$("#enrol-form").addEventListener("submit", enrol);
+$("#remove").addEventListener("click", removeWriter);
+$("#token").value = sessionStorage.getItem("inkvoice-token") || "";
+$("#help-button").addEventListener("click", toggleHelp);
+document.addEventListener("keydown", shortcuts);
+start();

@@ -1,0 +1,178 @@
+"""Fixtures of the service tests: small models trained on the project's sample data, a running server, a browser."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the service needs the 'serve' extra: pip install -e '.[serve]'")
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEECH_SAMPLES = ROOT / "data" / "speech"
+SIGNATURE_SAMPLES = ROOT / "data" / "signatures"
+TRAINING_WRITERS = ("writer1", "writer2", "writer3", "writer4")
+TOKEN = "test-token"
+START_SECONDS = 60
+
+
+@pytest.fixture(scope="session")
+def speech_model_path(tmp_path_factory):
+    """A digit model trained on data/speech, kept small so the session stays fast."""
+    from inkvoice.core.extraction import ExtractionSettings
+    from inkvoice.speech.dataset import load_dataset
+    from inkvoice.speech.model import train
+
+    dataset = load_dataset(SPEECH_SAMPLES)
+    model, failures = train(dataset, np.arange(len(dataset)), augmentation={"copies": 2},
+                            training={"epochs": 20, "test_copies": 2}, extraction=ExtractionSettings(n_jobs=1, cache=False))
+    assert not failures
+    path = tmp_path_factory.mktemp("speech-model") / "digits.npz"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def signature_model_path(tmp_path_factory):
+    """A verifier learnt from sample writers 1-4; writers 5 and 6 stay unseen, for enrolment."""
+    from inkvoice.signature.dataset import load_signatures
+    from inkvoice.signature.features import check_parameters, extract
+    from inkvoice.signature.model_file import save_verifier
+    from inkvoice.signature.training import train_verifier
+
+    parameters = check_parameters({})
+    signatures = [s for s in load_signatures(SIGNATURE_SAMPLES) if s.writer in TRAINING_WRITERS]
+    X = np.stack([extract(s.path, **parameters) for s in signatures])
+    verifier, figures, settings = train_verifier(
+        X, np.array([s.writer for s in signatures]), np.array([s.genuine for s in signatures]), parameters,
+        {"n_references": 6, "dependent_threshold": False}, np.random.default_rng(0),
+    )
+    path = tmp_path_factory.mktemp("signature-model") / "signatures.npz"
+    save_verifier(path, verifier, {**settings.to_dict(), "writers": list(TRAINING_WRITERS)}, figures)
+    return path
+
+
+def genuine(writer, numbers):
+    return [SIGNATURE_SAMPLES / writer / "genuine" / f"{n:02d}.png" for n in numbers]
+
+
+@pytest.fixture(scope="session")
+def clearest_forgery(signature_model_path):
+    """The forgery of writer5 that the test verifier scores lowest against genuine 1-6 (a sure rejection)."""
+    from inkvoice.signature.features import extract
+    from inkvoice.signature.model_file import load_verifier
+
+    verifier, _ = load_verifier(signature_model_path)
+    references = np.stack([extract(p, **verifier.feature_parameters) for p in genuine("writer5", range(1, 7))])
+    forgeries = sorted((SIGNATURE_SAMPLES / "writer5" / "forged").glob("*.png"))
+    scores = [verifier.scores(extract(p, **verifier.feature_parameters), references)[0] for p in forgeries]
+    assert min(scores) < verifier.threshold, "the test verifier accepts every forgery of writer5"
+    return forgeries[int(np.argmin(scores))]
+
+
+class RunningServer:
+    """``inkvoice serve`` in a child process on a free loopback port; its output goes to files in ``folder``."""
+
+    def __init__(self, arguments, folder, env=None):
+        command = [sys.executable, "-c", "from inkvoice.cli import main; main()", "serve", "--port", "0", *arguments]
+        self.log = folder / "server.log"
+        self.output = folder / "server.out"
+        with open(self.output, "w") as out, open(self.log, "w") as log:
+            self.process = subprocess.Popen(command, stdout=out, stderr=log, env={**os.environ, **(env or {})})
+        self.url = None
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline and self.url is None:
+            found = re.search(r"(http://\S+?)/? ", self.output.read_text())
+            if found:
+                self.url = found.group(1)
+            elif self.process.poll() is not None:
+                break
+            else:
+                time.sleep(0.1)
+        while self.url and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the server did not start: {self.output.read_text()[-500:]} {self.log.read_text()[-2000:]}")
+
+    def stop(self):
+        """Interrupt the server as Ctrl-C would; kill it if it has not ended within 10 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start servers with ``serve(arguments)``; every one is stopped after the test."""
+    started = []
+
+    def start(*arguments, env=None):
+        folder = tmp_path / f"server-{len(started)}"
+        folder.mkdir()
+        server = RunningServer([str(a) for a in arguments], folder, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1400,1000",
+]
+
+
+def find_chromium():
+    """(browser, driver) paths of the system's Chromium, or a skip saying what is missing."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.skip("Chromium and its driver are not installed (Debian packages chromium and chromium-driver)")
+    pytest.importorskip("selenium", reason="the browser tests need selenium (the 'test' extra)")
+    return browser, driver
+
+
+@pytest.fixture
+def browser_factory(tmp_path):
+    """``browser_factory(*extra_flags)`` opens headless Chromium with a fresh profile; all are closed afterwards."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    browser_path, driver_path = find_chromium()
+    opened = []
+
+    def open_browser(*extra_flags):
+        options = webdriver.ChromeOptions()
+        options.binary_location = browser_path
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        profile = tmp_path / f"profile-{len(opened)}"
+        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra_flags]:
+            options.add_argument(flag)
+        driver = webdriver.Chrome(options=options, service=DriverService(executable_path=driver_path))
+        driver.set_page_load_timeout(30)
+        opened.append(driver)
+        return driver
+
+    yield open_browser
+    for driver in opened:
+        driver.quit()
