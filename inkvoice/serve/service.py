@@ -248,21 +248,23 @@ class Service:
 
         ``label`` is ``unknown`` (with a ``reason``) for sounds that are none of the model's words.
         """
-        from inkvoice.core.extraction import ExtractionSettings
-
         self._need("speech")
         with self.staged([upload]) as (path,):
-            (record,) = self.speech.predict_files(
-                [path], top_k=top_k, test_copies=self.test_copies, extraction=ExtractionSettings(n_jobs=1, cache=False)
-            )
+            (record,) = self.speech.predict_files([path], top_k=top_k, test_copies=self.test_copies,
+                                                  extraction=self._extraction())
         if "error" in record:
             raise self._bad_file(record["error"])
         return {**record, "file": path.name}
 
     def transcribe(self, upload):
-        """The digit string in one uploaded recording, with each digit's segment."""
+        """The digit string in one uploaded recording, with each digit's start, end, label and confidence."""
         self._need("speech")
-        raise ServiceError(501, "transcription of digit strings is not available in this version")
+        with self.staged([upload]) as (path,):
+            (record,) = self.speech.transcribe_files([path], test_copies=self.test_copies,
+                                                     extraction=self._extraction())
+        if "error" in record:
+            raise self._bad_file(record["error"])
+        return {**record, "file": path.name}
 
     def writers(self):
         """Enrolled writers and their reference counts."""
