@@ -589,8 +589,12 @@ def main():
         cases = build_cases(loaders, work, arguments.per_loader, rng, speech_model, signature_model, store)
         print(f"{len(cases)} runs, {arguments.jobs} at a time, timeout {arguments.timeout:g} s, "
               f"memory cap {arguments.memory_mb} MB", file=sys.stderr)
+        done = []
         with ThreadPoolExecutor(arguments.jobs) as pool:
-            done = list(pool.map(lambda case: run_case(case, arguments.timeout, arguments.memory_mb * 2**20), cases))
+            for case in pool.map(lambda case: run_case(case, arguments.timeout, arguments.memory_mb * 2**20), cases):
+                done.append(case)
+                if len(done) % 100 == 0:
+                    print(f"{len(done)} runs done, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"Fuzzing the CLIs: {len(done)} runs in {time.perf_counter() - started:.0f} s, seed {arguments.seed}, "
           f"timeout {arguments.timeout:g} s, memory cap {arguments.memory_mb} MB; peak memory of a run {peak_mb:.0f} MB")

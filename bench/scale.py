@@ -9,6 +9,9 @@ Extraction, with no cache: 1 and 2 processes on this machine, then a Dask cluste
 as the tests start theirs) reading the files at
 shared paths, and with 2 workers also with ``send_files``. Each cluster first extracts a few files
 unmeasured, as a long-lived cluster would have done, so imports and filterbanks are not counted.
+Wall time depends on what else the machine runs; CPU time much less, so the CPU each part
+spends (the workers per file, this process per file, the scheduler per task) is what to plan with.
+The cluster's CPU while idle (heartbeats, monitoring), measured for 2 s, is taken off the runs'.
 Per-task overhead: 500 empty tasks submitted at once, and one empty task's round trip. Bytes
 moved per file: the pickled arguments and results of a task of the size the cluster uses, per
 file (what crosses the network for it, before the protocol's framing).
@@ -24,6 +27,7 @@ import argparse
 import multiprocessing
 import operator
 import pickle
+import resource
 import statistics
 import sys
 import tempfile
@@ -77,10 +81,22 @@ def bytes_per_file(function, paths, parameters, send_files, n_threads):
     return (len(task) + len(results)) / len(chunk)
 
 
-def timed(run):
-    started = time.perf_counter()
+def cpu_seconds(client=None):
+    """CPU seconds used so far: (this process, its finished children or the Dask workers, the Dask scheduler)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers, scheduler = children.ru_utime + children.ru_stime, 0.0
+    if client is not None:
+        workers = sum(client.run(time.process_time).values())
+        scheduler = client.run_on_scheduler(time.process_time)
+    return np.array([own.ru_utime + own.ru_stime, workers, scheduler])
+
+
+def measured(run, client=None):
+    """(wall seconds, CPU seconds of this process, the workers and the scheduler) of ``run()``."""
+    cpu, started = cpu_seconds(client), time.perf_counter()
     run()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds(client) - cpu
 
 
 def extraction_table(arguments):
@@ -91,46 +107,58 @@ def extraction_table(arguments):
     for name, function, paths, parameters in jobs:
         function(paths[0], **parameters)  # this process's filterbank, as the workers' warm-up builds theirs
         for processes in (1, 2):
-            seconds = timed(lambda: extract_many(function, paths, parameters, n_jobs=processes))
-            rows.append((name, f"{processes} local process{'es' if processes > 1 else ''}", len(paths), seconds, None))
+            # Short lists run in this process even with 2 (a pool costs more than it saves): count both.
+            wall, (own, children, _) = measured(lambda: extract_many(function, paths, parameters, n_jobs=processes))
+            rows.append((name, f"{processes} local process{'es' if processes > 1 else ''}", len(paths), wall,
+                         own + children, None, None, None, None))
     overheads = []
-    for n_workers in [int(n) for n in arguments.workers.split(",")]:
+    sizes = [int(n) for n in arguments.workers.split(",")]
+    for n_workers in sizes:
         with dask_cluster(n_workers) as address:
             client = cluster.connect(address)
-            modes = [False, True] if n_workers == max(int(n) for n in arguments.workers.split(",")) else [False]
             for _, function, paths, parameters in jobs:  # warm-up: imports and filterbanks on every worker
                 extract_many(function, paths[: 4 * n_workers], parameters, scheduler=address, chunk_size=1)
+            idle, idle_cpu = measured(lambda: time.sleep(2), client)
             empty = client.map(operator.abs, range(500), pure=False)
-            started = time.perf_counter()
-            client.gather(empty)
-            batch = (time.perf_counter() - started) / 500
+            batch, batch_cpu = measured(lambda: client.gather(empty), client)
             round_trips = []
             for number in range(20):
                 started = time.perf_counter()
                 client.submit(operator.abs, -number, pure=False).result()
                 round_trips.append(time.perf_counter() - started)
-            overheads.append((n_workers, batch, statistics.median(round_trips)))
+            overheads.append((n_workers, batch / 500, batch_cpu / 500, idle_cpu / idle,
+                              statistics.median(round_trips)))
             for name, function, paths, parameters in jobs:
-                for send_files in modes:
-                    seconds = timed(lambda: extract_many(function, paths, parameters, scheduler=address,
-                                                         send_files=send_files))
+                for send_files in [False, True] if n_workers == max(sizes) else [False]:
+                    wall, cpu = measured(
+                        lambda: extract_many(function, paths, parameters, scheduler=address, send_files=send_files),
+                        client)
+                    # Less what the cluster spends idle (heartbeats, monitoring) over the same time.
+                    own, workers, scheduler = cpu - idle_cpu / idle * wall
                     label = f"Dask, {n_workers} worker{'s' if n_workers > 1 else ''}" + (
                         ", --send-files" if send_files else ", shared paths")
-                    rows.append((name, label, len(paths), seconds,
+                    size = max(1, min(32, -(-len(paths) // (cluster.CHUNKS_PER_THREAD * n_workers))))
+                    rows.append((name, label, len(paths), wall, workers, own, scheduler, -(-len(paths) // size),
                                  bytes_per_file(function, paths, parameters, send_files, n_workers)))
     print("\n### Feature extraction (no cache)\n")
-    print("| files | run | n | seconds | files/s | vs 1 local process | bytes moved per file |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    base = {}
-    for name, label, count, seconds, moved in rows:
-        base.setdefault(name, seconds)
+    print("| files | run | n | seconds | files/s | worker CPU per file | this process's CPU per file "
+          "| scheduler CPU per task | bytes moved per file |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def ms(value, count):
+        return "-" if value is None else f"{value / count * 1000:.2f} ms"
+
+    for name, label, count, wall, workers, own, scheduler, tasks, moved in rows:
         moved_text = "-" if moved is None else f"{moved / 1000:,.1f} kB"
-        print(f"| {name} | {label} | {count} | {seconds:.2f} | {count / seconds:,.0f} | "
-              f"{base[name] / seconds:.2f}x | {moved_text} |")
-    print("\n| Dask workers | per task, 500 empty tasks at once | one empty task's round trip |")
-    print("|---:|---:|---:|")
-    for n_workers, batch, round_trip in overheads:
-        print(f"| {n_workers} | {batch * 1000:.2f} ms | {round_trip * 1000:.2f} ms |")
+        print(f"| {name} | {label} | {count} | {wall:.2f} | {count / wall:,.0f} | {ms(workers, count)} | "
+              f"{ms(own, count)} | {ms(scheduler, tasks or 1) if tasks else '-'} | {moved_text} |")
+    print("\n| Dask workers | wall per task, 500 empty tasks at once | CPU per empty task (this process, workers, "
+          "scheduler) | CPU of the idle cluster | one empty task's round trip |")
+    print("|---:|---:|---:|---:|---:|")
+    for n_workers, batch, batch_cpu, idle_rate, round_trip in overheads:
+        cpu = " + ".join(f"{value * 1000:.2f}" for value in batch_cpu)
+        print(f"| {n_workers} | {batch * 1000:.2f} ms | {cpu} ms | {idle_rate.sum() * 100:.0f}% of a core | "
+              f"{round_trip * 1000:.2f} ms |")
 
 
 def _store_client(location, number, n_writers, n_reads, n_features, barrier, results):

@@ -191,7 +191,8 @@ def main():
     parser.add_argument("--warm-up", type=int, default=40, help="Requests sent first and not counted.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the request order.")
     parser.add_argument("--server-option", action="append", default=[],
-                        help="An option passed on to inkvoice serve (repeatable), e.g. --server-option=--test-copies=0.")
+                        help="An option passed on to inkvoice serve (repeatable), e.g. "
+                             "--server-option=--test-copies=0.")
     arguments = parser.parse_args()
     if not 1 <= arguments.requests <= 100_000 or not 1 <= arguments.concurrency <= 64:
         raise SystemExit("--requests must be in 1-100000 and --concurrency in 1-64")

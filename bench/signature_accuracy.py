@@ -90,8 +90,8 @@ def print_summary(title, rows):
     mean, spread, worst, worst_fold = summary(rows)
     cells = " | ".join(f"{100 * m:.1f}% ± {100 * s:.1f}" for m, s in zip(mean, spread))
     print(f"| **{title}: mean over folds, mean ± sd over seeds** | | {cells} |")
-    print(f"| worst fold (by EER: {worst_fold}), mean over seeds | | " + " | ".join(f"{100 * w:.1f}%" for w in worst)
-          + " |")
+    print(f"| highest fold per column, mean over seeds (EER highest on {worst_fold}) | | "
+          + " | ".join(f"{100 * w:.1f}%" for w in worst) + " |")
 
 
 def run_kfold(tables, args, parameters, settings):

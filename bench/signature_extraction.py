@@ -6,13 +6,14 @@ The data folder defaults to $INKVOICE_DATA/cedar; the cache lives in a temporary
 """
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from inkvoice.core.extraction import extract_many
+from inkvoice.core.extraction import ExtractionSettings
 from inkvoice.signature.dataset import load_signatures
-from inkvoice.signature.features import check_parameters, extract
+from inkvoice.signature.features import check_parameters, extract_files
 from real_data import data_folder
 
 
@@ -30,9 +31,10 @@ def main():
     print("|---|---|---|---|")
     for jobs in [int(j) for j in args.jobs.split(",")]:
         with tempfile.TemporaryDirectory() as cache:
+            os.environ["INKVOICE_CACHE"] = cache  # a fresh cache for each process count
             for state in ("cold", "warm"):
                 start = time.perf_counter()
-                extract_many(extract, paths, parameters, cache_dir=cache, n_jobs=jobs)
+                extract_files(paths, parameters, ExtractionSettings(n_jobs=jobs))
                 seconds = time.perf_counter() - start
                 print(f"| {jobs} | {state} | {seconds:.1f} | {len(paths) / seconds:.0f} |")
 

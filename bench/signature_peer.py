@@ -18,10 +18,10 @@ import numpy as np
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 
-from inkvoice.core.extraction import default_cache_dir, extract_many
+from inkvoice.core.extraction import ExtractionSettings
 from inkvoice.signature.dataset import load_signatures, parse_writer_range
 from inkvoice.signature.evaluation import figures, protocol_queries
-from inkvoice.signature.features import check_parameters, extract
+from inkvoice.signature.features import check_parameters, load_features
 from real_data import data_folder
 
 
@@ -31,11 +31,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args()
     data = data_folder(args.data, "cedar")
-    signatures = load_signatures(data)
-    X = np.stack(extract_many(extract, [s.path for s in signatures], check_parameters({}),
-                              cache_dir=default_cache_dir(), n_jobs=2))
-    writers = np.array([s.writer for s in signatures])
-    genuine = np.array([s.genuine for s in signatures])
+    table = load_features(load_signatures(data), check_parameters({}), ExtractionSettings(n_jobs=2))
+    X, writers, genuine = table.X, table.writers, table.genuine
     train_names, test_names = parse_writer_range("1-35"), parse_writer_range("36-45")
     train = np.isin(writers, train_names)
     mean, scale = X[train].mean(axis=0), X[train].std(axis=0) + 1e-6

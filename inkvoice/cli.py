@@ -29,7 +29,8 @@ def main():
                    "servers); default: the signature model with the suffix .enrol.sqlite.")
 @click.option("--token", envvar="INKVOICE_TOKEN", default=None,
               help="Bearer token that enrolment and deletion need (or $INKVOICE_TOKEN); without one both are off.")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_UPLOAD_MB, show_default=True,
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_UPLOAD_MB,
+              show_default=True,
               help="Largest request accepted, in megabytes (413 above it).")
 @click.option("--test-copies", type=click.IntRange(0, 50), default=None,
               help="Speech test-time augmentation copies per clip (default: the model's setting).")

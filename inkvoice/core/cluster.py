@@ -69,6 +69,7 @@ def connect(address):
     client = _CLIENTS.get(address)
     if client is not None and client.status == "running":
         return client
+    _check_address(address)
     try:
         client = distributed.Client(address, timeout=f"{CONNECT_TIMEOUT_SECONDS}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
@@ -118,6 +119,23 @@ def _check_versions(client):
                     f"has {version or '(not installed)'}: install the same versions on every worker, so that "
                     "features are computed alike"
                 )
+
+
+def _check_address(address):
+    """Refuse what is not a scheduler address before a client is built (a half-built one hangs at exit)."""
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(str(address))
+        if scheme not in registry.backends:
+            raise ValueError(f"unknown protocol {scheme!r} (known: {', '.join(sorted(registry.backends))})")
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+            if not host or not port:
+                raise ValueError("expected a host and a port")
+    except ValueError as error:
+        raise ProjectError(f"{address!r} is not a Dask scheduler address such as tcp://10.0.0.5:8786: {error}") from None
 
 
 def close_clients():

@@ -29,7 +29,8 @@ from inkvoice.core.errors import check_choice
 ENVIRONMENT_VARIABLE = "INKVOICE_KERNELS"
 CHOICES = ("auto", "numba", "numpy")
 # Trainings with fewer element updates than this (batch steps x parameters) stay with numpy
-# under "auto": importing numba and loading its cached kernels costs about half a second.
+# under "auto": importing numba and loading its cached kernels costs a fresh process one to a
+# few seconds, which the compiled kernels repay only over a few thousand batch steps.
 SMALL_TRAINING = 2e8
 _EMPTY = {}
 
@@ -168,7 +169,7 @@ class NumbaKernels(NumpyKernels):
             self.dense_backward(z, z.copy(), no_mask(dtype), activation, bias)
         for weights in (empty_weights(dtype), np.ones(2, dtype)):
             self.softmax_cross_entropy(z, targets, weights)
-            self.sigmoid_cross_entropy(z[:, :1], targets, weights)
+            self.sigmoid_cross_entropy(np.zeros((2, 1), dtype), targets, weights)
         self.add_l2(bias, bias.copy(), one)
         self.adam_update(bias, bias.copy(), bias.copy(), bias.copy(), bias.copy(), one, one, one, one, one)
         for nesterov in (False, True):

@@ -57,6 +57,7 @@ class Prediction(BaseModel):
     label: str
     confidence: float
     top: list[Probability]
+    reason: str | None = None  # why the answer is "unknown"
 
 
 class Writer(BaseModel):
@@ -75,6 +76,28 @@ class Removal(BaseModel):
     removed: int
 
 
+class Region(BaseModel):
+    top: int
+    left: int
+    height: int
+    width: int
+    deviation: float
+
+
+class Group(BaseModel):
+    group: str
+    description: str
+    effect: float
+
+
+class Explanation(BaseModel):
+    image: str
+    nearest_reference: int
+    regions: list[Region]
+    groups: list[Group]
+    summary: str
+
+
 class Verification(BaseModel):
     writer: str
     file: str
@@ -84,6 +107,7 @@ class Verification(BaseModel):
     threshold: float
     mode: Literal["independent", "dependent"]
     references: int
+    explanation: Explanation | None = None
 
 
 def _errors(*statuses):
@@ -187,12 +211,13 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         _log.exception("unexpected error in %s %s", request.method, request.url.path)
         return _error_response(500, "internal error; the server's log has the details")
 
-    @app.get("/healthz", response_model=Health, tags=["service"])
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["service"])
     def healthz():
         """The service's version and each loaded model's name and version (a digest of its file)."""
         return service.health()
 
-    @app.post("/api/speech/predict", response_model=Prediction, responses=_errors(400, 404, 413), tags=["speech"])
+    @app.post("/api/speech/predict", response_model=Prediction, response_model_exclude_none=True,
+              responses=_errors(400, 404, 413), tags=["speech"])
     def speech_predict(file: Annotated[UploadFile, File(description="An audio file (wav, flac, ogg)")],
                        top_k: Annotated[int, Query(ge=1, le=100)] = DEFAULT_TOP_K):
         """The label heard in an audio file, its confidence, and the ``top_k`` most likely labels."""
@@ -223,13 +248,17 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         """Forget ``writer`` and all their references."""
         return service.remove(writer)
 
-    @app.post("/api/signature/writers/{writer}/verify", response_model=Verification,
+    @app.post("/api/signature/writers/{writer}/verify", response_model=Verification, response_model_exclude_none=True,
               responses=_errors(400, 404, 413, 501, 503), tags=["signature"])
     def signature_verify(writer: str,
                          file: Annotated[UploadFile, File(description="The signature image to check")],
                          mode: Literal["independent", "dependent"] = "independent",
                          explain: bool = False):
-        """Whether a signature image is ``writer``'s: the verdict, its score and the threshold."""
+        """Whether a signature image is ``writer``'s: the verdict, its score and the threshold.
+
+        With ``explain``, also why: the regions and feature groups that departed most from the
+        references, and a picture of them beside the nearest reference (a PNG data URL).
+        """
         return service.verify(writer, Upload(file.filename, file.file), mode=mode, explain=explain)
 
     @app.get("/", include_in_schema=False)
@@ -249,6 +278,10 @@ def app_from_environment():
 
     from inkvoice.serve.service import Service
 
+    from threadpoolctl import threadpool_limits
+
+    # As in a single-process server: requests are the parallelism, not BLAS threads.
+    threadpool_limits(limits=1, user_api="blas")
     settings = json.loads(os.environ[SETTINGS_VARIABLE])
     max_upload_mb = settings.pop("max_upload_mb")
     service = Service(**settings)

@@ -6,21 +6,22 @@ temporary folder, handed to the pipelines' library functions like any file, and 
 answer ever names a path on the server's disk.
 """
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import os
 import re
 import shutil
-import sqlite3
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from inkvoice import __version__
-from inkvoice.core.errors import ParameterError, ProjectError
+from inkvoice.core.errors import DependencyError, ParameterError, ProjectError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -29,7 +30,9 @@ DEFAULT_MAX_UPLOAD_MB = 20
 #: Labels listed with their probabilities in a speech answer.
 DEFAULT_TOP_K = 3
 # Everything a client can send for a file name that we keep; the rest becomes "_".
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+_UNSAFE_NAME = re.compile(r"[^\w. -]+")
+# A store URL in a message (it may name a user, a host or a password).
+_STORE_URL = re.compile(r"postgres(?:ql)?://\S+")
 
 
 class ServiceError(Exception):
@@ -119,11 +122,13 @@ class Service:
             self.speech = SpeechModel.load(speech_model)
             self.models["speech"] = self._describe(speech_model, labels=self.speech.labels)
         if signature_model is not None:
-            from inkvoice.signature.enrollment import file_digest, is_store_url, open_store
+            from inkvoice.signature.enrollment import is_store_url, open_store
             from inkvoice.signature.model_file import load_verifier
 
             self.verifier, _ = load_verifier(signature_model)
-            self.signature_digest = file_digest(signature_model)[:16]
+            self.signature_path = Path(signature_model)
+            # Explanation pictures are drawn with matplotlib's pyplot, which is not thread-safe.
+            self._explaining = threading.Lock()
             self.store_location = store if store is not None else Path(signature_model).with_suffix(".enrol.sqlite")
             self.store_is_url = is_store_url(self.store_location)
             if not self.store_is_url:
@@ -185,7 +190,7 @@ class Service:
         text = re.sub(re.escape(str(self._uploads)) + r"[/\\][^/\\]+[/\\]", "", text)
         for secret, shown in sorted(self._secrets, key=lambda pair: -len(pair[0])):
             text = text.replace(secret, shown)
-        return text
+        return _STORE_URL.sub("the enrolment store", text)
 
     @contextlib.contextmanager
     def staged(self, uploads):
@@ -273,42 +278,50 @@ class Service:
             raise ServiceError(404, f"writer {writer!r} is not enrolled")
         return int(count)
 
+    def _extraction(self):
+        from inkvoice.core.extraction import ExtractionSettings
+
+        # In this process and past the cache: each upload is new, and a worker pool costs
+        # more than one image takes.
+        return ExtractionSettings(n_jobs=1, cache=False)
+
     def _features(self, paths):
         """Signature features of staged files: a list of arrays, or ServiceError 400 naming each bad file."""
-        from inkvoice.signature.features import extract
+        from inkvoice.signature.features import extract_files
 
-        results, failures = [], []
-        for path in paths:
-            try:
-                results.append(extract(path, **self.verifier.feature_parameters))
-            except ProjectError as error:
-                failures.append(self.public(error))
+        results = extract_files(paths, self.verifier.feature_parameters, self._extraction())
+        failures = [self.public(result) for result in results if isinstance(result, ProjectError)]
         if failures:
             raise ServiceError(400, "; ".join(failures))
         return results
 
     def enrol(self, writer, uploads, min_references=None):
         """Add reference signatures to ``writer``: all of the uploads, or (any one unusable) none."""
-        from inkvoice.signature.enrollment import DEFAULT_MIN_REFERENCES
+        from inkvoice.signature.api import enroll_files
+        from inkvoice.signature.enrollment import DEFAULT_MIN_REFERENCES, StoreBusyError, StoreDamagedError
 
         self._need("signature")
         writer = check_writer(writer)
         if not uploads:
             raise ServiceError(400, "no reference images: send them as multipart fields named 'files'")
+        minimum = DEFAULT_MIN_REFERENCES if min_references is None else min_references
         with self.staged(uploads) as paths:
             try:
-                vectors = self._features(paths)
-            except ServiceError as error:
-                raise ServiceError(400, f"nothing enrolled for writer {writer!r}: {error.message}") from None
-            digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
-        entries = [(path.name, digest, vector) for path, digest, vector in zip(paths, digests, vectors)]
-        minimum = DEFAULT_MIN_REFERENCES if min_references is None else min_references
-        with self._store(create=True) as store:
-            try:
-                added, total = store.add(writer, entries, self.signature_digest, minimum)
+                answer = enroll_files(self.signature_path, writer, paths, self.store_location,
+                                      extraction=self._extraction(), min_references=minimum, verifier=self.verifier,
+                                      busy_seconds=self.busy_seconds)
+            except StoreBusyError:
+                raise ServiceError(503, "the enrolment store is busy; try again in a moment") from None
+            except StoreDamagedError as error:
+                raise ServiceError(500, f"the enrolment store cannot be used: {self.public(error)}") from None
             except ProjectError as error:
-                raise self._bad_file(error) from None
-        return {"writer": writer, "added": int(added), "references": int(total)}
+                # The store's own failures name it; the rest (too few references, ...) are the request's.
+                status = 500 if str(error).startswith("enrolment store") else 400
+                raise ServiceError(status, self.public(error)) from None
+        if not answer["enrolled"]:
+            bad = "; ".join(self.public(record["error"]) for record in answer["images"] if "error" in record)
+            raise ServiceError(400, f"nothing enrolled for writer {writer!r}: {bad}")
+        return {"writer": answer["writer"], "added": answer["added"], "references": answer["total"]}
 
     def remove(self, writer):
         """Forget ``writer`` and their references."""
@@ -322,43 +335,50 @@ class Service:
         return {"writer": writer, "removed": int(removed)}
 
     def verify(self, writer, upload, mode="independent", explain=False):
-        """Whether one uploaded signature is ``writer``'s: verdict, score and the threshold it was held to."""
+        """Whether one uploaded signature is ``writer``'s: verdict, score and the threshold it was held to.
+
+        With ``explain``, the answer also holds the explanation of the verdict, its picture
+        as a PNG data URL.
+        """
+        from inkvoice.signature.api import verify_features
         from inkvoice.signature.verifier import MODES
 
         self._need("signature")
         writer = check_writer(writer)
         if mode not in MODES:
             raise ServiceError(400, f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-        if explain:
-            raise ServiceError(501, "explanations of verdicts are not available in this version")
         if not self._store_exists():
             raise ServiceError(404, f"writer {writer!r} is not enrolled")
         with self._store(create=False) as store:
             count = self._reference_count(store, writer)
             references = store.references(writer)
         with self.staged([upload]) as (path,):
-            (query,) = self._features([path])
-        try:
-            if mode == "dependent":
-                from inkvoice.signature.writer_model import WriterModel
-
-                score = WriterModel(self.verifier, references).scores(query)[0]
-            else:
-                score = self.verifier.scores(query, references)[0]
-        except ProjectError as error:
-            raise self._bad_file(error) from None
-        threshold = self.verifier.threshold_for(mode)
-        genuine = bool(self.verifier.decide([score], mode=mode)[0])
-        return {
-            "writer": writer,
-            "file": path.name,
-            "genuine": genuine,
-            "verdict": "genuine" if genuine else "forged",
-            "score": round(float(score), 4),
-            "threshold": round(float(threshold), 4),
-            "mode": mode,
-            "references": count,
-        }
+            results = self._features([path])
+            explanations = path.parent / "explanations" if explain else None
+            try:
+                with self._explaining if explain else contextlib.nullcontext():
+                    (record,) = verify_features(self.verifier, [path], results, references, mode=mode,
+                                                explain=explanations)
+            except DependencyError as error:
+                raise ServiceError(501, f"explanations are not available on this server: {error}") from None
+            except ProjectError as error:
+                raise self._bad_file(error) from None
+            answer = {
+                "writer": writer,
+                "file": path.name,
+                "genuine": record["verdict"] == "genuine",
+                "verdict": record["verdict"],
+                "score": record["score"],
+                "threshold": record["threshold"],
+                "mode": mode,
+                "references": count,
+            }
+            if explain:
+                explanation = dict(record["explanation"])
+                picture = Path(explanation.pop("png")).read_bytes()
+                answer["explanation"] = {"image": "data:image/png;base64," + base64.b64encode(picture).decode(),
+                                         **explanation}
+        return answer
 
     def authorise(self, token):
         """Check a bearer token for enrolment and deletion: 401 without one, 403 for a wrong one."""

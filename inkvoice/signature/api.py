@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from inkvoice.core.errors import ProjectError
-from inkvoice.signature.enrollment import DEFAULT_MIN_REFERENCES, writer_name
+from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS, DEFAULT_MIN_REFERENCES, writer_name
 from inkvoice.signature.features import extract_files
 from inkvoice.signature.images import DEFAULT_MAX_PIXELS
 from inkvoice.signature.verifier import DEFAULT_MODE
@@ -24,11 +24,11 @@ def default_store(model_path):
     return Path(model_path).with_suffix(STORE_SUFFIX)
 
 
-def open_enrollment_store(location, verifier, create):
+def open_enrollment_store(location, verifier, create, busy_seconds=DEFAULT_BUSY_SECONDS):
     """The enrolment store at ``location`` (an SQLite path or a postgresql:// URL) for ``verifier``'s features."""
     from inkvoice.signature.enrollment import open_store
 
-    return open_store(location, verifier.feature_parameters, create=create)
+    return open_store(location, verifier.feature_parameters, create=create, busy_seconds=busy_seconds)
 
 
 def _verifier(model_path, verifier):
@@ -48,7 +48,7 @@ def _records(paths, results):
 
 
 def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_pixels=DEFAULT_MAX_PIXELS,
-                 min_references=DEFAULT_MIN_REFERENCES, verifier=None, progress=None):
+                 min_references=DEFAULT_MIN_REFERENCES, verifier=None, progress=None, busy_seconds=DEFAULT_BUSY_SECONDS):
     """Enroll reference images of ``writer``: all of them, or none if any is unusable.
 
     Parameters
@@ -62,6 +62,7 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     min_references : int >= 1, fewest references the writer may have afterwards
     verifier : Verifier or None, the loaded model (read from ``model_path`` when None)
     progress : callable or None
+    busy_seconds : float > 0, how long to wait for a store another process holds
 
     Returns
     -------
@@ -87,7 +88,7 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     model_digest = file_digest(model_path)[:16]
     entries = [(path.name, file_digest(path), vector) for path, vector in zip(paths, results)]
     location = default_store(model_path) if store is None else store
-    with open_enrollment_store(location, verifier, create=True) as database:
+    with open_enrollment_store(location, verifier, create=True, busy_seconds=busy_seconds) as database:
         added, total = database.add(name, entries, model_digest, min_references)
     return {**answer, "enrolled": True, "added": int(added), "total": int(total)}
 

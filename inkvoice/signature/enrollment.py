@@ -266,7 +266,7 @@ class EnrollmentStore:
                 "SELECT w.name, COUNT(r.id) FROM writers w LEFT JOIN refs r ON r.writer = w.name "
                 "GROUP BY w.name ORDER BY w.name"
             ).fetchall()
-        return [(name, int(count)) for name, count in rows]
+        return self._typed(rows, (str, int))
 
     def add(self, writer, entries, model_digest, min_references=DEFAULT_MIN_REFERENCES):
         """Add references to ``writer`` in one transaction (creating the writer if new).
@@ -341,11 +341,12 @@ class EnrollmentStore:
                 "LEFT JOIN refs r ON r.writer = w.name WHERE w.name = ? ORDER BY r.id", (writer,)
             ).fetchall()
         if not joined:
-            known = ", ".join(name for name, _ in self.writers()[:10]) or "none"
+            known = ", ".join(_shown(name) for name, _ in self.writers()[:10]) or "none"
             raise DataError(f"writer {writer!r} is not enrolled in {self.name} (enrolled: {known})")
-        rows = [tuple(row[1:]) for row in joined if row[1] is not None]
-        self._check(writer, joined[0][0], rows)
-        return np.stack([np.frombuffer(bytes(row[3]), dtype=np.float32) for row in rows])
+        [(stored,)] = self._typed([joined[0][:1]], (str,))
+        rows = self._typed([row[1:] for row in joined if row[1] is not None], (str, str, str, bytes))
+        self._check(writer, stored, rows)
+        return np.stack([np.frombuffer(row[3], dtype=np.float32) for row in rows])
 
     def check(self):
         """The integrity check of the whole store: the names of writers whose references fail it."""
@@ -366,9 +367,20 @@ class EnrollmentStore:
         return removed
 
     def _rows(self, writer):
-        return [tuple(row) for row in self._execute(
+        return self._typed(self._execute(
             "SELECT source, image_digest, model_digest, features FROM refs WHERE writer = ? ORDER BY id", (writer,)
-        ).fetchall()]
+        ).fetchall(), (str, str, str, bytes))
+
+    def _typed(self, rows, types):
+        """``rows`` as tuples whose values are of ``types`` (bytes-like as bytes); other values mean damage."""
+        checked = []
+        for row in rows:
+            row = tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)
+            if len(row) != len(types) or not all(type(value) is kind for value, kind in zip(row, types)):
+                raise StoreDamagedError(f"enrolment store {self.name} is damaged: a row holds values of the wrong "
+                                        "types; restore it from a backup or enrol the writers again in a new store")
+            checked.append(row)
+        return checked
 
     def _check(self, writer, stored, rows):
         if not rows or stored != references_digest(writer, self.digest, rows):
@@ -376,11 +388,22 @@ class EnrollmentStore:
                 f"enrolment store {self.name} is damaged: the references of writer {writer!r} do not match their "
                 "digest (changed outside inkvoice); enrol the writer again"
             )
-        lengths = {len(bytes(row[3])) for row in rows}
-        vectors = [np.frombuffer(bytes(row[3]), dtype=np.float32) for row in rows if len(bytes(row[3])) % 4 == 0]
+        lengths = {len(row[3]) for row in rows}
+        vectors = [np.frombuffer(row[3], dtype=np.float32) for row in rows if len(row[3]) % 4 == 0]
         if len(lengths) != 1 or len(vectors) != len(rows) or not all(np.isfinite(v).all() for v in vectors):
             raise StoreDamagedError(f"enrolment store {self.name} is damaged: the references of writer {writer!r} "
                                     "are not finite vectors of one length; enrol the writer again")
+
+
+def _one_line(error, limit=200):
+    """An engine's error message on one line (a damaged schema's text can span several), cut when long."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _shown(name, limit=40):
+    """``name`` for a message: quoted, and cut when long."""
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + "..."
 
 
 def references_digest(writer, settings, rows):
@@ -445,9 +468,12 @@ class SqliteStore(EnrollmentStore):
         self._execute("INSERT OR REPLACE INTO settings VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     def _translate(self, error):
+        if isinstance(error, UnicodeDecodeError):  # text columns whose bytes were damaged
+            return StoreDamagedError(f"enrolment store {self.name} is damaged (text that is not UTF-8): restore it "
+                                     "from a backup or enrol the writers again in a new store")
         if not isinstance(error, sqlite3.Error):
             return None
-        text = str(error)
+        text = _one_line(error)
         if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
             return StoreBusyError(f"enrolment store {self.name} is busy: another process has held it for more than "
                                   f"{self.busy_seconds:g} s; try again later")
@@ -522,7 +548,7 @@ class PostgresStore(EnrollmentStore):
 
         if not isinstance(error, psycopg.Error):
             return None
-        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        text = _one_line(error)
         if isinstance(error, (errors.LockNotAvailable, errors.QueryCanceled, errors.DeadlockDetected)):
             return StoreBusyError(f"enrolment store {self.name} is busy: another process has held it for more than "
                                   f"{self.busy_seconds:g} s; try again later")

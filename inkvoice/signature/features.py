@@ -22,7 +22,7 @@ DEFAULT_PARAMETERS = {
     "orientations": 9,
     "block": 2,
     "profile_bins": 16,
-    "lbp_radius": None,
+    "lbp_radius": 1,
 }
 #: Regions (rows, columns) of the canvas with one stroke-texture histogram each (besides the whole).
 LBP_GRID = (2, 4)
@@ -96,7 +96,7 @@ def stroke_texture(canvas, radius):
     return np.concatenate(parts)
 
 
-def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, profile_bins=16, lbp_radius=None):
+def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, profile_bins=16, lbp_radius=1):
     """Feature vector of a normalised ink canvas.
 
     Parameters
@@ -145,7 +145,7 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
 
 
 def extract(path, height=128, width=256, pen_radius=None, cells=(16, 32), orientations=9, block=2,
-            profile_bins=16, lbp_radius=None, max_pixels=DEFAULT_MAX_PIXELS):
+            profile_bins=16, lbp_radius=1, max_pixels=DEFAULT_MAX_PIXELS):
     """Feature vector of one signature image file (see ``preprocess`` and ``canvas_features``).
 
     Raises DataError for a file that is not a usable signature image.

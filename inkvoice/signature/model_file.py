@@ -53,7 +53,8 @@ def load_verifier(path):
     bundle = load_model(path, PIPELINE, _schema())
     name = str(path)
     try:
-        parameters = check_parameters(bundle.metadata["features"])
+        # files written before stroke texture existed have none
+        parameters = check_parameters({"lbp_radius": None, **bundle.metadata["features"]})
         config = VerifierConfig.from_dict(parameters, bundle.metadata["verifier"])
         names = sorted((key for key in bundle.models if key.startswith("verifier")), key=lambda n: int(n[8:] or 0))
         if not names:

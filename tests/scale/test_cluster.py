@@ -1,5 +1,6 @@
 """Feature extraction on a real local Dask cluster gives the answers of a local run."""
 
+import time
 from pathlib import Path
 
 import click
@@ -159,3 +160,12 @@ def test_the_shared_options_carry_the_scheduler_from_the_option_or_the_environme
     assert runner.invoke(_show, []).output.split() == ["None", "False"]
     refused = runner.invoke(_show, ["--send-files"])
     assert refused.exit_code == 2 and "--send-files needs --scheduler" in refused.output
+
+
+@pytest.mark.parametrize("address", ["foo", "tcp://", "http://127.0.0.1:8786", "10.0.0.5:87x"])
+def test_what_is_not_a_scheduler_address_is_refused_at_once(address):
+    pytest.importorskip("distributed", reason="the distributed extra is not installed")
+    started = time.monotonic()
+    with pytest.raises(ProjectError, match="is not a Dask scheduler address such as tcp://10.0.0.5:8786"):
+        cluster.connect(address)
+    assert time.monotonic() - started < 2

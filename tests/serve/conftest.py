@@ -55,7 +55,7 @@ def signature_model_path(tmp_path_factory):
         {"n_references": 6, "dependent_threshold": False}, np.random.default_rng(0),
     )
     path = tmp_path_factory.mktemp("signature-model") / "signatures.npz"
-    save_verifier(path, verifier, {**settings, "writers": list(TRAINING_WRITERS)}, figures)
+    save_verifier(path, verifier, {**settings.to_dict(), "writers": list(TRAINING_WRITERS)}, figures)
     return path
 
 

@@ -1,5 +1,6 @@
 """The JSON API, called in-process: answers, errors and their statuses, tokens, limits, no server path in any answer."""
 
+import base64
 import io
 import sqlite3
 
@@ -42,7 +43,8 @@ class ApiClient:
         if response.status_code >= 400:
             body = response.json()
             assert set(body) == {"error"} and body["error"], body
-            secrets = [str(self.service._uploads), str(self.service.store_location.parent), str(SIGNATURE_SAMPLES.parent)]
+            secrets = [str(self.service._uploads), str(self.service.store_location.parent),
+                       str(SIGNATURE_SAMPLES.parent)]
             assert not any(secret in body["error"] for secret in secrets), body
             assert "Traceback" not in body["error"]
         return response
@@ -112,6 +114,16 @@ def test_file_names_from_clients_are_neutralised(client):
     response = client.post("/api/speech/predict", files=[("file", ("../../etc/passwd", b"x", "audio/wav"))])
     assert response.status_code == 400
     assert response.json()["error"].startswith("passwd: ")
+    response = client.post("/api/speech/predict", files=[("file", ("Anruf Müller.wav", b"x", "audio/wav"))])
+    assert response.json()["error"].startswith("Anruf Müller.wav: ")
+
+
+@pytest.mark.parametrize("given, kept", [("a\x07b.wav", "a_b.wav"), ("C:\\scans\\x.png", "x.png"), ("..", "upload"),
+                                         ("", "upload"), ("n" * 300 + ".wav", "n" * 80)])
+def test_public_names(given, kept):
+    from inkvoice.serve.service import public_name
+
+    assert public_name(given) == kept
 
 
 def test_missing_upload_field_is_400(client):
@@ -156,7 +168,17 @@ def test_enrol_verify_and_remove_a_writer(client, clearest_forgery):
     dependent = client.post("/api/signature/writers/writer5/verify?mode=dependent",
                             files=files_of("file", [clearest_forgery]))
     assert dependent.status_code == 200 and dependent.json()["mode"] == "dependent"
-    bad_mode = client.post("/api/signature/writers/writer5/verify?mode=strict", files=files_of("file", [clearest_forgery]))
+    explained = client.post("/api/signature/writers/writer5/verify?explain=1",
+                            files=files_of("file", [clearest_forgery]))
+    body = explained.json()
+    assert explained.status_code == 200 and body["verdict"] == "forged"
+    assert body["explanation"]["image"].startswith("data:image/png;base64,")
+    picture = base64.b64decode(body["explanation"]["image"].split(",", 1)[1])
+    assert picture.startswith(b"\x89PNG") and len(picture) > 5000
+    assert body["explanation"]["groups"] and body["explanation"]["summary"]
+    assert 0 <= body["explanation"]["nearest_reference"] < 6
+    bad_mode = client.post("/api/signature/writers/writer5/verify?mode=strict",
+                           files=files_of("file", [clearest_forgery]))
     assert bad_mode.status_code == 400 and "mode" in bad_mode.json()["error"]
 
     response = client.delete("/api/signature/writers/writer5", headers=AUTH)
@@ -191,7 +213,8 @@ def test_verify_errors(client):
     from PIL import Image
 
     Image.new("L", (300, 120), 240).save(blank, format="PNG")
-    response = client.post("/api/signature/writers/writer4/verify", files=[("file", ("blank.png", blank.getvalue(), "image/png"))])
+    response = client.post("/api/signature/writers/writer4/verify",
+                           files=[("file", ("blank.png", blank.getvalue(), "image/png"))])
     assert response.status_code == 400 and response.json()["error"].startswith("blank.png: blank page")
     long_name = client.post("/api/signature/writers/" + "x" * 300 + "/verify",
                             files=files_of("file", genuine("writer4", [5])))
@@ -228,6 +251,9 @@ def test_a_busy_store_is_503(client, service):
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         response = client.get("/api/signature/writers")
+        assert response.status_code == 503 and "busy" in response.json()["error"]
+        response = client.post("/api/signature/writers/writer2/references", headers=AUTH,
+                               files=files_of("files", genuine("writer2", range(1, 4))))
         assert response.status_code == 503 and "busy" in response.json()["error"]
     finally:
         blocker.rollback()
@@ -280,7 +306,8 @@ def test_a_server_without_token_refuses_enrolment(speech_model_path, signature_m
                                    files=files_of("files", genuine("writer6", range(1, 4))))
             assert response.status_code == 403 and "without --token" in response.json()["error"]
             assert client.get("/healthz").json()["models"].keys() == {"signature"}
-            speech = client.post("/api/speech/predict", files=files_of("file", [SPEECH_SAMPLES / "1" / "gb_130_35.wav"]))
+            speech = client.post("/api/speech/predict",
+                                 files=files_of("file", [SPEECH_SAMPLES / "1" / "gb_130_35.wav"]))
             assert speech.status_code == 404 and "no speech model" in speech.json()["error"]
     finally:
         service.close()

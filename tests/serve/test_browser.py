@@ -107,10 +107,18 @@ def test_enrol_then_verify_genuine_and_forged(both_models, browser_factory, clea
     assert driver.find_element(By.ID, "verdict-word").text.lower() == "genuine"
     assert "writer5, 6 references" in verdict.text
 
+    driver.find_element(By.ID, "explain").click()
     driver.find_element(By.ID, "signature-file").send_keys(str(clearest_forgery))
     wait_for(driver, "[data-testid=verdict].forged")
+    explanation = wait_for(driver, "[data-testid=explanation]")
+    driver.execute_script("arguments[0].scrollIntoView()", explanation)
     driver.save_screenshot(str(tmp_path / "signature-forged.png"))
     assert driver.find_element(By.ID, "verdict-word").text.lower() == "forged"
+    picture = explanation.find_element(By.TAG_NAME, "img")
+    assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", picture) > 300
+    assert "what pulled the score towards forged" in explanation.text
+    history = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#signature-history li")]
+    assert len(history) == 2 and "forged" in history[0] and "genuine" in history[1]
     assert not page_errors(driver)
 
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from inkvoice.core.errors import ParameterError
 from inkvoice.signature.cli import main
+from inkvoice.signature.features import check_parameters
+from inkvoice.signature.verifier import VerifierConfig
 from tests.signature.helpers import page, save_page, stroke_mask
 
 
@@ -118,7 +121,7 @@ def test_missing_file_folder_and_nan_image_each_cost_one_record(enrolled, sample
     assert table.exit_code == 1 and "Traceback" not in table.output
     errors = table.stderr.splitlines()
     assert len(errors) == 3 and all(line.startswith("Error: ") for line in errors)
-    assert "absent.png: no such image file" in errors[0] and "is a folder" in errors[1]
+    assert "absent.png: no such image file" in errors[0] and ": a folder, not an image file" in errors[1]
     assert "nan.tif: image holds 1 NaN or infinite pixel value(s)" in errors[2]
     assert len(table.stdout.splitlines()) == 1 + 2
     result = run("verify", model, "--writer", "writer5", "--store", store, "--no-cache", "--json", *images)
@@ -162,15 +165,20 @@ def test_a_nan_threshold_is_refused_and_never_printed(sample_model, samples_dir,
     path, _ = sample_model
     with np.load(path, allow_pickle=False) as archive:
         entries = {key: archive[key] for key in archive.files}
-    metadata = json.loads(str(entries["metadata"]))
-    metadata["verifier"]["threshold"] = float("nan")
-    entries["metadata"] = np.array(json.dumps(metadata))  # Python's json writes NaN; the loader must refuse it
-    broken = tmp_path / "nan-threshold.npz"
-    np.savez(broken, **entries)
-    for command in (["info", broken, "--json"], ["compare", broken, *samples_dir.glob("writer6/genuine/0[1-4].png")]):
-        result = run(*command)
-        _one_line_error(result, "threshold must be a finite number")
-        assert "NaN" not in result.stdout
+    for value, message in ((float("nan"), "NaN is not a number JSON allows"),
+                           ("0.5", "verifier.threshold must be a finite number")):
+        metadata = json.loads(str(entries["metadata"]))
+        metadata["verifier"]["threshold"] = value
+        entries["metadata"] = np.array(json.dumps(metadata))  # Python's json writes NaN; the loader must refuse it
+        broken = tmp_path / "broken-threshold.npz"
+        np.savez(broken, **entries)
+        for command in (["info", broken, "--json"],
+                        ["compare", broken, *samples_dir.glob("writer6/genuine/0[1-4].png")]):
+            result = run(*command)
+            _one_line_error(result, message)
+            assert result.stdout == ""
+    with pytest.raises(ParameterError, match="threshold must be a finite number; got nan"):
+        VerifierConfig(check_parameters({}), threshold=float("nan"))
 
 
 def test_enroll_is_all_or_nothing(sample_model, samples_dir, tmp_path):

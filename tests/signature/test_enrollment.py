@@ -83,7 +83,7 @@ def test_unknown_writer_and_missing_store(store_location):
         open_store(store_location, PARAMETERS, create=False)
     with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
-        with pytest.raises(DataError, match="writer 'zoe' is not enrolled .*enrolled: ann"):
+        with pytest.raises(DataError, match="writer 'zoe' is not enrolled .*enrolled: 'ann'"):
             store.references("zoe")
 
 
@@ -285,3 +285,19 @@ def test_one_open_store_serves_several_threads(store_location):
             shapes = [shape for answer in pool.map(work, range(8)) for shape in answer]
         assert shapes == [(3, 5)] * 40
         assert len(store.writers()) == 9 and store.check() == []
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO writers VALUES (NULL, 'then', '')",  # a damaged page can read as a NULL name
+    "UPDATE refs SET features = 123456789012 WHERE source = 's0.png'",  # not bytes: never bytes(123456789012)
+    "UPDATE refs SET source = CAST(X'9bff' AS TEXT) WHERE source = 's0.png'",  # text that is not UTF-8
+])
+def test_values_of_the_wrong_type_are_damage(tmp_path, statement):
+    path = tmp_path / "store.sqlite"
+    with open_store(path, PARAMETERS) as store:
+        store.add("ann", _entries(3), "model1")
+    _alter(path, statement)
+    with open_store(path, PARAMETERS, create=False) as store:
+        with pytest.raises(StoreDamagedError, match="is damaged"):
+            store.references("ann")
+            store.references("zoe")

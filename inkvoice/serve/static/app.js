@@ -259,14 +259,15 @@ function renderDigits(answer, elapsed, source) {
 }
 
 function remember(what, confidence, source) {
-  const list = $("#speech-history");
-  const item = element("li", {},
+  addHistory($("#speech-history"),
     element("span", { class: "when", text: clock() }),
     element("span", { class: "what", text: what }),
     element("span", { class: "when", text: confidence === null ? "" : percent(confidence) }),
-    element("span", { class: "source", text: source }),
-  );
-  list.prepend(item);
+    element("span", { class: "source", text: source }));
+}
+
+function addHistory(list, ...cells) {
+  list.prepend(element("li", {}, ...cells));
   while (list.children.length > HISTORY_LENGTH) list.lastChild.remove();
 }
 
@@ -344,14 +345,22 @@ function renderVerdict(answer, file) {
     if (answer.explanation.image) {
       explanation.append(element("img", { src: answer.explanation.image, alt: "where the signature departs from the references" }));
     }
-    if (answer.explanation.groups) {
+    if (answer.explanation.groups && answer.explanation.groups.length) {
       const list = element("ul");
-      for (const group of answer.explanation.groups) list.append(element("li", { text: group.name || String(group) }));
-      explanation.append(list);
+      for (const group of answer.explanation.groups) {
+        const effect = Number(group.effect);
+        list.append(element("li", { text: `${group.description}${Number.isFinite(effect) ? ` (${effect > 0 ? "+" : ""}${effect.toFixed(2)})` : ""}` }));
+      }
+      explanation.append(element("p", { class: "detail", text: "what pulled the score towards forged:" }), list);
     }
     parts.push(explanation);
   }
   $("#signature-result").replaceChildren(...parts);
+  addHistory($("#signature-history"),
+    element("span", { class: "when", text: clock() }),
+    element("span", { class: `what ${answer.verdict}`, text: answer.verdict }),
+    element("span", { class: "when", text: answer.score.toFixed(2) }),
+    element("span", { class: "source", text: `${answer.writer} · ${answer.file}` }));
 }
 
 async function enrol(event) {
