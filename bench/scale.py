@@ -46,7 +46,7 @@ from inkvoice.signature import features as signature_features  # noqa: E402
 from inkvoice.signature.dataset import load_signatures  # noqa: E402
 from inkvoice.signature.enrollment import open_store  # noqa: E402
 from inkvoice.speech import features as speech_features  # noqa: E402
-from inkvoice.speech.augment import augmentation_parameters  # noqa: E402
+from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters  # noqa: E402
 from inkvoice.speech.dataset import load_dataset  # noqa: E402
 from inkvoice.speech.model import DEFAULT_TEST_COPIES, TEST_SEED  # noqa: E402
 from real_data import data_folder  # noqa: E402
@@ -62,7 +62,9 @@ def workloads(arguments):
     cedar = [s.path for s in load_signatures(data_folder(None, "cedar"))]
     # Every 3rd or so, so that all writers and speakers are in the sample.
     step = max(1, len(cedar) // arguments.cedar_files)
-    tta = {**speech, "augmentation": augmentation_parameters(copies=DEFAULT_TEST_COPIES), "seed": TEST_SEED}
+    # Test-time augmentation as prediction runs it.
+    tta = {**speech, "augmentation": augmentation_parameters(**{**TEST_AUGMENTATION, "copies": DEFAULT_TEST_COPIES}),
+           "seed": TEST_SEED}
     return [
         ("FSDD MFCC", speech_features.extract, fsdd[: arguments.fsdd_files], speech),
         (f"FSDD MFCC + {DEFAULT_TEST_COPIES} test-time copies", speech_features.extract_augmented,

@@ -60,6 +60,19 @@ class Prediction(BaseModel):
     reason: str | None = None  # why the answer is "unknown"
 
 
+class Segment(BaseModel):
+    start: float
+    end: float
+    label: str
+    confidence: float
+
+
+class Transcription(BaseModel):
+    file: str
+    digits: str
+    segments: list[Segment]
+
+
 class Writer(BaseModel):
     writer: str
     references: int
@@ -223,7 +236,8 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         """The label heard in an audio file, its confidence, and the ``top_k`` most likely labels."""
         return service.predict_speech(Upload(file.filename, file.file), top_k=top_k)
 
-    @app.post("/api/speech/transcribe", responses=_errors(400, 404, 413, 501), tags=["speech"])
+    @app.post("/api/speech/transcribe", response_model=Transcription, responses=_errors(400, 404, 413),
+              tags=["speech"])
     def speech_transcribe(file: Annotated[UploadFile, File(description="A recording of several digits")]):
         """The digit string in a recording, with each digit's start, end, label and confidence."""
         return service.transcribe(Upload(file.filename, file.file))

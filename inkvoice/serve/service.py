@@ -122,6 +122,7 @@ class Service:
             self.speech = SpeechModel.load(speech_model)
             self.models["speech"] = self._describe(speech_model, labels=self.speech.labels)
         if signature_model is not None:
+            from inkvoice.signature.api import default_store
             from inkvoice.signature.enrollment import is_store_url, open_store
             from inkvoice.signature.model_file import load_verifier
 
@@ -129,7 +130,7 @@ class Service:
             self.signature_path = Path(signature_model)
             # Explanation pictures are drawn with matplotlib's pyplot, which is not thread-safe.
             self._explaining = threading.Lock()
-            self.store_location = store if store is not None else Path(signature_model).with_suffix(".enrol.sqlite")
+            self.store_location = store if store is not None else default_store(signature_model)
             self.store_is_url = is_store_url(self.store_location)
             if not self.store_is_url:
                 self.store_location = Path(self.store_location)
@@ -166,7 +167,8 @@ class Service:
             buffer = io.BytesIO()
             soundfile.write(buffer, (0.5 * np.sin(2 * np.pi * 440 * time)).astype(np.float32), rate, format="WAV")
             buffer.seek(0)
-            self.predict_speech(Upload("warm-up.wav", buffer))
+            with contextlib.suppress(ServiceError):  # any answer will do: the imports are what count
+                self.predict_speech(Upload("warm-up.wav", buffer))
         if self.verifier is not None:
             from PIL import Image
 
@@ -175,7 +177,7 @@ class Service:
             buffer = io.BytesIO()
             Image.fromarray(page).save(buffer, format="PNG")
             buffer.seek(0)
-            with self.staged([Upload("warm-up.png", buffer)]) as paths:
+            with self.staged([Upload("warm-up.png", buffer)]) as paths, contextlib.suppress(ServiceError):
                 self._features(paths)
 
     def close(self):
@@ -248,21 +250,23 @@ class Service:
 
         ``label`` is ``unknown`` (with a ``reason``) for sounds that are none of the model's words.
         """
-        from inkvoice.core.extraction import ExtractionSettings
-
         self._need("speech")
         with self.staged([upload]) as (path,):
-            (record,) = self.speech.predict_files(
-                [path], top_k=top_k, test_copies=self.test_copies, extraction=ExtractionSettings(n_jobs=1, cache=False)
-            )
+            (record,) = self.speech.predict_files([path], top_k=top_k, test_copies=self.test_copies,
+                                                  extraction=self._extraction())
         if "error" in record:
             raise self._bad_file(record["error"])
         return {**record, "file": path.name}
 
     def transcribe(self, upload):
-        """The digit string in one uploaded recording, with each digit's segment."""
+        """The digit string in one uploaded recording, with each digit's start, end, label and confidence."""
         self._need("speech")
-        raise ServiceError(501, "transcription of digit strings is not available in this version")
+        with self.staged([upload]) as (path,):
+            (record,) = self.speech.transcribe_files([path], test_copies=self.test_copies,
+                                                     extraction=self._extraction())
+        if "error" in record:
+            raise self._bad_file(record["error"])
+        return {**record, "file": path.name}
 
     def writers(self):
         """Enrolled writers and their reference counts."""

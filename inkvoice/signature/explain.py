@@ -109,6 +109,10 @@ def _hog_picture(features, shape, cell, height, width):
     for u in range(block):
         for v in range(block):
             cells[u : u + block_rows, v : v + block_columns] += blocks[:, :, u, v, :]
+    # block normalisation (L2-Hys clips at 0.2) flattens a cell's histogram: draw only its
+    # dominant directions, and cells in proportion to their strength, so strokes stand out
+    strongest = cells.max(axis=2, keepdims=True)
+    cells = np.where(cells >= 0.7 * strongest, cells, 0.0) * (strongest / max(float(strongest.max()), 1e-6))
     picture = np.zeros((height, width))
     radius = cell // 2 - 1
     angles = np.pi * (np.arange(orientations) + 0.5) / orientations

@@ -14,13 +14,14 @@ from inkvoice.core.errors import DataError, ParameterError, ProjectError
 from inkvoice.core.extraction import ExtractionSettings, extract_many
 from inkvoice.signature import features as signature_features
 from inkvoice.speech import features as speech_features
-from inkvoice.speech.augment import augmentation_parameters
+from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH_PARAMETERS = {**speech_features.feature_parameters(), "max_seconds": 10.0,
                      "feature_version": speech_features.FEATURE_VERSION}
 # Test-time augmentation is part of feature extraction, so it runs on the workers too.
-AUGMENTED_PARAMETERS = {**SPEECH_PARAMETERS, "augmentation": augmentation_parameters(copies=3), "seed": 12345}
+AUGMENTED_PARAMETERS = {**SPEECH_PARAMETERS, "seed": 12345,
+                        "augmentation": augmentation_parameters(**{**TEST_AUGMENTATION, "copies": 3})}
 SIGNATURE_PARAMETERS = {**signature_features.check_parameters({}), "max_pixels": 40_000_000}
 
 
@@ -54,7 +55,9 @@ def test_speech_features_with_test_time_augmentation_match_a_local_run(dask_sche
     assert sum(done) == len(speech_files)
     errors = [r for r in remote if isinstance(r, ProjectError)]
     assert len(errors) == 2 and str(errors[0]).startswith(str(speech_files[7]))
-    assert remote[0].shape == (4, speech_features.feature_length(SPEECH_PARAMETERS))
+    augmentation = AUGMENTED_PARAMETERS["augmentation"]
+    rows = 1 + augmentation["copies"] + augmentation.get("negatives", 0)
+    assert remote[0].shape == (rows, speech_features.feature_length(SPEECH_PARAMETERS))
 
 
 @pytest.mark.parametrize("send_files", [False, True])

@@ -271,9 +271,33 @@ def test_unexpected_failures_reach_the_client_as_internal_error(client, service,
     assert response.json() == {"error": "internal error; the server's log has the details"}
 
 
-def test_transcribe_is_honest_about_what_it_cannot_do_yet(client):
-    response = client.post("/api/speech/transcribe", files=files_of("file", [SPEECH_SAMPLES / "1" / "gb_130_35.wav"]))
-    assert response.status_code == 501
+def digit_string(folder, digits, voice="gb_165_50", pause=0.35):
+    """A recording of ``digits`` said one after another by one sample voice, with pauses."""
+    import numpy as np
+    import soundfile
+
+    parts = []
+    for digit in digits:
+        samples, rate = soundfile.read(SPEECH_SAMPLES / digit / f"{voice}.wav", dtype="float32")
+        parts += [np.zeros(int(pause * rate), dtype=np.float32), samples]
+    path = folder / f"{digits}.wav"
+    soundfile.write(path, np.concatenate(parts + [np.zeros(int(pause * rate), dtype=np.float32)]), rate)
+    return path
+
+
+def test_transcribe_reads_a_digit_string(client, service, tmp_path):
+    path = digit_string(tmp_path, "371")
+    response = client.post("/api/speech/transcribe", files=files_of("file", [path]))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["file"] == "371.wav" and body["digits"] == "371"
+    assert [segment["label"] for segment in body["segments"]] == ["3", "7", "1"]
+    starts = [segment["start"] for segment in body["segments"]]
+    assert starts == sorted(starts) and all(s["end"] > s["start"] for s in body["segments"])
+    (record,) = service.speech.transcribe_files([path], extraction=service._extraction())
+    assert body["segments"] == record["segments"]
+    bad = client.post("/api/speech/transcribe", files=[("file", ("line.wav", b"noise", "audio/wav"))])
+    assert bad.status_code == 400 and bad.json()["error"].startswith("line.wav: ")
 
 
 def test_schema_page_and_unknown_routes(client):

@@ -5,6 +5,7 @@ import pytest
 import soundfile
 
 from tests.serve.conftest import SPEECH_SAMPLES, TOKEN, RunningServer, genuine
+from tests.serve.test_api import digit_string
 
 WAIT_SECONDS = 30
 
@@ -51,6 +52,13 @@ def test_uploaded_wav_shows_its_digit(both_models, browser_factory, tmp_path):
     assert "confident" in answer.text and "gb_165_50.wav" in answer.text
     history = driver.find_elements(By.CSS_SELECTOR, "#speech-history li")
     assert len(history) == 1 and "7" in history[0].text
+
+    driver.find_element(By.TAG_NAME, "body").send_keys("t")  # a digit string now
+    driver.find_element(By.ID, "audio-file").send_keys(str(digit_string(tmp_path, "5028")))
+    wait_for(driver, "[data-testid=speech-answer] .segments span")
+    driver.save_screenshot(str(tmp_path / "speech-digit-string.png"))
+    assert driver.find_element(By.ID, "speech-label").text == "5028"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "[data-testid=speech-answer] .segments span")) == 4
     assert not page_errors(driver)
 
 

@@ -2,9 +2,11 @@
 
 The fold is CEDAR writers 1-9, the first of the five fixed folds of bench/signature_accuracy.py
 (not picked for being easy: it is the hardest of the five). The model learns from writers
-10-45 with the default settings and seed 0; the same model is then tested on the Dutch
-SigComp2011 writers, a data set it has never seen (2 references each). The floors sit a little
-below the figures measured with seed 0 (in the README's k-fold and cross-data-set tables).
+10-45 with the default settings and seed 0, except that the writer-dependent threshold is
+simulated on 2 held-out writers per training fold instead of all of them (the full simulation
+takes minutes); the same model is then tested on the Dutch SigComp2011 writers, a data set it
+has never seen (2 references each). The floors sit a little above the error rates measured
+this way with seed 0 (independent mode: the README's k-fold table, seed 0, fold 1-9).
 """
 
 import numpy as np
@@ -19,6 +21,14 @@ from tests.conftest import real_data_dir
 pytestmark = pytest.mark.realdata
 
 PARAMETERS = check_parameters({})
+#: Measured with seed 0: independent EER 0.250, FRR 0.111, FAR skilled 0.370; dependent EER 0.222, FRR 0.130,
+#: FAR skilled 0.324;
+#: the Dutch writers, EER 0.186 (FRR at the stored threshold 0.767: see the README).
+FLOORS = {
+    "independent": {"eer": 0.27, "frr": 0.15, "far_skilled": 0.40},
+    "dependent": {"eer": 0.24, "frr": 0.17, "far_skilled": 0.36},
+    "dutch": {"eer": 0.21},
+}
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +39,8 @@ def cedar(cedar_dir):
 @pytest.fixture(scope="session")
 def first_fold(cedar):
     fold = writer_folds(cedar.writers)[0]
-    return fold, cross_validate(cedar, fold, PARAMETERS, None, seed=0, modes=("independent", "dependent"))
+    return fold, cross_validate(cedar, fold, PARAMETERS, {"dependent_writers": 2}, seed=0,
+                                modes=("independent", "dependent"))
 
 
 def test_cedar_has_the_documented_size(cedar):
