@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from inkvoice.core.errors import DataError, DependencyError, ParameterError, ProjectError
+from inkvoice.core.files import read_input_bytes
 
 #: Fewest references a writer may have after an enrolment.
 DEFAULT_MIN_REFERENCES = 3
@@ -62,8 +63,8 @@ def settings_digest(feature_parameters):
 
 
 def file_digest(path):
-    """SHA-256 of a file's bytes (hex)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a file's bytes (hex); special files are refused and the read is bounded."""
+    return hashlib.sha256(read_input_bytes(path, what="image file")).hexdigest()
 
 
 def is_store_url(location):

@@ -30,6 +30,12 @@ LBP_GRID = (2, 4)
 LBP_CODES = 10
 
 
+# Upper bounds of the feature settings: far beyond any useful value, small enough that a
+# damaged or crafted model file cannot make one image cost gigabytes.
+LARGEST = {"height": 1024, "width": 2048, "orientations": 36, "block": 8, "profile_bins": 1024,
+           "lbp_radius": 16, "pen_radius": 16}
+
+
 def check_parameters(parameters):
     """Complete ``parameters`` with the defaults and validate every value; returns a new dict."""
     unknown = set(parameters) - set(DEFAULT_PARAMETERS) - {"max_pixels"}
@@ -45,18 +51,21 @@ def check_parameters(parameters):
     for name in ("orientations", "block", "profile_bins"):
         value = merged[name]
         least = 0 if name == "profile_bins" else 1
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ParameterError(f"{name} must be an integer >= {least}; got {value!r}")
+        most = LARGEST[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not least <= value <= most:
+            raise ParameterError(f"{name} must be an integer in [{least}, {most}]; got {value!r}")
     for name in ("height", "width"):
         value = merged[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
-            raise ParameterError(f"{name} must be an integer >= 16; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 16 <= value <= LARGEST[name]:
+            raise ParameterError(f"{name} must be an integer in [16, {LARGEST[name]}]; got {value!r}")
     lbp = merged["lbp_radius"]
-    if lbp is not None and (isinstance(lbp, bool) or not isinstance(lbp, (int, np.integer)) or lbp < 1):
-        raise ParameterError(f"lbp_radius must be None or an integer >= 1; got {lbp!r}")
+    if lbp is not None and (isinstance(lbp, bool) or not isinstance(lbp, (int, np.integer))
+                            or not 1 <= lbp <= LARGEST["lbp_radius"]):
+        raise ParameterError(f"lbp_radius must be None or an integer in [1, {LARGEST['lbp_radius']}]; got {lbp!r}")
     radius = merged["pen_radius"]
-    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0):
-        raise ParameterError(f"pen_radius must be None or an integer >= 0; got {radius!r}")
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, np.integer))
+                               or not 0 <= radius <= LARGEST["pen_radius"]):
+        raise ParameterError(f"pen_radius must be None or an integer in [0, {LARGEST['pen_radius']}]; got {radius!r}")
     for cell in merged["cells"]:
         if merged["height"] // cell < merged["block"] or merged["width"] // cell < merged["block"]:
             raise ParameterError(

@@ -60,8 +60,8 @@ def test_features_have_the_length_the_groups_describe(tmp_path):
     ({"cells": [200]}, "does not fit"),
     ({"orientations": 0}, "orientations must be"),
     ({"colour": 1}, "unknown feature parameter"),
-    ({"height": 8}, "height must be an integer >= 16"),
-    ({"pen_radius": -1}, "pen_radius must be None or an integer >= 0"),
+    ({"height": 8}, "height must be an integer in \\[16, 1024\\]"),
+    ({"pen_radius": -1}, "pen_radius must be None or an integer in \\[0, 16\\]"),
 ])
 def test_bad_feature_parameters(override, message):
     with pytest.raises(ParameterError, match=message):
@@ -109,3 +109,22 @@ def test_writer_ranges():
     assert parse_writer_range("ann,bob") == ["ann", "bob"]
     with pytest.raises(DataError, match="runs backwards"):
         parse_writer_range("5-2")
+
+
+@pytest.mark.parametrize("setting", [{"pen_radius": 10**12}, {"height": 10**6}, {"width": 10**9},
+                                     {"orientations": 10**5}, {"lbp_radius": 10**4}])
+def test_settings_too_large_for_memory_are_refused(setting):
+    # A damaged or crafted model file must not make one image cost gigabytes.
+    with pytest.raises(ParameterError, match="must be"):
+        check_parameters(setting)
+
+
+def test_a_fifo_is_never_read_when_digesting_an_image(tmp_path):
+    import os
+
+    from inkvoice.signature.enrollment import file_digest
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="pipe.png"):
+        file_digest(fifo)
