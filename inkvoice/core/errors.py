@@ -52,6 +52,17 @@ class TrainingDiverged(ProjectError):
         self.epoch = epoch
 
 
+def with_defaults(defaults, overrides, what):
+    """``defaults`` updated with ``overrides``, refusing any name ``defaults`` does not know.
+
+    ``what`` names the settings in the message, e.g. "feature parameter".
+    """
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ParameterError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
+    return {**defaults, **overrides}
+
+
 def check_choice(name, value, choices):
     """Return ``value`` if it is one of ``choices``, else raise a ParameterError naming them."""
     if value not in choices:

@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from inkvoice.core.errors import ParameterError, check_number
+from inkvoice.core.errors import ParameterError, check_number, with_defaults
 from inkvoice.speech import sounds
 
 # Each setting: (default, check). Ranges are [low, high] pairs; probabilities in [0, 1].
@@ -49,10 +49,7 @@ def augmentation_parameters(**overrides):
     ParameterError
         An unknown setting or a value out of range (the message names both).
     """
-    unknown = sorted(set(overrides) - set(DEFAULT_AUGMENTATION))
-    if unknown:
-        raise ParameterError(f"unknown augmentation setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_AUGMENTATION)}")
-    settings = {**DEFAULT_AUGMENTATION, **overrides}
+    settings = with_defaults(DEFAULT_AUGMENTATION, overrides, "augmentation setting")
     check_number("copies", settings["copies"], low=0, high=50, integer=True)
     check_number("negatives", settings["negatives"], low=0, high=20, integer=True)
     check_number("gain_db", settings["gain_db"], low=0, high=40)

@@ -159,9 +159,7 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
                                       max_seconds=max_seconds, extraction=extraction, progress=advance)
     for record in records:
         if "error" in record:
-            if as_json:
-                click.echo(json.dumps(record))
-            click.echo(f"Error: {record['error']}", err=True)
+            _echo_error(record, as_json)
         elif as_json:
             if top_k == 1:
                 record = {key: value for key, value in record.items() if key != "top"}
@@ -172,6 +170,13 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
             click.echo(f"{record['file']}\t{record['label']}\t{record['confidence']:.3f}" + (f"\t{extra}" if extra else "") + reason)
     if empty_folder or any("error" in record for record in records):
         sys.exit(1)
+
+
+def _echo_error(record, as_json):
+    """A file that could not be used: its record on stdout with --json, and one Error line on stderr."""
+    if as_json:
+        click.echo(json.dumps(record))
+    click.echo(f"Error: {record['error']}", err=True)
 
 
 @main.command()
@@ -199,9 +204,7 @@ def transcribe(model_path, inputs, min_confidence, test_copies, as_json, max_sec
                                          max_seconds=max_seconds, extraction=extraction, progress=advance)
     for record in records:
         if "error" in record:
-            if as_json:
-                click.echo(json.dumps(record))
-            click.echo(f"Error: {record['error']}", err=True)
+            _echo_error(record, as_json)
         else:
             click.echo(json.dumps(record) if as_json else f"{record['file']}\t{record['digits']}")
     if empty_folder or any("error" in record for record in records):

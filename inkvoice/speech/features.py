@@ -18,7 +18,7 @@ Stages, in the order the code follows them:
 
 import numpy as np
 
-from inkvoice.core.errors import ParameterError, check_number
+from inkvoice.core.errors import ParameterError, check_number, with_defaults
 from inkvoice.speech.audio import DEFAULT_MAX_SECONDS, NoSpeechError, load_audio
 from inkvoice.speech.frontend import hop_length, noise_spectrum, power_spectrogram, speech_span, subtract_noise
 
@@ -57,10 +57,7 @@ def feature_parameters(**overrides):
     ParameterError
         An unknown name or a value out of range (the message names both).
     """
-    unknown = sorted(set(overrides) - set(DEFAULT_PARAMETERS))
-    if unknown:
-        raise ParameterError(f"unknown feature parameter(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_PARAMETERS)}")
-    parameters = {**DEFAULT_PARAMETERS, **overrides}
+    parameters = with_defaults(DEFAULT_PARAMETERS, overrides, "feature parameter")
     check_number("sample_rate", parameters["sample_rate"], low=1000, high=192000, integer=True)
     check_number("window_ms", parameters["window_ms"], low=1, high=200)
     check_number("hop_ms", parameters["hop_ms"], low=1, high=parameters["window_ms"])
