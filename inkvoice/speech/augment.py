@@ -22,13 +22,13 @@ from inkvoice.speech import sounds
 DEFAULT_AUGMENTATION = {
     "copies": 24,
     "speed": [0.7, 1.3],
-    "reverb_probability": 0.3,
-    "window_probability": 0.5,
+    "reverb_probability": 0.1,
+    "window_probability": 0.3,
     "window_seconds": [0.0, 0.6],
-    "noise_probability": 0.7,
+    "noise_probability": 0.3,
     "snr_db": [0.0, 30.0],
     "babble_share": 0.3,
-    "phone_probability": 0.2,
+    "phone_probability": 0.1,
     "gain_db": 6.0,
     "negatives": 3,
 }
