@@ -17,21 +17,13 @@ DEFAULT_MAX_INPUT_BYTES = 256 * 2**20
 DEFAULT_OUTPUT_HEADROOM = 2**20
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"))
+
+
 def describe_kind(mode):
     """What a ``st_mode`` is, in words ("a folder", "a named pipe (FIFO)", ...)."""
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    return "a special file"
+    return next((words for test, words in _KINDS if test(mode)), "a special file")
 
 
 def _a(what):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inkvoice.core.errors import DataError, ParameterError, ProjectError
+from inkvoice.core.errors import DataError, ParameterError, ProjectError, with_defaults
 from inkvoice.signature.images import DEFAULT_MAX_PIXELS
 from inkvoice.signature.preprocess import preprocess
 
@@ -38,10 +38,9 @@ LARGEST = {"height": 1024, "width": 2048, "orientations": 36, "block": 8, "profi
 
 def check_parameters(parameters):
     """Complete ``parameters`` with the defaults and validate every value; returns a new dict."""
-    unknown = set(parameters) - set(DEFAULT_PARAMETERS) - {"max_pixels"}
-    if unknown:
-        raise ParameterError(f"unknown feature parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMETERS)}")
-    merged = {**DEFAULT_PARAMETERS, **{k: v for k, v in parameters.items() if k != "max_pixels"}}
+    # max_pixels bounds reading, not the features: it travels with them but is not checked here.
+    merged = with_defaults(DEFAULT_PARAMETERS, {k: v for k, v in parameters.items() if k != "max_pixels"},
+                           "feature parameter")
     cells = merged["cells"]
     if not isinstance(cells, (list, tuple)) or not cells or not all(
         isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 4 for c in cells
