@@ -43,13 +43,16 @@ class ServiceError(Exception):
         self.status = int(status)
         self.message = str(message)
 
+    def __reduce__(self):  # back from a worker process with its status
+        return ServiceError, (self.status, self.message)
+
 
 @dataclass
 class Upload:
-    """One uploaded file: the name the client gave it and a readable binary file object."""
+    """One uploaded file: the name the client gave it and its bytes."""
 
     name: str
-    file: object
+    content: bytes
 
 
 def public_name(name, fallback="upload"):
@@ -166,9 +169,8 @@ class Service:
             time = np.arange(rate // 2) / rate
             buffer = io.BytesIO()
             soundfile.write(buffer, (0.5 * np.sin(2 * np.pi * 440 * time)).astype(np.float32), rate, format="WAV")
-            buffer.seek(0)
             with contextlib.suppress(ServiceError):  # any answer will do: the imports are what count
-                self.predict_speech(Upload("warm-up.wav", buffer))
+                self.predict_speech(Upload("warm-up.wav", buffer.getvalue()))
         if self.verifier is not None:
             from PIL import Image
 
@@ -176,8 +178,7 @@ class Service:
             page[40:80, 30:270:7] = 20
             buffer = io.BytesIO()
             Image.fromarray(page).save(buffer, format="PNG")
-            buffer.seek(0)
-            with self.staged([Upload("warm-up.png", buffer)]) as paths, contextlib.suppress(ServiceError):
+            with self.staged([Upload("warm-up.png", buffer.getvalue())]) as paths, contextlib.suppress(ServiceError):
                 self._features(paths)
 
     def close(self):
@@ -196,8 +197,13 @@ class Service:
 
     @contextlib.contextmanager
     def staged(self, uploads):
-        """The uploads written to a fresh private folder: yields their paths; the folder goes afterwards."""
-        folder = Path(tempfile.mkdtemp(dir=self._uploads))
+        """The uploads written to this thread's private folder: yields their paths; they go afterwards.
+
+        A thread runs one job at a time, so its folder is reused from job to job: making and
+        removing a folder per request costs milliseconds on some file systems.
+        """
+        folder = self._uploads / f"job-{threading.get_ident()}"
+        folder.mkdir(exist_ok=True)
         try:
             paths = []
             for index, upload in enumerate(uploads):
@@ -205,12 +211,16 @@ class Service:
                 target = folder / name
                 if target.exists():  # two uploads of one name
                     target = folder / f"{index + 1}-{name}"
-                with open(target, "wb") as handle:
-                    shutil.copyfileobj(upload.file, handle, 1 << 20)
+                target.write_bytes(upload.content)
                 paths.append(target)
             yield paths
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            for entry in os.scandir(folder):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
     def _need(self, pipeline):
         if pipeline == "speech" and self.speech is None:
