@@ -8,10 +8,11 @@ import json
 import logging
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Path as PathParameter, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -79,6 +80,17 @@ class Enrolment(BaseModel):
     writer: str
     added: int
     references: int
+
+
+class Reference(BaseModel):
+    number: int
+    source: str
+    thumbnail: str | None  # the URL of its picture, or null for a reference enrolled before pictures were kept
+
+
+class References(BaseModel):
+    writer: str
+    references: list[Reference]
 
 
 class Removal(BaseModel):
@@ -262,6 +274,27 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, jobs=None):
                               files: Annotated[list[UploadFile], File(description="Reference signature images")]):
         """Enrol reference signatures of ``writer``: all of them, or none when any one is unusable."""
         return await jobs("enrol", writer, [await _upload(upload) for upload in files])
+
+    @app.get("/api/signature/writers/{writer}/references", response_model=References,
+             responses=_errors(400, 404, 503), tags=["signature"])
+    async def signature_references(writer: str):
+        """``writer``'s references in enrolment order, each with the URL of its picture (a PNG of the cleaned
+        signature, at most 200 x 100 pixels), or null for one enrolled before the store kept pictures."""
+        answer = await jobs("references", writer)
+        base = f"/api/signature/writers/{quote(answer['writer'], safe='')}/references"
+        return {"writer": answer["writer"], "references": [
+            {"number": reference["number"], "source": reference["source"],
+             "thumbnail": f"{base}/{reference['number']}/thumbnail" if reference["picture"] else None}
+            for reference in answer["references"]]}
+
+    @app.get("/api/signature/writers/{writer}/references/{number}/thumbnail",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}, **_errors(400, 404, 503)},
+             tags=["signature"])
+    async def signature_thumbnail(writer: str, number: Annotated[int, PathParameter(ge=1)]):
+        """The picture of ``writer``'s reference ``number`` (from 1, in enrolment order): a small PNG."""
+        picture = await jobs("thumbnail", writer, number)
+        # A writer removed and enrolled again reuses the numbers: never answer from a cache unchecked.
+        return Response(picture, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     @app.delete("/api/signature/writers/{writer}", response_model=Removal,
                 responses=_errors(400, 401, 403, 404, 503), dependencies=[Depends(authorised)],

@@ -337,14 +337,41 @@ class Service:
             raise ServiceError(400, f"nothing enrolled for writer {writer!r}: {bad}")
         return {"writer": answer["writer"], "added": answer["added"], "references": answer["total"]}
 
-    def remove(self, writer):
-        """Forget ``writer`` and their references."""
+    @contextlib.contextmanager
+    def _enrolled(self, writer):
+        """The store open for an enrolled writer: yields (the writer's stored name, the store, their reference count).
+
+        ServiceError 400 for an unusable name, 404 for a writer who is not enrolled.
+        """
         self._need("signature")
         writer = check_writer(writer)
         if not self._store_exists():
             raise ServiceError(404, f"writer {writer!r} is not enrolled")
         with self._store(create=False) as store:
-            self._reference_count(store, writer)
+            yield writer, store, self._reference_count(store, writer)
+
+    def references(self, writer):
+        """``writer``'s references in enrolment order: each one's number (from 1), file name and whether its picture is kept."""
+        with self._enrolled(writer) as (writer, store, _):
+            rows = store.thumbnails_of(writer)
+        return {"writer": writer,
+                "references": [{"number": number, "source": source, "picture": thumbnail is not None}
+                               for number, (source, thumbnail) in enumerate(rows, start=1)]}
+
+    def thumbnail(self, writer, number):
+        """The picture (PNG bytes) kept of ``writer``'s reference ``number`` (counted from 1 in enrolment order)."""
+        with self._enrolled(writer) as (writer, store, count):
+            if not 1 <= number <= count:
+                raise ServiceError(404, f"writer {writer!r} has {count} references; there is no reference {number}")
+            source, thumbnail = store.thumbnails_of(writer)[number - 1]
+        if thumbnail is None:
+            raise ServiceError(404, f"no picture is kept of reference {number} of writer {writer!r} ({source}): it "
+                                    "was enrolled before the store kept pictures; enrol it again to see one")
+        return thumbnail
+
+    def remove(self, writer):
+        """Forget ``writer`` and their references."""
+        with self._enrolled(writer) as (writer, store, _):
             removed = store.remove(writer)
         return {"writer": writer, "removed": int(removed)}
 
@@ -357,14 +384,9 @@ class Service:
         from inkvoice.signature.api import verify_features
         from inkvoice.signature.verifier import MODES
 
-        self._need("signature")
-        writer = check_writer(writer)
         if mode not in MODES:
             raise ServiceError(400, f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-        if not self._store_exists():
-            raise ServiceError(404, f"writer {writer!r} is not enrolled")
-        with self._store(create=False) as store:
-            count = self._reference_count(store, writer)
+        with self._enrolled(writer) as (writer, store, count):
             references = store.references(writer)
         with self.staged([upload]) as (path,):
             results = self._features([path])
