@@ -232,6 +232,18 @@ def speech_segments(mask, parameters, voiced=None, max_gap_seconds=MAX_GAP_SECON
     holding fewer than ``MIN_VOICED_SECONDS`` of voiced frames, are dropped, and a run reaches
     at most ``UNVOICED_EDGE_SECONDS`` before its first and after its last voiced frame.
     """
+    runs = loud_runs(mask, parameters, max_gap_seconds)
+    if voiced is None:
+        return runs
+    extents = []
+    for start, stop in runs:
+        inside = start + np.flatnonzero(voiced[start:stop] & mask[start:stop])
+        extents.append((int(inside[0]), int(inside[-1])) if inside.size >= _least_voiced(parameters) else None)
+    return _trim_to_voiced(runs, extents, parameters)
+
+
+def loud_runs(mask, parameters, max_gap_seconds=MAX_GAP_SECONDS):
+    """Runs of loud frames, short gaps filled, runs shorter than ``MIN_RUN_SECONDS`` dropped."""
     frames_per_second = parameters["sample_rate"] / hop_length(parameters)
     runs = []
     for start, stop in _runs(mask):
@@ -240,17 +252,19 @@ def speech_segments(mask, parameters, voiced=None, max_gap_seconds=MAX_GAP_SECON
         else:
             runs.append((start, stop))
     shortest = MIN_RUN_SECONDS * frames_per_second
-    runs = [(start, stop) for start, stop in runs if stop - start >= shortest]
-    if voiced is not None:
-        least = MIN_VOICED_SECONDS * frames_per_second
-        allowance = int(round(UNVOICED_EDGE_SECONDS * frames_per_second))
-        kept = []
-        for start, stop in runs:
-            inside = np.flatnonzero(voiced[start:stop] & mask[start:stop])
-            if inside.size >= least:
-                kept.append((max(start, start + inside[0] - allowance), min(stop, start + inside[-1] + 1 + allowance)))
-        runs = kept
-    return runs
+    return [(start, stop) for start, stop in runs if stop - start >= shortest]
+
+
+def _least_voiced(parameters):
+    return MIN_VOICED_SECONDS * parameters["sample_rate"] / hop_length(parameters)
+
+
+def _trim_to_voiced(runs, extents, parameters):
+    """The runs whose extent (first and last voiced loud frame, or None) was found, cut to it plus an allowance."""
+    allowance = int(round(UNVOICED_EDGE_SECONDS * parameters["sample_rate"] / hop_length(parameters)))
+    return [(max(start, first - allowance), min(stop, last + 1 + allowance))
+            for (start, stop), extent in zip(runs, extents) if extent is not None
+            for first, last in [extent]]
 
 
 def _runs(mask):
@@ -262,17 +276,81 @@ def speech_of_clips(clips, power, counts, noises, parameters, max_gap_seconds=MA
     """The stretches of speech in each of several clips, and their loud frames: ``[(segments, mask), ...]``.
 
     ``power``, ``counts`` and ``noises`` as :func:`power_spectra` and :func:`noise_spectra` give
-    them. Only the loud frames are checked for voicing: a quiet frame is never speech, voiced or not.
+    them; the answer is :func:`speech_segments` of each clip with its voiced frames. Voicing,
+    the costliest step, is computed only where it can change the answer: a run needs its first
+    and last voiced loud frame and to know that it holds enough of them, so its loud frames are
+    examined from both ends, a few more in each round, until those are settled.
     """
     loud = speech_masks(power, counts, noises, parameters)
     masks = np.split(loud, np.cumsum(counts)[:-1])
-    voiced = voicing(clips, parameters, [np.flatnonzero(mask) for mask in masks])
-    found = []
-    for mask, flags in zip(masks, voiced):
-        padded = np.zeros(mask.size, dtype=bool)
-        padded[: min(flags.size, mask.size)] = flags[: mask.size]
-        found.append((speech_segments(mask, parameters, padded, max_gap_seconds), mask))
+    runs = [loud_runs(mask, parameters, max_gap_seconds) for mask in masks]
+    least = _least_voiced(parameters)
+    # One entry per run: its clip, its loud frames, and what is known of their voicing so far.
+    searches = []
+    for clip, (mask, clip_runs) in enumerate(zip(masks, runs)):
+        for start, stop in clip_runs:
+            searches.append(_VoicingSearch(clip, (start + np.flatnonzero(mask[start:stop])).tolist(), least))
+    batch = 3
+    while True:
+        wanted = [[] for _ in clips]
+        asked = [(search, search.next_frames(batch)) for search in searches if not search.settled]
+        if not asked:
+            break
+        for search, frames in asked:
+            wanted[search.clip].extend(frames)
+        voiced = voicing(clips, parameters, wanted)
+        for search, frames in asked:
+            flags = voiced[search.clip]
+            search.learn(frames, [bool(flags[frame]) if frame < flags.size else False for frame in frames])
+        batch *= 2
+    found, position = [], 0
+    for mask, clip_runs in zip(masks, runs):
+        extents = [search.extent() for search in searches[position : position + len(clip_runs)]]
+        position += len(clip_runs)
+        found.append((_trim_to_voiced(clip_runs, extents, parameters), mask))
     return found
+
+
+class _VoicingSearch:
+    """What is known of the voicing of one run's loud frames, examined from both ends."""
+
+    def __init__(self, clip, frames, least):
+        self.clip, self.frames, self.least = clip, frames, least
+        self.known = {}  # frame -> voiced
+
+    def _first(self, order):
+        """The first voiced frame in ``order`` when every frame before it is known (False: not yet settled)."""
+        for frame in order:
+            if frame not in self.known:
+                return False
+            if self.known[frame]:
+                return frame
+        return None  # every frame is known and none is voiced
+
+    @property
+    def settled(self):
+        first, last = self._first(self.frames), self._first(reversed(self.frames))
+        if first is None or len(self.known) == len(self.frames):
+            return True
+        return first is not False and last is not False and sum(self.known.values()) >= self.least
+
+    def next_frames(self, batch):
+        unknown = [frame for frame in self.frames if frame not in self.known]
+        chosen = set(unknown[:batch]) if self._first(self.frames) is False else set()
+        if self._first(reversed(self.frames)) is False:
+            chosen.update(unknown[-batch:])
+        if not chosen:  # both ends are settled; more voiced frames are needed
+            chosen.update(unknown[:batch])
+        return sorted(chosen)
+
+    def learn(self, frames, flags):
+        self.known.update(zip(frames, flags))
+
+    def extent(self):
+        """(first, last) voiced loud frame when the run holds at least ``least`` of them, else None."""
+        if sum(self.known.values()) < self.least:
+            return None
+        return self._first(self.frames), self._first(reversed(self.frames))
 
 
 def find_segments(samples, power, noise, parameters, max_gap_seconds=MAX_GAP_SECONDS):
