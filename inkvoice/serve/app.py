@@ -203,12 +203,15 @@ async def _upload(file):
 def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, jobs=None):
     """The FastAPI application serving ``service`` (an :class:`inkvoice.serve.service.Service`).
 
-    ``jobs`` runs the service's jobs (:mod:`inkvoice.serve.workers`: a pool of worker
-    processes); by default they run on this process's threads with ``service`` itself.
+    ``jobs`` runs the jobs that extract features (:mod:`inkvoice.serve.workers`: a pool of
+    worker processes); by default they run on this process's threads with ``service`` itself.
+    Reading and changing the store alone (writers, references, their pictures, removal) takes
+    a fraction of a millisecond and always runs here, so it never queues behind feature extraction.
     """
     from inkvoice.serve.workers import InProcess
 
-    jobs = InProcess(service) if jobs is None else jobs
+    store_jobs = InProcess(service)
+    jobs = store_jobs if jobs is None else jobs
     app = FastAPI(
         title="inkvoice",
         version=__version__,
@@ -265,7 +268,7 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, jobs=None):
     @app.get("/api/signature/writers", response_model=list[Writer], responses=_errors(404), tags=["signature"])
     async def signature_writers():
         """Enrolled writers and how many references each has."""
-        return await jobs("writers")
+        return await store_jobs("writers")
 
     @app.post("/api/signature/writers/{writer}/references", response_model=Enrolment,
               responses=_errors(400, 401, 403, 404, 413, 503), dependencies=[Depends(authorised)],
@@ -280,7 +283,7 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, jobs=None):
     async def signature_references(writer: str):
         """``writer``'s references in enrolment order, each with the URL of its picture (a PNG of the cleaned
         signature, at most 200 x 100 pixels), or null for one enrolled before the store kept pictures."""
-        answer = await jobs("references", writer)
+        answer = await store_jobs("references", writer)
         base = f"/api/signature/writers/{quote(answer['writer'], safe='')}/references"
         return {"writer": answer["writer"], "references": [
             {"number": reference["number"], "source": reference["source"],
@@ -292,7 +295,7 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, jobs=None):
              tags=["signature"])
     async def signature_thumbnail(writer: str, number: Annotated[int, PathParameter(ge=1)]):
         """The picture of ``writer``'s reference ``number`` (from 1, in enrolment order): a small PNG."""
-        picture = await jobs("thumbnail", writer, number)
+        picture = await store_jobs("thumbnail", writer, number)
         # A writer removed and enrolled again reuses the numbers: never answer from a cache unchecked.
         return Response(picture, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
@@ -301,7 +304,7 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, jobs=None):
                 tags=["signature"])
     async def signature_remove(writer: str):
         """Forget ``writer`` and all their references."""
-        return await jobs("remove", writer)
+        return await store_jobs("remove", writer)
 
     @app.post("/api/signature/writers/{writer}/verify", response_model=Verification, response_model_exclude_none=True,
               responses=_errors(400, 404, 413, 501, 503), tags=["signature"])
