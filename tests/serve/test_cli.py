@@ -127,3 +127,15 @@ def test_a_worker_that_dies_costs_a_503_and_the_workers_start_again(serve, signa
     assert status == 200 and body["writer"] == "writer6"
     assert server.stop() == 0
     assert "starting the workers again" in server.log.read_text()
+
+
+def test_answers_leave_at_once():
+    """Every connection has Nagle's algorithm off: an answer written in two parts is not held 40 ms for an ACK."""
+    from inkvoice.serve.server import bind
+
+    listening = bind("127.0.0.1", 0)
+    with listening, socket.create_connection(listening.getsockname()[:2]) as client:
+        accepted, _ = listening.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert client.fileno() == -1
