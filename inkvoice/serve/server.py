@@ -60,7 +60,8 @@ def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model
     try:
         service = Service(**settings)  # checks the models and the store now, whatever runs the jobs
         if workers:
-            pool = WorkerPool(settings, workers)
+            # The workers' upload folders inside this process's, which goes when the server stops.
+            pool = WorkerPool({**settings, "upload_folder": str(service.upload_folder)}, workers)
         else:
             service.warm_up()
         bound_host, bound_port = sock.getsockname()[:2]
