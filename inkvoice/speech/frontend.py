@@ -10,7 +10,9 @@ Stages, in the order the code follows them:
    loudest frame (within ``top_db``); a frame is voiced when its noise-free spectrum repeats at
    a pitch period (70-400 Hz). A run of loud frames is speech when it holds voiced frames, so
    clicks, rain and swelling band noise are not taken for words, while the unvoiced sounds next
-   to the vowels ("s", "f", "th") stay (:func:`speech_mask`, :func:`speech_segments`);
+   to the vowels ("s", "f", "th") stay (:func:`speech_mask`, :func:`speech_segments`); with
+   ``vad_passes`` 2, the floor is taken again from the frames outside the speech found and the
+   detection repeated, for noise that comes and goes (:func:`find_segments`);
 4. spectral subtraction of the noise floor before the mel filterbank (:func:`subtract_noise`).
 
 Steady noise and mains hum sit in the noise floor, so they neither count as speech nor shape the
@@ -94,12 +96,14 @@ def noise_spectrum(power, parameters):
     energy = power[:, band].sum(axis=1, dtype=np.float64)
     count = min(power.shape[0], max(MIN_NOISE_FRAMES, int(NOISE_SHARE * power.shape[0])))
     quietest = np.argsort(energy, kind="stable")[:count]
-    noise = power[quietest].mean(axis=0)
-    cap = float(energy.max()) * 10.0 ** (-NOISE_CAP_DB / 10.0)
+    return _capped(power[quietest].mean(axis=0), float(energy.max()), band)
+
+
+def _capped(noise, loudest, band):
+    """``noise`` scaled down, if need be, to ``NOISE_CAP_DB`` below the loudest frame's band energy."""
+    cap = loudest * 10.0 ** (-NOISE_CAP_DB / 10.0)
     noise_energy = float(noise[band].sum(dtype=np.float64))
-    if noise_energy > cap:
-        noise = noise * np.float32(cap / noise_energy)
-    return noise
+    return noise * np.float32(cap / noise_energy) if noise_energy > cap else noise
 
 
 def voiced_frames(samples, parameters):
@@ -174,7 +178,23 @@ def _runs(mask):
 def find_segments(samples, power, noise, parameters, max_gap_seconds=MAX_GAP_SECONDS):
     """The stretches of speech in a recording: loud runs holding voiced frames (see the module stages)."""
     voiced = voiced_frames(samples, parameters)[: power.shape[0]]
-    return speech_segments(speech_mask(power, noise, parameters), parameters, voiced, max_gap_seconds)
+    segments = speech_segments(speech_mask(power, noise, parameters), parameters, voiced, max_gap_seconds)
+    if parameters.get("vad_passes", 1) < 2 or not segments:
+        return segments
+    # Second pass: noise that comes and goes (rain, crackle, traffic) is louder than its quietest
+    # frames, so the first pass takes much of it for speech next to the word. The frames outside
+    # the speech found are mostly noise: their median (which the word's faint edges, also
+    # outside, do not move) is the better floor. Under steady noise it is the first floor again.
+    outside = np.ones(power.shape[0], dtype=bool)
+    for start, stop in segments:
+        outside[start:stop] = False
+    if outside.sum() < MIN_NOISE_FRAMES:
+        return segments
+    band = _band_bins(parameters)
+    refined = _capped(np.median(power[outside], axis=0), float(power[:, band].sum(axis=1, dtype=np.float64).max()), band)
+    if refined[band].sum(dtype=np.float64) <= noise[band].sum(dtype=np.float64):
+        return segments
+    return speech_segments(speech_mask(power, refined, parameters), parameters, voiced, max_gap_seconds) or segments
 
 
 def speech_span(samples, power, noise, parameters, name="the clip"):
