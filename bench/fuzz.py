@@ -44,6 +44,7 @@ class Case:
     env: dict = field(default_factory=dict)
     expected: str | None = None  # the exact stdout a right answer gives
     must_refuse: bool = False
+    must_be_unknown: bool = False  # answered "unknown" or refused; any other answer is wrong
     prepare: object = None  # called (in the worker thread) before the run
     outcome: str = ""
     detail: str = ""
@@ -110,6 +111,8 @@ def _wrong(case, stdout):
         return f"stdout differs from the truth: {stdout[:100]!r}"
     if case.must_refuse and stdout.strip():
         return f"answered where a refusal is due: {stdout.strip()[:100]}"
+    if case.must_be_unknown and any(json.loads(line).get("label") != "unknown" for line in stdout.splitlines()):
+        return f"a word answered where no speech is: {stdout.strip()[:100]}"
     return ""
 
 
@@ -163,7 +166,9 @@ def wav_bytes(samples, rate=8000, subtype="PCM_16", fmt="WAV"):
 
 
 def wav_mutations(base, rng, count):
-    """(mutation, bytes, must_refuse) for ``count`` damaged or odd wavs made from ``base``."""
+    """(mutation, bytes, must) for ``count`` damaged or odd wavs made from ``base``; ``must`` is
+    True (must be refused), False (any clean outcome) or "unknown" (refused or answered
+    ``unknown``: silence holds no word, and saying so is as right as refusing)."""
     data_start = base.index(b"data") + 8
     samples = np.frombuffer(base[data_start:], dtype="<i2").astype(np.float32) / 32768
     odd = [
@@ -175,7 +180,7 @@ def wav_mutations(base, rng, count):
         ("float samples near 3e38", wav_bytes(samples * 3e38, subtype="FLOAT"), False),
         ("float NaN samples", wav_bytes(np.where(np.arange(samples.size) % 97 == 0, np.nan, samples), subtype="FLOAT"), True),
         ("float inf samples", wav_bytes(np.where(np.arange(samples.size) == 10, np.inf, samples), subtype="FLOAT"), True),
-        ("silence", wav_bytes(np.zeros_like(samples)), True),
+        ("silence", wav_bytes(np.zeros_like(samples)), "unknown"),
         ("8 channels", wav_bytes(np.tile(samples[:, None], (1, 8))), False),
         ("24-bit", wav_bytes(samples, subtype="PCM_24"), False),
         ("flac", wav_bytes(samples, fmt="FLAC"), False),
@@ -203,7 +208,8 @@ def wav_mutations(base, rng, count):
             value &= 0xFFFF if code == "<H" else 0xFFFFFFFF
             data = bytearray(base)
             data[offset : offset + struct.calcsize(code)] = struct.pack(code, value)
-            must = name == "data size" and value > len(base) - data_start
+            # 2^32-1 is the streaming convention for "the data runs to the end of the file".
+            must = name == "data size" and len(base) - data_start < value < 2**32 - 1
             out.append((f"header {name} = {value}", bytes(data), must))
         else:
             scale = float(rng.choice([1e-30, 1e30, 3e38]))
@@ -455,10 +461,10 @@ def build_cases(loaders, work, per_loader, rng, speech_model, signature_model, s
         for mutation, path in specials.items():
             cases.append(Case("wav", mutation, [*predict, str(path), "--test-copies", "0", "--json"], shared_cache))
         mutations = wav_mutations(clips[0].read_bytes(), rng, per_loader - len(specials))
-        for index, (mutation, data, must_refuse) in enumerate(mutations):
+        for index, (mutation, data, must) in enumerate(mutations):
             path = written(folder, f"{index}.wav", data)
             cases.append(Case("wav", mutation, [*predict, str(path), "--test-copies", "0", "--json"], shared_cache,
-                              must_refuse=must_refuse))
+                              must_refuse=must is True, must_be_unknown=must == "unknown"))
     if "image" in loaders:
         folder = work / "image"
         folder.mkdir()
