@@ -39,7 +39,7 @@ DEFAULT_PARAMETERS = {
     "pre_emphasis": 0.97,
     "top_db": 30.0,
     "vad_snr_db": 3.0,
-    "vad_passes": 1,
+    "vad_passes": 2,
     "noise_subtraction": 0.0,
     "cmvn": "mean_variance",
     "delta_width": 2,

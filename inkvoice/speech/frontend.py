@@ -179,7 +179,7 @@ def find_segments(samples, power, noise, parameters, max_gap_seconds=MAX_GAP_SEC
     """The stretches of speech in a recording: loud runs holding voiced frames (see the module stages)."""
     voiced = voiced_frames(samples, parameters)[: power.shape[0]]
     segments = speech_segments(speech_mask(power, noise, parameters), parameters, voiced, max_gap_seconds)
-    if parameters.get("vad_passes", 1) < 2 or not segments:
+    if parameters["vad_passes"] < 2 or not segments:
         return segments
     # Second pass: noise that comes and goes (rain, crackle, traffic) is louder than its quietest
     # frames, so the first pass takes much of it for speech next to the word. The frames outside

@@ -88,6 +88,7 @@ def test_deltas_of_a_ramp_are_its_slope():
         ({"n_fft": 64}, "n_fft"),
         ({"fmax": 9000.0}, "fmax"),
         ({"cmvn": "sometimes"}, "cmvn must be one of"),
+        ({"vad_passes": 3}, "vad_passes"),
         ({"window": 3}, "unknown feature parameter"),
     ],
 )
