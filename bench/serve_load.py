@@ -62,10 +62,10 @@ def resident_mb(pid):
     return total / 1024
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of process ``pid`` and its descendants so far, in seconds."""
+def cpu_seconds(pid, children=True):
+    """User + system CPU time of process ``pid`` (and its descendants) so far, in seconds."""
     total = 0
-    for member in process_tree(pid):
+    for member in process_tree(pid) if children else [pid]:
         fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
@@ -215,15 +215,18 @@ def main():
             run(server, plan(arguments.warm_up, arguments.seed + 1), arguments.concurrency)
             memory_start = resident_mb(server.process.pid)
             cpu_start = cpu_seconds(server.process.pid)
+            front_start = cpu_seconds(server.process.pid, children=False)
             records, seconds, memory = run(server, plan(arguments.requests, arguments.seed), arguments.concurrency)
             cpu_used = cpu_seconds(server.process.pid) - cpu_start
+            front_used = cpu_seconds(server.process.pid, children=False) - front_start
             memory_end = resident_mb(server.process.pid)
         finally:
             server.stop()
 
     print(f"{len(records)} requests, {arguments.concurrency} at a time, in {seconds:.1f} s: "
           f"{len(records) / seconds:.1f} requests/s; server CPU {cpu_used:.1f} s "
-          f"({1000 * cpu_used / len(records):.1f} ms a request); {os.cpu_count()} cores, "
+          f"({1000 * cpu_used / len(records):.1f} ms a request, {1000 * front_used / len(records):.1f} ms of it in the "
+          f"serving process, the rest in its workers); {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
     print()
     print("| endpoint | requests | failed | p50 ms | p99 ms | mean ms |")

@@ -37,8 +37,9 @@ def main():
 @click.option("--busy-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="How long a request waits for a store another process holds before answering 503 "
                    "(default: the store's own, 10 s).")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Server processes, each with its own copy of the models (about one per core answers most).")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes that run the jobs, each with its own copy of the models (default: one per core, "
+                   "at most 8); 0 runs them in the server's own process.")
 def serve(host, port, speech_model, signature_model, store, token, max_upload_mb, test_copies, busy_seconds,
           workers):
     """Serve the JSON API and the web page for the models given (at least one).

@@ -6,13 +6,13 @@ failures are logged on the server and reach the client only as "internal error".
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Path as PathParameter, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -22,8 +22,6 @@ from inkvoice import __version__
 from inkvoice.serve.service import DEFAULT_MAX_UPLOAD_MB, DEFAULT_TOP_K, ServiceError, Upload
 
 STATIC = Path(__file__).with_name("static")
-#: The environment variable that hands the server's settings to its worker processes (JSON).
-SETTINGS_VARIABLE = "INKVOICE_SERVE_SETTINGS"
 MEGABYTE = 1 << 20
 # Room for the multipart boundaries and headers around the files themselves.
 _MULTIPART_SLACK = 64 * 1024
@@ -82,6 +80,17 @@ class Enrolment(BaseModel):
     writer: str
     added: int
     references: int
+
+
+class Reference(BaseModel):
+    number: int
+    source: str
+    thumbnail: str | None  # the URL of its picture, or null for a reference enrolled before pictures were kept
+
+
+class References(BaseModel):
+    writer: str
+    references: list[Reference]
 
 
 class Removal(BaseModel):
@@ -187,8 +196,22 @@ def _validation_message(error):
     return "; ".join(parts) or "the request is malformed"
 
 
-def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
-    """The FastAPI application serving ``service`` (an :class:`inkvoice.serve.service.Service`)."""
+async def _upload(file):
+    return Upload(file.filename, await file.read())
+
+
+def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, jobs=None):
+    """The FastAPI application serving ``service`` (an :class:`inkvoice.serve.service.Service`).
+
+    ``jobs`` runs the jobs that extract features (:mod:`inkvoice.serve.workers`: a pool of
+    worker processes); by default they run on this process's threads with ``service`` itself.
+    Reading and changing the store alone (writers, references, their pictures, removal) takes
+    a fraction of a millisecond and always runs here, so it never queues behind feature extraction.
+    """
+    from inkvoice.serve.workers import InProcess
+
+    store_jobs = InProcess(service)
+    jobs = store_jobs if jobs is None else jobs
     app = FastAPI(
         title="inkvoice",
         version=__version__,
@@ -200,7 +223,7 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
     app.add_middleware(RequestLimits, max_mb=max_upload_mb)
     bearer = HTTPBearer(auto_error=False, description="The token the server was started with (--token).")
 
-    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
+    async def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
         service.authorise(credentials.credentials if credentials else None)
 
     @app.exception_handler(ServiceError)
@@ -225,55 +248,76 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
         return _error_response(500, "internal error; the server's log has the details")
 
     @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["service"])
-    def healthz():
+    async def healthz():
         """The service's version and each loaded model's name and version (a digest of its file)."""
         return service.health()
 
     @app.post("/api/speech/predict", response_model=Prediction, response_model_exclude_none=True,
               responses=_errors(400, 404, 413), tags=["speech"])
-    def speech_predict(file: Annotated[UploadFile, File(description="An audio file (wav, flac, ogg)")],
-                       top_k: Annotated[int, Query(ge=1, le=100)] = DEFAULT_TOP_K):
+    async def speech_predict(file: Annotated[UploadFile, File(description="An audio file (wav, flac, ogg)")],
+                             top_k: Annotated[int, Query(ge=1, le=100)] = DEFAULT_TOP_K):
         """The label heard in an audio file, its confidence, and the ``top_k`` most likely labels."""
-        return service.predict_speech(Upload(file.filename, file.file), top_k=top_k)
+        return await jobs("predict_speech", await _upload(file), top_k=top_k)
 
     @app.post("/api/speech/transcribe", response_model=Transcription, responses=_errors(400, 404, 413),
               tags=["speech"])
-    def speech_transcribe(file: Annotated[UploadFile, File(description="A recording of several digits")]):
+    async def speech_transcribe(file: Annotated[UploadFile, File(description="A recording of several digits")]):
         """The digit string in a recording, with each digit's start, end, label and confidence."""
-        return service.transcribe(Upload(file.filename, file.file))
+        return await jobs("transcribe", await _upload(file))
 
     @app.get("/api/signature/writers", response_model=list[Writer], responses=_errors(404), tags=["signature"])
-    def signature_writers():
+    async def signature_writers():
         """Enrolled writers and how many references each has."""
-        return service.writers()
+        return await store_jobs("writers")
 
     @app.post("/api/signature/writers/{writer}/references", response_model=Enrolment,
               responses=_errors(400, 401, 403, 404, 413, 503), dependencies=[Depends(authorised)],
               tags=["signature"])
-    def signature_enrol(writer: str,
-                        files: Annotated[list[UploadFile], File(description="Reference signature images")]):
+    async def signature_enrol(writer: str,
+                              files: Annotated[list[UploadFile], File(description="Reference signature images")]):
         """Enrol reference signatures of ``writer``: all of them, or none when any one is unusable."""
-        return service.enrol(writer, [Upload(upload.filename, upload.file) for upload in files])
+        return await jobs("enrol", writer, [await _upload(upload) for upload in files])
+
+    @app.get("/api/signature/writers/{writer}/references", response_model=References,
+             responses=_errors(400, 404, 503), tags=["signature"])
+    async def signature_references(writer: str):
+        """``writer``'s references in enrolment order, each with the URL of its picture (a PNG of the cleaned
+        signature, at most 200 x 100 pixels), or null for one enrolled before the store kept pictures."""
+        answer = await store_jobs("references", writer)
+        base = f"/api/signature/writers/{quote(answer['writer'], safe='')}/references"
+        return {"writer": answer["writer"], "references": [
+            {"number": reference["number"], "source": reference["source"],
+             "thumbnail": f"{base}/{reference['number']}/thumbnail" if reference["picture"] else None}
+            for reference in answer["references"]]}
+
+    @app.get("/api/signature/writers/{writer}/references/{number}/thumbnail",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}, **_errors(400, 404, 503)},
+             tags=["signature"])
+    async def signature_thumbnail(writer: str, number: Annotated[int, PathParameter(ge=1)]):
+        """The picture of ``writer``'s reference ``number`` (from 1, in enrolment order): a small PNG."""
+        picture = await store_jobs("thumbnail", writer, number)
+        # A writer removed and enrolled again reuses the numbers: never answer from a cache unchecked.
+        return Response(picture, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     @app.delete("/api/signature/writers/{writer}", response_model=Removal,
                 responses=_errors(400, 401, 403, 404, 503), dependencies=[Depends(authorised)],
                 tags=["signature"])
-    def signature_remove(writer: str):
+    async def signature_remove(writer: str):
         """Forget ``writer`` and all their references."""
-        return service.remove(writer)
+        return await store_jobs("remove", writer)
 
     @app.post("/api/signature/writers/{writer}/verify", response_model=Verification, response_model_exclude_none=True,
               responses=_errors(400, 404, 413, 501, 503), tags=["signature"])
-    def signature_verify(writer: str,
-                         file: Annotated[UploadFile, File(description="The signature image to check")],
-                         mode: Literal["independent", "dependent"] = "independent",
-                         explain: bool = False):
+    async def signature_verify(writer: str,
+                               file: Annotated[UploadFile, File(description="The signature image to check")],
+                               mode: Literal["independent", "dependent"] = "independent",
+                               explain: bool = False):
         """Whether a signature image is ``writer``'s: the verdict, its score and the threshold.
 
         With ``explain``, also why: the regions and feature groups that departed most from the
         references, and a picture of them beside the nearest reference (a PNG data URL).
         """
-        return service.verify(writer, Upload(file.filename, file.file), mode=mode, explain=explain)
+        return await jobs("verify", writer, await _upload(file), mode=mode, explain=explain)
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -282,30 +326,3 @@ def create_app(service, max_upload_mb=DEFAULT_MAX_UPLOAD_MB):
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
-
-def app_from_environment():
-    """The app of one worker process of ``inkvoice serve --workers N``: settings from ``SETTINGS_VARIABLE``.
-
-    Each worker loads the models once and warms them up before it takes requests.
-    """
-    from contextlib import asynccontextmanager
-
-    from inkvoice.serve.service import Service
-
-    from threadpoolctl import threadpool_limits
-
-    # As in a single-process server: requests are the parallelism, not BLAS threads.
-    threadpool_limits(limits=1, user_api="blas")
-    settings = json.loads(os.environ[SETTINGS_VARIABLE])
-    max_upload_mb = settings.pop("max_upload_mb")
-    service = Service(**settings)
-    service.warm_up()
-    app = create_app(service, max_upload_mb)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        yield
-        service.close()
-
-    app.router.lifespan_context = lifespan
-    return app

@@ -1,7 +1,5 @@
 """Running the app: load the models once, bind the address, serve with uvicorn until interrupted."""
 
-import json
-import os
 import socket
 
 from inkvoice.core.errors import ParameterError
@@ -33,19 +31,21 @@ def bind(host, port):
 
 
 def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model=None, store=None, token=None,
-        max_upload_mb=DEFAULT_MAX_UPLOAD_MB, test_copies=None, busy_seconds=None, workers=1, announce=print):
+        max_upload_mb=DEFAULT_MAX_UPLOAD_MB, test_copies=None, busy_seconds=None, workers=None, announce=print):
     """Serve until interrupted; ``announce`` receives the line that gives the page's address.
 
-    With ``workers`` > 1, that many processes share the listening socket, each with its own
-    copy of the models: Python runs one request's feature extraction at a time per process,
-    so on several cores several processes answer more requests at once.
+    The jobs run in ``workers`` processes, each with its own copy of the models (default: one
+    per core, see :func:`inkvoice.serve.workers.default_workers`); 0 runs them on this
+    process's threads.
     """
     _need_extra()
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from inkvoice.serve.app import SETTINGS_VARIABLE, create_app
+    from inkvoice.serve.app import create_app
+    from inkvoice.serve.workers import WorkerPool, default_workers
 
+    workers = default_workers() if workers is None else int(workers)
     # Requests are the parallelism: BLAS threads on each request's small products only compete.
     threadpool_limits(limits=1, user_api="blas")
     sock = bind(host, port)  # first, so a taken port is reported before the models load
@@ -53,33 +53,27 @@ def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model
                 "signature_model": None if signature_model is None else str(signature_model),
                 "store": None if store is None else str(store), "token": token, "test_copies": test_copies,
                 "busy_seconds": busy_seconds}
+    service = pool = None
     try:
-        service = Service(**settings)  # with several workers, only checks the models and the store
-    except BaseException:
-        sock.close()
-        raise
-    try:
+        service = Service(**settings)  # checks the models and the store now, whatever runs the jobs
+        if workers:
+            pool = WorkerPool(settings, workers)
+        else:
+            service.warm_up()
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        options = {"log_level": "info", "timeout_graceful_shutdown": 5}
-        if workers > 1:
-            service.close()
-            from uvicorn.supervisors import Multiprocess
-
-            os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, "max_upload_mb": max_upload_mb})
-            config = uvicorn.Config("inkvoice.serve.app:app_from_environment", factory=True, workers=workers,
-                                    timeout_worker_healthcheck=120, **options)
-            announce(f"serving {' and '.join(service.models)} on http://{shown}:{bound_port}/ with {workers} worker "
-                     "processes (API schema at /openapi.json); Ctrl-C stops")
-            Multiprocess(config, sockets=[sock]).run()
-            return
-        service.warm_up()
-        announce(f"serving {' and '.join(service.models)} on http://{shown}:{bound_port}/ "
+        running = f"{workers} worker process{'es' if workers != 1 else ''}" if workers else "this process"
+        announce(f"serving {' and '.join(service.models)} on http://{shown}:{bound_port}/ with {running} "
                  "(API schema at /openapi.json); Ctrl-C stops")
+        config = uvicorn.Config(create_app(service, max_upload_mb, jobs=pool), log_level="info",
+                                timeout_graceful_shutdown=5)
         try:
-            uvicorn.Server(uvicorn.Config(create_app(service, max_upload_mb), **options)).run(sockets=[sock])
+            uvicorn.Server(config).run(sockets=[sock])
         except KeyboardInterrupt:
             pass  # uvicorn has shut down cleanly and passes the interrupt on: stopping is the normal end
     finally:
         sock.close()
-        service.close()
+        if pool is not None:
+            pool.close()
+        if service is not None:
+            service.close()

@@ -43,13 +43,16 @@ class ServiceError(Exception):
         self.status = int(status)
         self.message = str(message)
 
+    def __reduce__(self):  # back from a worker process with its status
+        return ServiceError, (self.status, self.message)
+
 
 @dataclass
 class Upload:
-    """One uploaded file: the name the client gave it and a readable binary file object."""
+    """One uploaded file: the name the client gave it and its bytes."""
 
     name: str
-    file: object
+    content: bytes
 
 
 def public_name(name, fallback="upload"):
@@ -166,9 +169,8 @@ class Service:
             time = np.arange(rate // 2) / rate
             buffer = io.BytesIO()
             soundfile.write(buffer, (0.5 * np.sin(2 * np.pi * 440 * time)).astype(np.float32), rate, format="WAV")
-            buffer.seek(0)
             with contextlib.suppress(ServiceError):  # any answer will do: the imports are what count
-                self.predict_speech(Upload("warm-up.wav", buffer))
+                self.predict_speech(Upload("warm-up.wav", buffer.getvalue()))
         if self.verifier is not None:
             from PIL import Image
 
@@ -176,8 +178,7 @@ class Service:
             page[40:80, 30:270:7] = 20
             buffer = io.BytesIO()
             Image.fromarray(page).save(buffer, format="PNG")
-            buffer.seek(0)
-            with self.staged([Upload("warm-up.png", buffer)]) as paths, contextlib.suppress(ServiceError):
+            with self.staged([Upload("warm-up.png", buffer.getvalue())]) as paths, contextlib.suppress(ServiceError):
                 self._features(paths)
 
     def close(self):
@@ -196,8 +197,13 @@ class Service:
 
     @contextlib.contextmanager
     def staged(self, uploads):
-        """The uploads written to a fresh private folder: yields their paths; the folder goes afterwards."""
-        folder = Path(tempfile.mkdtemp(dir=self._uploads))
+        """The uploads written to this thread's private folder: yields their paths; they go afterwards.
+
+        A thread runs one job at a time, so its folder is reused from job to job: making and
+        removing a folder per request costs milliseconds on some file systems.
+        """
+        folder = self._uploads / f"job-{threading.get_ident()}"
+        folder.mkdir(exist_ok=True)
         try:
             paths = []
             for index, upload in enumerate(uploads):
@@ -205,12 +211,16 @@ class Service:
                 target = folder / name
                 if target.exists():  # two uploads of one name
                     target = folder / f"{index + 1}-{name}"
-                with open(target, "wb") as handle:
-                    shutil.copyfileobj(upload.file, handle, 1 << 20)
+                target.write_bytes(upload.content)
                 paths.append(target)
             yield paths
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            for entry in os.scandir(folder):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
     def _need(self, pipeline):
         if pipeline == "speech" and self.speech is None:
@@ -327,14 +337,41 @@ class Service:
             raise ServiceError(400, f"nothing enrolled for writer {writer!r}: {bad}")
         return {"writer": answer["writer"], "added": answer["added"], "references": answer["total"]}
 
-    def remove(self, writer):
-        """Forget ``writer`` and their references."""
+    @contextlib.contextmanager
+    def _enrolled(self, writer):
+        """The store open for an enrolled writer: yields (the writer's stored name, the store, their reference count).
+
+        ServiceError 400 for an unusable name, 404 for a writer who is not enrolled.
+        """
         self._need("signature")
         writer = check_writer(writer)
         if not self._store_exists():
             raise ServiceError(404, f"writer {writer!r} is not enrolled")
         with self._store(create=False) as store:
-            self._reference_count(store, writer)
+            yield writer, store, self._reference_count(store, writer)
+
+    def references(self, writer):
+        """``writer``'s references in enrolment order: each one's number (from 1), file name and whether its picture is kept."""
+        with self._enrolled(writer) as (writer, store, _):
+            rows = store.thumbnails_of(writer)
+        return {"writer": writer,
+                "references": [{"number": number, "source": source, "picture": thumbnail is not None}
+                               for number, (source, thumbnail) in enumerate(rows, start=1)]}
+
+    def thumbnail(self, writer, number):
+        """The picture (PNG bytes) kept of ``writer``'s reference ``number`` (counted from 1 in enrolment order)."""
+        with self._enrolled(writer) as (writer, store, count):
+            if not 1 <= number <= count:
+                raise ServiceError(404, f"writer {writer!r} has {count} references; there is no reference {number}")
+            source, thumbnail = store.thumbnails_of(writer)[number - 1]
+        if thumbnail is None:
+            raise ServiceError(404, f"no picture is kept of reference {number} of writer {writer!r} ({source}): it "
+                                    "was enrolled before the store kept pictures; enrol it again to see one")
+        return thumbnail
+
+    def remove(self, writer):
+        """Forget ``writer`` and their references."""
+        with self._enrolled(writer) as (writer, store, _):
             removed = store.remove(writer)
         return {"writer": writer, "removed": int(removed)}
 
@@ -347,14 +384,9 @@ class Service:
         from inkvoice.signature.api import verify_features
         from inkvoice.signature.verifier import MODES
 
-        self._need("signature")
-        writer = check_writer(writer)
         if mode not in MODES:
             raise ServiceError(400, f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-        if not self._store_exists():
-            raise ServiceError(404, f"writer {writer!r} is not enrolled")
-        with self._store(create=False) as store:
-            count = self._reference_count(store, writer)
+        with self._enrolled(writer) as (writer, store, count):
             references = store.references(writer)
         with self.staged([upload]) as (path,):
             results = self._features([path])

@@ -75,7 +75,7 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     ProjectError
         A bad model, writer name or store, or too few references for ``min_references``.
     """
-    from inkvoice.signature.enrollment import file_digest
+    from inkvoice.signature.enrollment import file_digest, reference_thumbnail
 
     name = writer_name(writer)
     verifier = _verifier(model_path, verifier)
@@ -86,7 +86,8 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     if any("error" in record for record in records):
         return answer
     model_digest = file_digest(model_path)[:16]
-    entries = [(path.name, file_digest(path), vector) for path, vector in zip(paths, results)]
+    entries = [(path.name, file_digest(path), vector, reference_thumbnail(path, max_pixels))
+               for path, vector in zip(paths, results)]
     location = default_store(model_path) if store is None else store
     with open_enrollment_store(location, verifier, create=True, busy_seconds=busy_seconds) as database:
         added, total = database.add(name, entries, model_digest, min_references)

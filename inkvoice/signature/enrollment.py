@@ -11,8 +11,10 @@ behave alike:
 - Adding references is one transaction that holds the writer's lock: all of them or none,
   and concurrent enrolments and verifications from several processes see either the whole
   enrolment or none of it.
+- Each reference may keep a small picture of the cleaned signature (a PNG thumbnail, see
+  :func:`reference_thumbnail`), for people to see what a writer's references look like.
 - Each writer's row keeps a SHA-256 digest over its references (source name, image digest,
-  fingerprint of the model that computed them, feature bytes), checked on every read and
+  fingerprint of the model that computed them, feature bytes, thumbnail), checked on every read and
   before every addition, so references altered, added or removed by anything but this
   module are reported as damage instead of silently changing verdicts. (The digest is not
   keyed: it detects damage and edits made without this module, not someone who recomputes
@@ -43,8 +45,17 @@ DEFAULT_MIN_REFERENCES = 3
 DEFAULT_BUSY_SECONDS = 10.0
 #: Longest writer name, in characters.
 MAX_WRITER_NAME = 200
-#: Version of the tables; version 1 had no per-writer digest and is upgraded on opening.
-SCHEMA_VERSION = 2
+#: Version of the tables: version 1 had no per-writer digest and is upgraded on opening; version 2
+#: had no thumbnails, is read as it is and upgraded by the first enrolment.
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = ("2", "3")
+# The version in the text every references digest starts with: digests made before thumbnails
+# existed stay valid (a reference without a thumbnail adds nothing to it).
+DIGEST_VERSION = 2
+#: Largest thumbnail, in pixels (width, height), and in bytes.
+THUMBNAIL_SIZE = (200, 100)
+MAX_THUMBNAIL_BYTES = 64 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -65,6 +76,47 @@ def settings_digest(feature_parameters):
 def file_digest(path):
     """SHA-256 of a file's bytes (hex); special files are refused and the read is bounded."""
     return hashlib.sha256(read_input_bytes(path, what="image file")).hexdigest()
+
+
+def reference_thumbnail(path, max_pixels=None):
+    """A small PNG of the cleaned signature in an image file: its ink, cropped, dark on white.
+
+    At most ``THUMBNAIL_SIZE`` pixels (the aspect ratio kept; never enlarged), grey levels for
+    the edges of strokes; a few kilobytes.
+
+    Raises
+    ------
+    DataError
+        The file is not a usable signature image (as feature extraction reports it).
+    """
+    import io
+
+    from PIL import Image
+
+    from inkvoice.signature.images import DEFAULT_MAX_PIXELS, read_grey
+    from inkvoice.signature.preprocess import crop_to_ink, ink_mask
+
+    grey = read_grey(path, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+    ink = crop_to_ink(ink_mask(grey, name=str(path)))
+    scale = min(1.0, THUMBNAIL_SIZE[0] / ink.shape[1], THUMBNAIL_SIZE[1] / ink.shape[0])
+    size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+    # Ink as white on black, shrunk with area averaging so thin strokes stay visible, then inverted.
+    picture = Image.fromarray(np.where(ink, 255, 0).astype(np.uint8)).resize(size, Image.Resampling.BOX)
+    picture = Image.fromarray((255 - np.asarray(picture, dtype=np.float32) * (235 / 255)).astype(np.uint8))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def check_thumbnail(thumbnail, source):
+    """``thumbnail`` (bytes or None) if it is a PNG within ``MAX_THUMBNAIL_BYTES``; DataError otherwise."""
+    if thumbnail is None:
+        return None
+    thumbnail = bytes(thumbnail)
+    if not thumbnail.startswith(PNG_SIGNATURE) or len(thumbnail) > MAX_THUMBNAIL_BYTES:
+        raise DataError(f"{source}: its thumbnail is not a PNG of at most {MAX_THUMBNAIL_BYTES // 1024} KB; "
+                        "nothing was enrolled")
+    return thumbnail
 
 
 def is_store_url(location):
@@ -132,6 +184,8 @@ class EnrollmentStore:
     #: How a write transaction locks the writer's row until it ends ("" where the whole
     #: store is locked instead).
     lock_row = ""
+    #: The engine's type for bytes.
+    blob_type = None
     #: The tables, with ``{id}`` and ``{blob}`` for the engine's column types.
     schema = """
         CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -144,6 +198,7 @@ class EnrollmentStore:
             model_digest TEXT NOT NULL,
             features {blob} NOT NULL,
             added TEXT NOT NULL,
+            thumbnail {blob},
             UNIQUE (writer, image_digest)
         )
     """
@@ -159,6 +214,7 @@ class EnrollmentStore:
         self.digest = settings_digest(feature_parameters)
         self._lock = threading.RLock()
         self.connection = None
+        self.thumbnails = False
         with self._errors():
             self.connection = self._connect(create)
             try:
@@ -184,7 +240,11 @@ class EnrollmentStore:
         raise NotImplementedError
 
     def _upgrade(self):
-        """Bring tables of an older schema up to ``SCHEMA_VERSION`` (inside a write transaction)."""
+        """Bring tables of schema version 1 up to version 2 (inside a transaction)."""
+
+    def _columns(self, table):
+        """The names of the columns of ``table``."""
+        raise NotImplementedError
 
     def _sql(self, statement):
         return statement
@@ -252,13 +312,24 @@ class EnrollmentStore:
                     f"enrolment store {self.name} was made with other feature settings (digest {rows['features']}) "
                     f"than this model (digest {self.digest}): enrol the writers again in a new store"
                 )
-            elif rows.get("schema", "1") != str(SCHEMA_VERSION):
+            elif rows.get("schema", "1") not in READABLE_SCHEMAS:
                 raise DataError(f"enrolment store {self.name} has tables of version {rows.get('schema')}, which this "
                                 f"inkvoice (version {SCHEMA_VERSION}) cannot read")
+            #: Whether the store keeps thumbnails (stores of version 2 do not, until an enrolment upgrades them).
+            self.thumbnails = "thumbnail" in self._columns("refs")
+            if create and not self.thumbnails:
+                self._execute(f"ALTER TABLE refs ADD COLUMN thumbnail {self.blob_type}")
+                self._execute("UPDATE settings SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+                self.thumbnails = True
             # Every column the store uses: a table that lost one is damaged.
             self._execute("SELECT name, enrolled, digest FROM writers WHERE 1 = 0").fetchall()
-            self._execute("SELECT id, writer, source, image_digest, model_digest, features, added FROM refs "
-                          "WHERE 1 = 0").fetchall()
+            self._execute(f"SELECT id, writer, source, image_digest, model_digest, features, added, {self._thumbnail} "
+                          "FROM refs WHERE 1 = 0").fetchall()
+
+    @property
+    def _thumbnail(self):
+        """The thumbnail column in a query, or NULL in a store that keeps none."""
+        return "thumbnail" if self.thumbnails else "NULL"
 
     def writers(self):
         """Enrolled writers with their reference counts, as a list of (name, count)."""
@@ -275,7 +346,9 @@ class EnrollmentStore:
         Parameters
         ----------
         writer : str, non-empty (surrounding spaces are dropped)
-        entries : list of (source name, image digest, feature vector)
+        entries : list of (source name, image digest, feature vector[, thumbnail])
+            The thumbnail, PNG bytes (see :func:`reference_thumbnail`) or None, is kept with
+            the reference.
         model_digest : str
             Fingerprint of the model file that computed the features.
         min_references : int >= 1
@@ -293,7 +366,8 @@ class EnrollmentStore:
             length, or the writer's existing references fail the integrity check.
         """
         writer = writer_name(writer)
-        vectors = [_vector(vector, source) for source, _, vector in entries]
+        vectors = [_vector(entry[2], entry[0]) for entry in entries]
+        thumbnails = [check_thumbnail(entry[3] if len(entry) > 3 else None, entry[0]) for entry in entries]
         if len({vector.size for vector in vectors}) > 1:
             raise DataError(f"references of writer {writer!r} have feature vectors of different lengths")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -309,10 +383,10 @@ class EnrollmentStore:
                                 f"ones have {vectors[0].size}: they were made by another model")
             if entries:
                 self._execute_many(
-                    "INSERT INTO refs (writer, source, image_digest, model_digest, features, added) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [(writer, str(source), str(image_digest), str(model_digest), vector.tobytes(), now)
-                     for (source, image_digest, _), vector in zip(entries, vectors)],
+                    "INSERT INTO refs (writer, source, image_digest, model_digest, features, added, thumbnail) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [(writer, str(entry[0]), str(entry[1]), str(model_digest), vector.tobytes(), now, thumbnail)
+                     for entry, vector, thumbnail in zip(entries, vectors, thumbnails)],
                 )
             rows = self._rows(writer)
             added = len(rows) - len(existing)
@@ -334,20 +408,33 @@ class EnrollmentStore:
         StoreDamagedError
             The references fail the integrity check.
         """
+        rows = self._checked_rows(writer)
+        return np.stack([np.frombuffer(row[3], dtype=np.float32) for row in rows])
+
+    def thumbnails_of(self, writer):
+        """``writer``'s references as ``[(source name, thumbnail PNG bytes or None), ...]``, in enrolment order.
+
+        Raises as :meth:`references` does: the thumbnails pass the same integrity check.
+        """
+        return [(row[0], row[4]) for row in self._checked_rows(writer)]
+
+    def _checked_rows(self, writer):
+        """``writer``'s (source, image digest, model digest, features, thumbnail) rows, integrity checked."""
         writer = writer_name(writer)
         with self._lock, self._errors(), self._transaction(write=False):
             # One statement, so the digest and the references come from one snapshot.
             joined = self._execute(
-                "SELECT w.digest, r.source, r.image_digest, r.model_digest, r.features FROM writers w "
+                "SELECT w.digest, r.source, r.image_digest, r.model_digest, r.features, "
+                f"{'r.' if self.thumbnails else ''}{self._thumbnail} FROM writers w "
                 "LEFT JOIN refs r ON r.writer = w.name WHERE w.name = ? ORDER BY r.id", (writer,)
             ).fetchall()
         if not joined:
             known = ", ".join(_shown(name) for name, _ in self.writers()[:10]) or "none"
             raise DataError(f"writer {writer!r} is not enrolled in {self.name} (enrolled: {known})")
         [(stored,)] = self._typed([joined[0][:1]], (str,))
-        rows = self._typed([row[1:] for row in joined if row[1] is not None], (str, str, str, bytes))
+        rows = self._typed([row[1:] for row in joined if row[1] is not None], _ROW_TYPES)
         self._check(writer, stored, rows)
-        return np.stack([np.frombuffer(row[3], dtype=np.float32) for row in rows])
+        return rows
 
     def check(self):
         """The integrity check of the whole store: the names of writers whose references fail it."""
@@ -369,15 +456,17 @@ class EnrollmentStore:
 
     def _rows(self, writer):
         return self._typed(self._execute(
-            "SELECT source, image_digest, model_digest, features FROM refs WHERE writer = ? ORDER BY id", (writer,)
-        ).fetchall(), (str, str, str, bytes))
+            f"SELECT source, image_digest, model_digest, features, {self._thumbnail} FROM refs WHERE writer = ? "
+            "ORDER BY id", (writer,)
+        ).fetchall(), _ROW_TYPES)
 
     def _typed(self, rows, types):
         """``rows`` as tuples whose values are of ``types`` (bytes-like as bytes); other values mean damage."""
         checked = []
         for row in rows:
             row = tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)
-            if len(row) != len(types) or not all(type(value) is kind for value, kind in zip(row, types)):
+            if len(row) != len(types) or not all(type(value) in (kind if isinstance(kind, tuple) else (kind,))
+                                                 for value, kind in zip(row, types)):
                 raise StoreDamagedError(f"enrolment store {self.name} is damaged: a row holds values of the wrong "
                                         "types; restore it from a backup or enrol the writers again in a new store")
             checked.append(row)
@@ -407,16 +496,24 @@ def _shown(name, limit=40):
     return repr(name) if len(name) <= limit else repr(name[:limit]) + "..."
 
 
+# The values of a reference's row: source, image digest, model digest, features, thumbnail (or None).
+_ROW_TYPES = (str, str, str, bytes, (bytes, type(None)))
+
+
 def references_digest(writer, settings, rows):
     """SHA-256 over a writer's references, in an order that does not depend on row ids.
 
-    ``rows`` are (source, image digest, model digest, feature bytes) tuples.
+    ``rows`` are (source, image digest, model digest, feature bytes[, thumbnail or None])
+    tuples; a reference without a thumbnail counts as it did before thumbnails were kept.
     """
-    digest = hashlib.sha256(f"inkvoice enrolment {SCHEMA_VERSION}\0{settings}\0{writer}\0".encode())
-    for source, image_digest, model_digest, features in sorted(rows, key=lambda row: row[1]):
+    digest = hashlib.sha256(f"inkvoice enrolment {DIGEST_VERSION}\0{settings}\0{writer}\0".encode())
+    for source, image_digest, model_digest, features, *rest in sorted(rows, key=lambda row: row[1]):
         features = bytes(features)
         digest.update(f"{source}\0{image_digest}\0{model_digest}\0{len(features)}\0".encode())
         digest.update(features)
+        if rest and rest[0] is not None:
+            digest.update(f"\1thumbnail\0{len(rest[0])}\0".encode())
+            digest.update(bytes(rest[0]))
     return digest.hexdigest()
 
 
@@ -430,7 +527,8 @@ def _vector(vector, source):
 class SqliteStore(EnrollmentStore):
     """The store in one SQLite file (the default)."""
 
-    schema = EnrollmentStore.schema.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB")
+    blob_type = "BLOB"
+    schema = EnrollmentStore.schema.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", blob=blob_type)
 
     def _connect(self, create):
         if not create and not self.location.is_file():
@@ -456,6 +554,9 @@ class SqliteStore(EnrollmentStore):
     def _has_tables(self):
         return True  # _connect has checked that the file exists; what it holds is checked next
 
+    def _columns(self, table):
+        return [row[1] for row in self._execute(f"PRAGMA table_info({table})").fetchall()]
+
     def _upgrade(self):
         recorded = dict(self._execute("SELECT key, value FROM settings").fetchall())
         columns = [row[1] for row in self._execute("PRAGMA table_info(writers)").fetchall()]
@@ -463,10 +564,11 @@ class SqliteStore(EnrollmentStore):
             return  # new, current, or damaged (which the column check then reports)
         # Version 1 (no digest): protect the references from now on, as they are.
         self._execute("ALTER TABLE writers ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
+        self.thumbnails = False
         for (name,) in self._execute("SELECT name FROM writers").fetchall():
             self._execute("UPDATE writers SET digest = ? WHERE name = ?",
                           (references_digest(name, recorded["features"], self._rows(name)), name))
-        self._execute("INSERT OR REPLACE INTO settings VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self._execute("INSERT OR REPLACE INTO settings VALUES ('schema', '2')")
 
     def _translate(self, error):
         if isinstance(error, UnicodeDecodeError):  # text columns whose bytes were damaged
@@ -490,7 +592,8 @@ class SqliteStore(EnrollmentStore):
 class PostgresStore(EnrollmentStore):
     """The store in a PostgreSQL database, shared by every process that opens the same URL."""
 
-    schema = EnrollmentStore.schema.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", blob="BYTEA")
+    blob_type = "BYTEA"
+    schema = EnrollmentStore.schema.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", blob=blob_type)
     lock_row = " FOR UPDATE"
     # Serialises the creation of the tables by several processes at once.
     _SETUP_LOCK = 0x696E6B766F696365
@@ -534,6 +637,11 @@ class PostgresStore(EnrollmentStore):
 
     def _has_tables(self):
         return self.connection.execute("SELECT to_regclass('settings') IS NOT NULL").fetchone()[0]
+
+    def _columns(self, table):
+        return [row[0] for row in self.connection.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (table,)).fetchall()]
 
     def _prepare(self, feature_parameters, create):
         if create:

@@ -10,11 +10,13 @@ def _schema():
     from inkvoice.core.bundle import NUMBER, ArraySpec, ModelSchema, OptionalField
 
     writer_model = {"hidden_sizes": [int], "l2": NUMBER, "max_epochs": int, "weight": NUMBER}
+    calibration = {"weight": NUMBER, "centre": NUMBER, "min_references": int}
     return ModelSchema(
         fields={"features": dict, "training": OptionalField(dict), "figures": OptionalField(dict),
                 "verifier": {"threshold": NUMBER, "dependent_threshold": OptionalField(NUMBER), "spread_floor": NUMBER,
                              "grid": [int], "statistics": OptionalField([str]),
-                             "writer_model": OptionalField(writer_model)}},
+                             "writer_model": OptionalField(writer_model),
+                             "calibration": OptionalField(calibration)}},
         arrays={"feature_mean": ArraySpec(ndim=1), "feature_scale": ArraySpec(ndim=1, positive=True),
                 "background": ArraySpec(ndim=2, required=False)},
     )

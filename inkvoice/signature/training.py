@@ -5,7 +5,8 @@ forgery: for each writer, random sets of its genuine signatures are references, 
 genuine signatures, its skilled forgeries and other writers' signatures are queries. The
 networks of a cross-validation over the development writers, each trained without one fifth of
 them, decide together (mean logit), and the threshold is the equal-error point of their scores
-on the writers each did not see. The writer-dependent mode gets its own threshold the same way:
+on the writers each did not see, after per-writer calibration (``verifier.calibration_offset``),
+whose centre is the held-out writers' typical leave-one-out median. The writer-dependent mode gets its own threshold the same way:
 per-writer models are learnt for the held-out writers on top of the fold network that did not
 see them.
 """
@@ -24,7 +25,14 @@ from inkvoice.signature.comparison import (
     feature_groups,
 )
 from inkvoice.signature.evaluation import DEFAULT_RANDOM_FORGERIES, DEFAULT_REFERENCES, equal_error_threshold
-from inkvoice.signature.verifier import Verifier, VerifierConfig, WriterModelSettings
+from inkvoice.signature.verifier import (
+    DEFAULT_CALIBRATION_WEIGHT,
+    MIN_CALIBRATION_REFERENCES,
+    CalibrationSettings,
+    Verifier,
+    VerifierConfig,
+    WriterModelSettings,
+)
 
 #: Ways to choose the threshold: negatives are skilled and random forgeries ("all") or skilled only.
 THRESHOLD_RULES = ("all", "skilled")
@@ -64,6 +72,8 @@ class TrainingSettings:
     dependent_writers : int or None
         At most this many writers per fold in that simulation (None: all).
     writer_model : WriterModelSettings
+    calibration_weight : float >= 0
+        Weight of per-writer calibration (``verifier.CalibrationSettings``); 0 turns it off.
     """
 
     n_references: int = DEFAULT_REFERENCES
@@ -85,6 +95,7 @@ class TrainingSettings:
     dependent_threshold: bool = True
     dependent_writers: int | None = None
     writer_model: WriterModelSettings = WriterModelSettings()
+    calibration_weight: float = DEFAULT_CALIBRATION_WEIGHT
 
     def __post_init__(self):
         for name in ("n_references", "n_draws", "batch_size", "max_epochs", "patience", "n_background"):
@@ -92,6 +103,7 @@ class TrainingSettings:
         check_number("n_random", self.n_random, low=0, integer=True)
         check_number("n_folds", self.n_folds, low=2, integer=True)
         check_number("l2", self.l2, low=0)
+        check_number("calibration_weight", self.calibration_weight, low=0)
         check_number("learning_rate", self.learning_rate, low=0, low_open=True)
         check_number("spread_floor", self.spread_floor, low=0, low_open=True)
         check_choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
@@ -234,8 +246,8 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
                          settings.statistics)
 
     n_folds = int(min(settings.n_folds, len(names)))
-    held_scores = {"genuine": [], "skilled": [], "random": []}
     members = []
+    held = []  # (scores, kinds, median of the references' leave-one-out scores or None) per held-out writer
     folds = np.array_split(rng.permutation(names), n_folds)
     for fold in folds:
         inside = ~np.isin(writers, fold)
@@ -247,10 +259,19 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
                 continue
             references, queries, kinds = plan
             scores = network.decision_function(compare(X_std[queries], X_std[references])).reshape(-1)
-            for kind in held_scores:
-                held_scores[kind].append(scores[kinds == kind])
+            own = None  # the same leave-one-out median as verifier.calibration_offset, with this fold's network
+            if len(references) >= MIN_CALIBRATION_REFERENCES:
+                own = float(np.median(network.decision_function(compare.leave_one_out(X_std[references]))))
+            held.append((scores, kinds, own))
         if progress:
             progress(1)
+    calibration = _calibration(held, settings.calibration_weight)
+    held_scores = {"genuine": [], "skilled": [], "random": []}
+    for scores, kinds, own in held:
+        if calibration is not None and own is not None:
+            scores = scores - calibration.offset(own)
+        for kind in held_scores:
+            held_scores[kind].append(scores[kinds == kind])
     threshold, figures = choose_threshold(held_scores, settings.threshold_rule, "development")
     threshold = 0.0 if threshold is None else threshold
     figures["development_folds"] = n_folds
@@ -263,16 +284,24 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
     if settings.dependent_threshold:
         dependent_scores = _dependent_held_scores(
             X, writers, genuine, feature_parameters, standardizer, folds, members, background_rows, settings,
-            np.random.default_rng(int(rng.integers(2**31))), progress,
+            calibration, np.random.default_rng(int(rng.integers(2**31))), progress,
         )
         dependent_threshold, dependent_figures = choose_threshold(
             dependent_scores, settings.threshold_rule, "development_dependent"
         )
         figures.update(dependent_figures)
     config = VerifierConfig(feature_parameters, threshold, dependent_threshold, settings.spread_floor,
-                            settings.grid, settings.statistics, settings.writer_model)
+                            settings.grid, settings.statistics, settings.writer_model, calibration)
     verifier = Verifier(config, standardizer, members, background=X[background_rows])
     return verifier, figures, settings
+
+
+def _calibration(held, weight):
+    """Calibration settings from held-out writers' leave-one-out medians (None when off or unmeasurable)."""
+    medians = [own for _, _, own in held if own is not None]
+    if weight == 0 or not medians:
+        return None
+    return CalibrationSettings(weight=float(weight), centre=float(np.mean(medians)))
 
 
 def _held_out_queries(writers, genuine, writer, n_references, n_random):
@@ -295,7 +324,7 @@ def _held_out_queries(writers, genuine, writer, n_references, n_random):
 
 
 def _dependent_held_scores(X, writers, genuine, feature_parameters, standardizer, folds, members, background_rows,
-                           settings, rng, progress=None):
+                           settings, calibration, rng, progress=None):
     """Writer-dependent scores of held-out development writers, as the mode will score unseen writers.
 
     Each held-out writer gets a per-writer model on top of the fold network that never saw it,
@@ -308,7 +337,7 @@ def _dependent_held_scores(X, writers, genuine, feature_parameters, standardizer
     held_scores = {"genuine": [], "skilled": [], "random": []}
     limit = settings.dependent_writers
     config = VerifierConfig(feature_parameters, 0.0, None, settings.spread_floor, settings.grid,
-                            settings.statistics, settings.writer_model)
+                            settings.statistics, settings.writer_model, calibration)
     for fold, network in zip(folds, members):
         rows = background_rows[~np.isin(writers[background_rows], fold)]
         verifier = Verifier(config, standardizer, [network], background=X[rows])

@@ -20,7 +20,16 @@ import numpy as np
 
 from inkvoice.core.errors import ParameterError, check_number, with_defaults
 from inkvoice.speech.audio import DEFAULT_MAX_SECONDS, NoSpeechError, load_audio
-from inkvoice.speech.frontend import hop_length, noise_spectrum, power_spectrogram, speech_span, subtract_noise
+from inkvoice.speech.frontend import (
+    hop_length,
+    noise_spectra,
+    noise_spectrum,
+    power_spectra,
+    power_spectrogram,
+    span_of_speech,
+    speech_of_clips,
+    subtract_noise,
+)
 
 # 2: voice activity detection and spectral subtraction replace the fixed trim below the peak.
 FEATURE_VERSION = 2
@@ -160,13 +169,21 @@ def mfcc(samples, parameters):
     return cepstra(power_spectrogram(samples, window, parameters), parameters)
 
 
-def cepstra(power, parameters):
-    """MFCCs of power spectra (n_frames, n_fft // 2 + 1) -> (n_frames, n_mfcc)."""
+def cepstra(power, parameters, counts=None):
+    """MFCCs of power spectra (n_frames, n_fft // 2 + 1) -> (n_frames, n_mfcc).
+
+    With ``counts``, ``power`` stacks several clips' frames (``counts[i]`` rows each, none
+    empty), and each clip's log mel energies are floored below its own loudest band.
+    """
     _, mel_basis, dct_basis = analysis_matrices(parameters)
     mel_power = power @ mel_basis
     log_mel = 10.0 * np.log10(np.maximum(mel_power, 1e-10))
     # librosa's power_to_db floor: nothing more than 80 dB below the loudest band.
-    np.maximum(log_mel, log_mel.max() - 80.0, out=log_mel)
+    if counts is None:
+        np.maximum(log_mel, log_mel.max() - 80.0, out=log_mel)
+    else:
+        loudest = np.maximum.reduceat(log_mel.max(axis=1), np.concatenate([[0], np.cumsum(counts)[:-1]]))
+        np.maximum(log_mel, np.repeat(loudest - 80.0, counts)[:, None], out=log_mel)
     return log_mel @ dct_basis
 
 
@@ -199,20 +216,77 @@ def segment_means(frames, n_segments):
 
 def summarise(coefficients, parameters, duration_seconds):
     """The fixed-length vector of one utterance from its MFCC frames (see the module stages)."""
+    return summarise_many(coefficients, [coefficients.shape[0]], parameters, [duration_seconds])[0]
+
+
+def summarise_many(coefficients, counts, parameters, durations):
+    """:func:`summarise` of several utterances at once: shape (n_utterances, feature length).
+
+    ``coefficients`` stacks their MFCC frames, ``counts[i]`` rows for utterance ``i`` (at least
+    one each); ``durations`` are their lengths in seconds. The utterances are padded to the
+    longest and every statistic is taken over each one's own frames only.
+    """
+    counts = np.asarray(counts, dtype=np.intp)
+    n_utterances, longest, n_mfcc = len(counts), int(counts.max()), coefficients.shape[1]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # Row j of utterance i is frame min(j, counts[i] - 1): the padding repeats the last frame,
+    # which is also how deltas extend an utterance past its edges.
+    positions = np.arange(longest)
+    valid = positions[None, :] < counts[:, None]
+    frames = coefficients[starts[:, None] + np.minimum(positions[None, :], counts[:, None] - 1)]
     if parameters["cmvn"] != "none":
-        coefficients = coefficients - coefficients.mean(axis=0)
+        frames = frames - _masked_mean(frames, valid, counts)[:, None, :]
         if parameters["cmvn"] == "mean_variance":
-            coefficients = coefficients / (coefficients.std(axis=0) + 1e-3)
-    first = deltas(coefficients, parameters["delta_width"])
-    second = deltas(first, parameters["delta_width"])
-    trajectory = np.hstack([coefficients, first]) if parameters["segment_deltas"] else coefficients
+            frames = frames / (_masked_std(frames, valid, counts) + 1e-3)[:, None, :]
+    width = parameters["delta_width"]
+    first = _deltas_many(frames, counts, width)
+    second = _deltas_many(first, counts, width)
+    trajectory = np.concatenate([frames, first], axis=2) if parameters["segment_deltas"] else frames
+    every = np.concatenate([frames, first, second], axis=2)
     return np.concatenate(
         [
-            segment_means(trajectory, parameters["n_segments"]).ravel(),
-            np.hstack([coefficients, first, second]).std(axis=0),
-            [np.log(max(duration_seconds, 1e-3))],
-        ]
+            _segment_means_many(trajectory, counts, parameters["n_segments"]).reshape(n_utterances, -1),
+            _masked_std(every, valid, counts),
+            np.log(np.maximum(np.asarray(durations, dtype=np.float64), 1e-3))[:, None],
+        ],
+        axis=1,
     ).astype(np.float32)
+
+
+def _masked_mean(frames, valid, counts):
+    return np.where(valid[:, :, None], frames, 0).sum(axis=1) / counts[:, None].astype(frames.dtype)
+
+
+def _masked_std(frames, valid, counts):
+    centred = np.where(valid[:, :, None], frames - _masked_mean(frames, valid, counts)[:, None, :], 0)
+    return np.sqrt((centred * centred).sum(axis=1) / counts[:, None].astype(frames.dtype))
+
+
+def _deltas_many(frames, counts, width):
+    """:func:`deltas` of padded utterances (n, longest, columns); rows past an utterance's end are not meaningful."""
+    longest = frames.shape[1]
+    index = np.clip(np.arange(-width, longest + width)[None, :], 0, counts[:, None] - 1)
+    padded = np.take_along_axis(frames, index[:, :, None], axis=1)
+    result = np.zeros_like(frames)
+    for offset in range(1, width + 1):
+        result += offset * (padded[:, width + offset : width + offset + longest]
+                            - padded[:, width - offset : width - offset + longest])
+    return result / (2 * sum(k * k for k in range(1, width + 1)))
+
+
+def _segment_means_many(frames, counts, n_segments):
+    """:func:`segment_means` of padded utterances: shape (n, n_segments, columns)."""
+    n_utterances = frames.shape[0]
+    cumulative = np.concatenate([np.zeros((n_utterances, 1, frames.shape[2])),
+                                 np.cumsum(frames, axis=1, dtype=np.float64)], axis=1)
+    # As np.linspace(0, count, n_segments + 1) computes it, row by row.
+    edges = np.arange(n_segments + 1)[None, :] * (counts[:, None] / n_segments)
+    edges[:, -1] = counts
+    whole = np.minimum(np.floor(edges).astype(np.intp), counts[:, None] - 1)
+    fraction = (edges - whole)[:, :, None]
+    rows = np.arange(n_utterances)[:, None]
+    integral = cumulative[rows, whole] + fraction * frames[rows, whole]
+    return ((integral[:, 1:] - integral[:, :-1]) / np.diff(edges, axis=1)[:, :, None]).astype(np.float32)
 
 
 def analyse(samples, parameters):
@@ -237,9 +311,36 @@ def features_from_samples(samples, parameters, name="the clip"):
     NoSpeechError
         The voice activity detector finds no speech in the clip.
     """
-    power, noise = analyse(samples, parameters)
-    start, stop = speech_span(samples, power, noise, parameters, name)
-    return features_of_frames(power[start:stop], noise, parameters)
+    (row,) = features_of_clips([samples], parameters)
+    if np.isnan(row[0]):
+        raise NoSpeechError(f"{name}: no speech found (only silence or steady noise)")
+    return row
+
+
+def features_of_clips(clips, parameters):
+    """The summary vectors of several loaded clips in one vectorised pass: shape (n_clips, feature length).
+
+    What :func:`features_from_samples` gives each clip, computed together (one spectrogram
+    over all their frames, one voicing pass, one mel and DCT product, statistics over padded
+    arrays), which costs a fraction of clip-by-clip calls for the many short variants of
+    test-time augmentation. The row of a clip in which no speech is found is NaN.
+    """
+    window = analysis_matrices(parameters)[0]
+    power, counts = power_spectra(clips, window, parameters)
+    noises = noise_spectra(power, counts, parameters)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    spans = [span_of_speech(segments, mask, parameters)
+             for segments, mask in speech_of_clips(clips, power, counts, noises, parameters)]
+    found = [i for i, span in enumerate(spans) if span is not None]
+    rows = np.full((len(clips), feature_length(parameters)), np.nan, dtype=np.float32)
+    if found:
+        lengths = np.array([spans[i][1] - spans[i][0] for i in found])
+        chosen = np.concatenate([starts[i] + np.arange(*spans[i]) for i in found])
+        owner = np.repeat(np.arange(len(found)), lengths)
+        frames = subtract_noise(power[chosen], noises[found][owner], parameters["noise_subtraction"])
+        seconds = lengths * hop_length(parameters) / parameters["sample_rate"]
+        rows[found] = summarise_many(cepstra(frames, parameters, lengths), lengths, parameters, seconds)
+    return rows
 
 
 def extract(path, *, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION, **parameters):
@@ -277,16 +378,13 @@ def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECON
 
     rate = parameters["sample_rate"]
     raw = load_audio(path, sample_rate=rate, max_seconds=max_seconds)
-    rows = [features_from_samples(raw, parameters, str(path))]
     generator = file_generator(seed, Path(path).name)
     variants = [perturb(raw, rate, augmentation, generator) for _ in range(augmentation["copies"])]
     variants += [negative(raw, rate, augmentation, generator) for _ in range(augmentation.get("negatives", 0))]
-    for variant in variants:
-        try:
-            rows.append(features_from_samples(variant, parameters))
-        except NoSpeechError:
-            rows.append(np.full(feature_length(parameters), np.nan, dtype=np.float32))
-    return np.stack(rows)
+    rows = features_of_clips([raw, *variants], parameters)
+    if np.isnan(rows[0, 0]):
+        raise NoSpeechError(f"{path}: no speech found (only silence or steady noise)")
+    return rows
 
 
 def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS, feature_version=FEATURE_VERSION,

@@ -12,7 +12,7 @@ Stages, in the order the code follows them:
    clicks, rain and swelling band noise are not taken for words, while the unvoiced sounds next
    to the vowels ("s", "f", "th") stay (:func:`speech_mask`, :func:`speech_segments`); with
    ``vad_passes`` 2, the floor is taken again from the frames outside the speech found and the
-   detection repeated, for noise that comes and goes (:func:`find_segments`);
+   detection repeated, for noise that comes and goes (:func:`speech_of_clips`);
 4. spectral subtraction of the noise floor before the mel filterbank (:func:`subtract_noise`).
 
 Steady noise and mains hum sit in the noise floor, so they neither count as speech nor shape the
@@ -57,27 +57,51 @@ def hop_length(parameters):
     return max(1, int(round(parameters["sample_rate"] * parameters["hop_ms"] / 1000)))
 
 
+def frames_of(clips, window_length, hop, pre_emphasis, selected=None):
+    """The frames of several clips, framed as :func:`power_spectrogram` frames one: ``(frames, counts)``.
+
+    ``frames`` stacks every clip's frames (or, with ``selected``, a list of frame indices per
+    clip, only those) in clip order, shape (n, window_length), float32; ``counts[i]`` is the
+    number of frames clip ``i`` has (all of them, whatever ``selected`` holds).
+    """
+    half = window_length // 2
+    pieces, starts, counts, offset = [], [], [], 0
+    for index, samples in enumerate(clips):
+        samples = np.asarray(samples, dtype=np.float32)
+        padded = np.zeros(max(samples.size + 2 * half, window_length), dtype=np.float32)
+        padded[half : half + samples.size] = samples
+        if pre_emphasis:
+            padded[half + 1 : half + samples.size] -= np.float32(pre_emphasis) * samples[:-1]
+        n_frames = 1 + (padded.size - window_length) // hop
+        chosen = np.arange(n_frames) if selected is None else np.asarray(selected[index], dtype=np.intp)
+        pieces.append(padded)
+        starts.append(offset + hop * chosen)
+        counts.append(n_frames)
+        offset += padded.size
+    signal = np.concatenate(pieces) if pieces else np.zeros(window_length, dtype=np.float32)
+    starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.intp)
+    return np.lib.stride_tricks.sliding_window_view(signal, window_length)[starts], np.asarray(counts)
+
+
+def power_spectra(clips, window, parameters):
+    """Power spectrograms of several clips in one pass: ``(power, counts)``.
+
+    ``power`` stacks every clip's frames (see :func:`power_spectrogram`), shape
+    (sum(counts), n_fft // 2 + 1), float32; clip ``i`` owns ``counts[i]`` rows, in order.
+    """
+    frames, counts = frames_of(clips, window.size, hop_length(parameters), parameters["pre_emphasis"])
+    # In float64: numpy transforms many float32 rows several times slower, and no less exactly.
+    spectrum = np.fft.rfft(frames * window.astype(np.float64), n=int(parameters["n_fft"]), axis=1)
+    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32), counts
+
+
 def power_spectrogram(samples, window, parameters):
     """Pre-emphasised, Hann-windowed power spectra, shape (n_frames, n_fft // 2 + 1), float32.
 
     The first window is centred on the first sample, as librosa does; a clip shorter than a
     window is zero-padded.
     """
-    window_length = window.size
-    hop = hop_length(parameters)
-    samples = np.asarray(samples, dtype=np.float32)
-    emphasised = np.empty_like(samples)
-    emphasised[:1] = samples[:1]
-    emphasised[1:] = samples[1:] - np.float32(parameters["pre_emphasis"]) * samples[:-1]
-    half = window_length // 2
-    padded = np.zeros(max(emphasised.size + 2 * half, window_length), dtype=np.float32)
-    padded[half : half + emphasised.size] = emphasised
-    n_frames = 1 + (padded.size - window_length) // hop
-    frames = np.lib.stride_tricks.as_strided(
-        padded, shape=(n_frames, window_length), strides=(padded.strides[0] * hop, padded.strides[0])
-    )
-    spectrum = np.fft.rfft(frames * window, n=int(parameters["n_fft"]), axis=1)
-    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    return power_spectra([samples], window, parameters)[0]
 
 
 def _band_bins(parameters):
@@ -86,60 +110,123 @@ def _band_bins(parameters):
     return (frequencies >= VAD_BAND_HZ[0]) & (frequencies <= VAD_BAND_HZ[1])
 
 
+def _starts(counts):
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+
+
+def noise_spectra(power, counts, parameters):
+    """:func:`noise_spectrum` of each clip of stacked spectrograms (see :func:`power_spectra`), shape (n_clips, n_bins)."""
+    band = _band_bins(parameters)
+    energy = power[:, band].sum(axis=1, dtype=np.float64)
+    noises = np.empty((len(counts), power.shape[1]), dtype=np.float32)
+    for clip, (start, n_frames) in enumerate(zip(_starts(counts), counts)):
+        clip_energy = energy[start : start + n_frames]
+        count = min(n_frames, max(MIN_NOISE_FRAMES, int(NOISE_SHARE * n_frames)))
+        quietest = np.argsort(clip_energy, kind="stable")[:count]
+        noises[clip] = _capped(power[start + quietest].mean(axis=0), float(clip_energy.max()), band)
+    return noises
+
+
+def _capped(noise, loudest, band):
+    """``noise`` scaled down, if need be, to ``NOISE_CAP_DB`` below the loudest frame's band energy ``loudest``."""
+    cap = loudest * 10.0 ** (-NOISE_CAP_DB / 10.0)
+    noise_energy = float(noise[band].sum(dtype=np.float64))
+    return noise * np.float32(cap / noise_energy) if noise_energy > cap else noise
+
+
 def noise_spectrum(power, parameters):
     """The mean power spectrum of the quietest ``NOISE_SHARE`` of the frames (shape (n_bins,)).
 
     A clip cut tightly around its word has no frame of noise alone, and its quietest frames
     are speech; so the floor is never put closer than ``NOISE_CAP_DB`` below the loudest frame.
     """
-    band = _band_bins(parameters)
-    energy = power[:, band].sum(axis=1, dtype=np.float64)
-    count = min(power.shape[0], max(MIN_NOISE_FRAMES, int(NOISE_SHARE * power.shape[0])))
-    quietest = np.argsort(energy, kind="stable")[:count]
-    return _capped(power[quietest].mean(axis=0), float(energy.max()), band)
+    return noise_spectra(power, [power.shape[0]], parameters)[0]
 
 
-def _capped(noise, loudest, band):
-    """``noise`` scaled down, if need be, to ``NOISE_CAP_DB`` below the loudest frame's band energy."""
-    cap = loudest * 10.0 ** (-NOISE_CAP_DB / 10.0)
-    noise_energy = float(noise[band].sum(dtype=np.float64))
-    return noise * np.float32(cap / noise_energy) if noise_energy > cap else noise
+def voicing(clips, parameters, selected):
+    """Which of the ``selected`` frames of each clip repeat at a pitch period: one bool array per clip.
+
+    ``selected[i]`` lists frame indices of clip ``i`` (the frames of :func:`power_spectrogram`);
+    only those are analysed, the rest are False. Each frame's autocorrelation is the inverse
+    transform of its power spectrum in the speech band (``VAD_BAND_HZ``, which leaves out rumble
+    and hum), over a longer window (``VOICING_WINDOW_MS``, so that a low voice's period fits in
+    it twice). A voiced frame's autocorrelation within the pitch range reaches ``VOICING`` of its
+    energy; white, rain and traffic noise stay below. Steady periodic sounds (hum, fans, engines)
+    may pass: the loudness test, which removes the noise floor, keeps them out.
+    """
+    rate = parameters["sample_rate"]
+    length = int(round(rate * VOICING_WINDOW_MS / 1000))
+    n_fft = 1 << (2 * length - 1).bit_length()
+    basis, band = _correlation_basis(rate, length, n_fft)
+    hop = hop_length(parameters)
+    # A clip's voicing frames may be one fewer than its spectrogram's (an odd window): those stay False.
+    n_frames = [1 + (max(np.size(clip) + 2 * (length // 2), length) - length) // hop for clip in clips]
+    chosen = [frames[frames < n] for frames, n in zip((np.asarray(f, dtype=np.intp) for f in selected), n_frames)]
+    frames, _ = frames_of(clips, length, hop, 0.0, chosen)
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
+    spectrum = np.fft.rfft(frames * window.astype(np.float64), n=n_fft, axis=1)[:, band]
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    # The autocorrelation at lag 0 and over the pitch periods only: the inverse transform's
+    # cosines at those lags, applied to the band's bins.
+    correlation = power @ basis
+    peaks = correlation[:, 1:].max(axis=1, initial=-np.inf) / np.maximum(correlation[:, 0], 1e-20)
+    voiced, position = [], 0
+    for frames_of_clip, n in zip(chosen, n_frames):
+        flags = np.zeros(n, dtype=bool)
+        flags[frames_of_clip] = peaks[position : position + frames_of_clip.size] >= VOICING
+        position += frames_of_clip.size
+        voiced.append(flags)
+    return voiced
+
+
+_CORRELATION = {}
+
+
+def _correlation_basis(rate, length, n_fft):
+    """The cosines that turn a band's power spectrum into its autocorrelation at lag 0 and the pitch lags."""
+    key = (rate, length, n_fft)
+    if key not in _CORRELATION:
+        frequencies = np.linspace(0.0, rate / 2, n_fft // 2 + 1)
+        band = np.flatnonzero((frequencies >= VAD_BAND_HZ[0]) & (frequencies <= VAD_BAND_HZ[1]))
+        low, high = int(rate / PITCH_HZ[1]), int(rate / PITCH_HZ[0])
+        lags = np.concatenate([[0], np.arange(low, min(high, n_fft - 1) + 1)])
+        # irfft's weights: the zero and Nyquist bins once, the others twice (their mirror images).
+        weights = np.where((band == 0) | (band == n_fft // 2), 1.0, 2.0) / n_fft
+        basis = weights[:, None] * np.cos(2 * np.pi * np.outer(band, lags) / n_fft)
+        _CORRELATION[key] = (basis.astype(np.float32), band)
+    return _CORRELATION[key]
 
 
 def voiced_frames(samples, parameters):
     """Which frames repeat at a pitch period (bool, shape (n_frames,), the frames of :func:`power_spectrogram`).
 
-    Each frame's autocorrelation is the inverse transform of its power spectrum in the speech
-    band (``VAD_BAND_HZ``, which leaves out rumble and hum), over a longer window
-    (``VOICING_WINDOW_MS``, so that a low voice's period fits in it twice). A voiced frame's
-    autocorrelation within the pitch range reaches ``VOICING`` of its energy; white, rain and
-    traffic noise stay below. Steady periodic sounds (hum, fans, engines) may pass: the
-    loudness test, which removes the noise floor, keeps them out.
+    See :func:`voicing`, which this applies to every frame of one clip.
     """
-    rate = parameters["sample_rate"]
-    length = int(round(rate * VOICING_WINDOW_MS / 1000))
-    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
-    n_fft = 1 << (2 * length - 1).bit_length()
-    power = power_spectrogram(samples, window, {**parameters, "n_fft": n_fft, "pre_emphasis": 0.0})
-    frequencies = np.linspace(0.0, rate / 2, power.shape[1])
-    power[:, (frequencies < VAD_BAND_HZ[0]) | (frequencies > VAD_BAND_HZ[1])] = 0.0
-    correlation = np.fft.irfft(power, axis=1)
-    low, high = int(rate / PITCH_HZ[1]), int(rate / PITCH_HZ[0])
-    peaks = correlation[:, low : high + 1].max(axis=1) / np.maximum(correlation[:, 0], 1e-20)
-    return peaks >= VOICING
+    every = np.arange(np.size(samples) // hop_length(parameters) + 2)  # at least every frame; extras are dropped
+    return voicing([samples], parameters, [every])[0]
+
+
+def speech_masks(power, counts, noises, parameters):
+    """:func:`speech_mask` of each clip of stacked spectrograms, as one bool array over all their frames."""
+    band = _band_bins(parameters)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    floor = (VAD_OVER_SUBTRACTION * noises[:, band])[owner]
+    excess = np.maximum(power[:, band] - floor, 0.0).sum(axis=1, dtype=np.float64)
+    noise_energy = noises[:, band].sum(axis=1, dtype=np.float64)
+    if not excess.size:
+        return np.zeros(0, dtype=bool)
+    starts = _starts(counts)
+    peaks = np.maximum.reduceat(excess, np.minimum(starts, excess.size - 1))
+    peaks[np.asarray(counts) == 0] = 0.0
+    mask = (excess >= peaks[owner] * 10.0 ** (-parameters["top_db"] / 10.0)) & (
+        excess > noise_energy[owner] * 10.0 ** (parameters["vad_snr_db"] / 10.0)
+    )
+    return mask & (peaks[owner] > 0.0)
 
 
 def speech_mask(power, noise, parameters):
     """Which frames are loud enough to be speech (bool, shape (n_frames,)), before the voicing check."""
-    band = _band_bins(parameters)
-    excess = np.maximum(power[:, band] - VAD_OVER_SUBTRACTION * noise[band], 0.0).sum(axis=1, dtype=np.float64)
-    noise_energy = float(noise[band].sum(dtype=np.float64))
-    peak = float(excess.max()) if excess.size else 0.0
-    if peak <= 0.0:
-        return np.zeros(power.shape[0], dtype=bool)
-    return (excess >= peak * 10.0 ** (-parameters["top_db"] / 10.0)) & (
-        excess > noise_energy * 10.0 ** (parameters["vad_snr_db"] / 10.0)
-    )
+    return speech_masks(power, [power.shape[0]], noise[None, :], parameters)
 
 
 def speech_segments(mask, parameters, voiced=None, max_gap_seconds=MAX_GAP_SECONDS):
@@ -149,6 +236,18 @@ def speech_segments(mask, parameters, voiced=None, max_gap_seconds=MAX_GAP_SECON
     holding fewer than ``MIN_VOICED_SECONDS`` of voiced frames, are dropped, and a run reaches
     at most ``UNVOICED_EDGE_SECONDS`` before its first and after its last voiced frame.
     """
+    runs = loud_runs(mask, parameters, max_gap_seconds)
+    if voiced is None:
+        return runs
+    extents = []
+    for start, stop in runs:
+        inside = start + np.flatnonzero(voiced[start:stop] & mask[start:stop])
+        extents.append((int(inside[0]), int(inside[-1])) if inside.size >= _least_voiced(parameters) else None)
+    return _trim_to_voiced(runs, extents, parameters)
+
+
+def loud_runs(mask, parameters, max_gap_seconds=MAX_GAP_SECONDS):
+    """Runs of loud frames, short gaps filled, runs shorter than ``MIN_RUN_SECONDS`` dropped."""
     frames_per_second = parameters["sample_rate"] / hop_length(parameters)
     runs = []
     for start, stop in _runs(mask):
@@ -157,17 +256,19 @@ def speech_segments(mask, parameters, voiced=None, max_gap_seconds=MAX_GAP_SECON
         else:
             runs.append((start, stop))
     shortest = MIN_RUN_SECONDS * frames_per_second
-    runs = [(start, stop) for start, stop in runs if stop - start >= shortest]
-    if voiced is not None:
-        least = MIN_VOICED_SECONDS * frames_per_second
-        allowance = int(round(UNVOICED_EDGE_SECONDS * frames_per_second))
-        kept = []
-        for start, stop in runs:
-            inside = np.flatnonzero(voiced[start:stop] & mask[start:stop])
-            if inside.size >= least:
-                kept.append((max(start, start + inside[0] - allowance), min(stop, start + inside[-1] + 1 + allowance)))
-        runs = kept
-    return runs
+    return [(start, stop) for start, stop in runs if stop - start >= shortest]
+
+
+def _least_voiced(parameters):
+    return MIN_VOICED_SECONDS * parameters["sample_rate"] / hop_length(parameters)
+
+
+def _trim_to_voiced(runs, extents, parameters):
+    """The runs whose extent (first and last voiced loud frame, or None) was found, cut to it plus an allowance."""
+    allowance = int(round(UNVOICED_EDGE_SECONDS * parameters["sample_rate"] / hop_length(parameters)))
+    return [(max(start, first - allowance), min(stop, last + 1 + allowance))
+            for (start, stop), extent in zip(runs, extents) if extent is not None
+            for first, last in [extent]]
 
 
 def _runs(mask):
@@ -175,44 +276,165 @@ def _runs(mask):
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
+def speech_of_clips(clips, power, counts, noises, parameters, max_gap_seconds=MAX_GAP_SECONDS):
+    """The stretches of speech in each of several clips, and their loud frames: ``[(segments, mask), ...]``.
+
+    ``power``, ``counts`` and ``noises`` as :func:`power_spectra` and :func:`noise_spectra` give
+    them; the answer is :func:`speech_segments` of each clip with its voiced frames, found again
+    over a better floor when ``parameters["vad_passes"]`` is 2 (:func:`_second_pass`).
+    """
+    found = _speech_of_clips_once(clips, power, counts, noises, parameters, max_gap_seconds)
+    if parameters["vad_passes"] < 2:
+        return found
+    return _second_pass(clips, power, counts, noises, parameters, max_gap_seconds, found)
+
+
+def _second_pass(clips, power, counts, noises, parameters, max_gap_seconds, found):
+    """The detection repeated over the floor of the frames outside the speech the first pass found.
+
+    Noise that comes and goes (rain, crackle, traffic) is louder than its quietest frames, so
+    the first pass takes much of it for speech next to the word. The frames outside the speech
+    found are mostly noise: their median (which the word's faint edges, also outside, do not
+    move) is the better floor. Under steady noise it is the first floor again, and the first
+    answer stands; so does it when the second pass finds no speech at all.
+    """
+    band = _band_bins(parameters)
+    starts = _starts(counts)
+    again, refined = [], []
+    for clip, ((segments, _), start, n_frames) in enumerate(zip(found, starts, counts)):
+        outside = np.ones(n_frames, dtype=bool)
+        for first, stop in segments:
+            outside[first:stop] = False
+        if not segments or outside.sum() < MIN_NOISE_FRAMES:
+            continue
+        own = power[start : start + n_frames]
+        noise = _capped(np.median(own[outside], axis=0), float(own[:, band].sum(axis=1, dtype=np.float64).max()), band)
+        if noise[band].sum(dtype=np.float64) > noises[clip][band].sum(dtype=np.float64):
+            again.append(clip)
+            refined.append(noise)
+    if not again:
+        return found
+    second = _speech_of_clips_once(
+        [clips[clip] for clip in again], np.concatenate([power[starts[c] : starts[c] + counts[c]] for c in again]),
+        [counts[clip] for clip in again], np.stack(refined), parameters, max_gap_seconds,
+    )
+    found = list(found)
+    for clip, (segments, mask) in zip(again, second):
+        if segments:
+            found[clip] = (segments, mask)
+    return found
+
+
+def _speech_of_clips_once(clips, power, counts, noises, parameters, max_gap_seconds):
+    """One pass of :func:`speech_of_clips` over the floors ``noises``.
+
+    Voicing, the costliest step, is computed only where it can change the answer: a run needs
+    its first and last voiced loud frame and to know that it holds enough of them, so its loud
+    frames are examined from both ends, a few more in each round, until those are settled.
+    """
+    loud = speech_masks(power, counts, noises, parameters)
+    masks = np.split(loud, np.cumsum(counts)[:-1])
+    runs = [loud_runs(mask, parameters, max_gap_seconds) for mask in masks]
+    least = _least_voiced(parameters)
+    # One entry per run: its clip, its loud frames, and what is known of their voicing so far.
+    searches = []
+    for clip, (mask, clip_runs) in enumerate(zip(masks, runs)):
+        for start, stop in clip_runs:
+            searches.append(_VoicingSearch(clip, (start + np.flatnonzero(mask[start:stop])).tolist(), least))
+    batch = 3
+    while True:
+        wanted = [[] for _ in clips]
+        asked = [(search, search.next_frames(batch)) for search in searches if not search.settled]
+        if not asked:
+            break
+        for search, frames in asked:
+            wanted[search.clip].extend(frames)
+        voiced = voicing(clips, parameters, wanted)
+        for search, frames in asked:
+            flags = voiced[search.clip]
+            search.learn(frames, [bool(flags[frame]) if frame < flags.size else False for frame in frames])
+        batch *= 2
+    found, position = [], 0
+    for mask, clip_runs in zip(masks, runs):
+        extents = [search.extent() for search in searches[position : position + len(clip_runs)]]
+        position += len(clip_runs)
+        found.append((_trim_to_voiced(clip_runs, extents, parameters), mask))
+    return found
+
+
+class _VoicingSearch:
+    """What is known of the voicing of one run's loud frames, examined from both ends."""
+
+    def __init__(self, clip, frames, least):
+        self.clip, self.frames, self.least = clip, frames, least
+        self.known = {}  # frame -> voiced
+
+    def _first(self, order):
+        """The first voiced frame in ``order`` when every frame before it is known (False: not yet settled)."""
+        for frame in order:
+            if frame not in self.known:
+                return False
+            if self.known[frame]:
+                return frame
+        return None  # every frame is known and none is voiced
+
+    @property
+    def settled(self):
+        first, last = self._first(self.frames), self._first(reversed(self.frames))
+        if first is None or len(self.known) == len(self.frames):
+            return True
+        return first is not False and last is not False and sum(self.known.values()) >= self.least
+
+    def next_frames(self, batch):
+        unknown = [frame for frame in self.frames if frame not in self.known]
+        chosen = set(unknown[:batch]) if self._first(self.frames) is False else set()
+        if self._first(reversed(self.frames)) is False:
+            chosen.update(unknown[-batch:])
+        if not chosen:  # both ends are settled; more voiced frames are needed
+            chosen.update(unknown[:batch])
+        return sorted(chosen)
+
+    def learn(self, frames, flags):
+        self.known.update(zip(frames, flags))
+
+    def extent(self):
+        """(first, last) voiced loud frame when the run holds at least ``least`` of them, else None."""
+        if sum(self.known.values()) < self.least:
+            return None
+        return self._first(self.frames), self._first(reversed(self.frames))
+
+
 def find_segments(samples, power, noise, parameters, max_gap_seconds=MAX_GAP_SECONDS):
     """The stretches of speech in a recording: loud runs holding voiced frames (see the module stages)."""
-    voiced = voiced_frames(samples, parameters)[: power.shape[0]]
-    segments = speech_segments(speech_mask(power, noise, parameters), parameters, voiced, max_gap_seconds)
-    if parameters["vad_passes"] < 2 or not segments:
-        return segments
-    # Second pass: noise that comes and goes (rain, crackle, traffic) is louder than its quietest
-    # frames, so the first pass takes much of it for speech next to the word. The frames outside
-    # the speech found are mostly noise: their median (which the word's faint edges, also
-    # outside, do not move) is the better floor. Under steady noise it is the first floor again.
-    outside = np.ones(power.shape[0], dtype=bool)
-    for start, stop in segments:
-        outside[start:stop] = False
-    if outside.sum() < MIN_NOISE_FRAMES:
-        return segments
-    band = _band_bins(parameters)
-    refined = _capped(np.median(power[outside], axis=0), float(power[:, band].sum(axis=1, dtype=np.float64).max()), band)
-    if refined[band].sum(dtype=np.float64) <= noise[band].sum(dtype=np.float64):
-        return segments
-    return speech_segments(speech_mask(power, refined, parameters), parameters, voiced, max_gap_seconds) or segments
+    return speech_of_clips([samples], power, [power.shape[0]], noise[None, :], parameters, max_gap_seconds)[0][0]
 
 
-def speech_span(samples, power, noise, parameters, name="the clip"):
-    """``(start_frame, stop_frame)`` from the first to the last speech frame, with a margin.
+def span_of_speech(segments, mask, parameters):
+    """``(start_frame, stop_frame)`` from the first to the last stretch of speech with a margin, or None.
 
-    Pauses inside the word stay. Without a voiced run, the loud runs alone are taken. Raises
-    NoSpeechError when no frame is loud enough to be speech.
+    Pauses inside the word stay. Without a voiced run, the loud frames of ``mask`` alone are taken.
     """
-    segments = find_segments(samples, power, noise, parameters)
     if not segments:
         # A very short word may have its loud frames and its voiced frames apart: take the
         # loud ones, and leave non-speech to the model's rejection class.
-        loud = np.flatnonzero(speech_mask(power, noise, parameters))
+        loud = np.flatnonzero(mask)
         segments = [(int(loud[0]), int(loud[-1]) + 1)] if loud.size else []
     if not segments:
-        raise NoSpeechError(f"{name}: no speech found (only silence or steady noise)")
+        return None
     margin = int(round(MARGIN_SECONDS * parameters["sample_rate"] / hop_length(parameters)))
-    return max(0, segments[0][0] - margin), min(power.shape[0], segments[-1][1] + margin)
+    return max(0, segments[0][0] - margin), min(mask.size, segments[-1][1] + margin)
+
+
+def speech_span(samples, power, noise, parameters, name="the clip"):
+    """``(start_frame, stop_frame)`` from the first to the last speech frame, with a margin (:func:`span_of_speech`).
+
+    Raises NoSpeechError when no frame is loud enough to be speech.
+    """
+    ((segments, mask),) = speech_of_clips([samples], power, [power.shape[0]], noise[None, :], parameters)
+    span = span_of_speech(segments, mask, parameters)
+    if span is None:
+        raise NoSpeechError(f"{name}: no speech found (only silence or steady noise)")
+    return span
 
 
 def subtract_noise(power, noise, factor):

@@ -63,6 +63,26 @@ def genuine(writer, numbers):
     return [SIGNATURE_SAMPLES / writer / "genuine" / f"{n:02d}.png" for n in numbers]
 
 
+def store_without_pictures(model_path, location, writer, numbers):
+    """An SQLite store as the version before reference pictures made it, with ``writer`` enrolled."""
+    import sqlite3
+
+    from inkvoice.signature.api import enroll_files
+    from inkvoice.signature.enrollment import references_digest
+
+    assert enroll_files(model_path, writer, genuine(writer, numbers), location)["enrolled"]
+    connection = sqlite3.connect(location, isolation_level=None)
+    connection.execute("ALTER TABLE refs DROP COLUMN thumbnail")
+    connection.execute("UPDATE settings SET value = '2' WHERE key = 'schema'")
+    # The digest as that version made it: over the references without their pictures.
+    settings = connection.execute("SELECT value FROM settings WHERE key = 'features'").fetchone()[0]
+    rows = connection.execute("SELECT source, image_digest, model_digest, features FROM refs WHERE writer = ? "
+                              "ORDER BY id", (writer,)).fetchall()
+    connection.execute("UPDATE writers SET digest = ? WHERE name = ?", (references_digest(writer, settings, rows), writer))
+    connection.close()
+    return location
+
+
 @pytest.fixture(scope="session")
 def clearest_forgery(signature_model_path):
     """The forgery of writer5 that the test verifier scores lowest against genuine 1-6 (a sure rejection)."""

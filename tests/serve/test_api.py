@@ -335,3 +335,57 @@ def test_a_server_without_token_refuses_enrolment(speech_model_path, signature_m
             assert speech.status_code == 404 and "no speech model" in speech.json()["error"]
     finally:
         service.close()
+
+
+def test_reference_pictures_of_a_writer(client, service):
+    from PIL import Image
+
+    client.delete("/api/signature/writers/writer6", headers=AUTH)
+    response = client.post("/api/signature/writers/writer6/references", headers=AUTH,
+                           files=files_of("files", genuine("writer6", range(1, 5))))
+    assert response.status_code == 200
+    listing = client.get("/api/signature/writers/writer6/references")  # no token needed to read
+    assert listing.status_code == 200
+    body = listing.json()
+    assert body["writer"] == "writer6"
+    assert [(r["number"], r["source"]) for r in body["references"]] == [(n, f"0{n}.png") for n in range(1, 5)]
+    for reference in body["references"]:
+        assert reference["thumbnail"] == f"/api/signature/writers/writer6/references/{reference['number']}/thumbnail"
+        picture = client.get(reference["thumbnail"])
+        assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+        assert picture.headers["cache-control"] == "no-cache"
+        image = Image.open(io.BytesIO(picture.content))
+        assert image.width <= 200 and image.height <= 100 and len(picture.content) < 8192
+    assert client.get("/api/signature/writers/writer6/references/5/thumbnail").status_code == 404
+    assert client.get("/api/signature/writers/writer6/references/0/thumbnail").status_code == 400
+    assert client.get("/api/signature/writers/nobody/references").status_code == 404
+    assert client.get("/api/signature/writers/nobody/references/1/thumbnail").status_code == 404
+    # Pictures removed behind inkvoice's back are damage, as changed features are.
+    sqlite3.connect(service.store_location, isolation_level=None).execute(
+        "UPDATE refs SET thumbnail = NULL WHERE writer = 'writer6'")
+    damaged = client.get("/api/signature/writers/writer6/references")
+    assert damaged.status_code == 500 and "damaged" in damaged.json()["error"]  # changed behind inkvoice's back
+    client.delete("/api/signature/writers/writer6", headers=AUTH)
+
+
+def test_a_store_made_before_pictures_were_kept_lists_references_without_them(signature_model_path, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from inkvoice.serve.app import create_app
+    from inkvoice.serve.service import Service
+    from tests.serve.conftest import store_without_pictures
+
+    store = store_without_pictures(signature_model_path, tmp_path / "old.sqlite", "writer4", range(1, 4))
+    service = Service(signature_model=signature_model_path, store=store, token=TOKEN)
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as raw:
+            client = ApiClient(raw, service)
+            body = client.get("/api/signature/writers/writer4/references").json()
+            assert [(r["number"], r["thumbnail"]) for r in body["references"]] == [(1, None), (2, None), (3, None)]
+            missing = client.get("/api/signature/writers/writer4/references/2/thumbnail")
+            assert missing.status_code == 404
+            assert "enrolled before the store kept pictures" in missing.json()["error"]
+            verdict = client.post("/api/signature/writers/writer4/verify", files=files_of("file", genuine("writer4", [7])))
+            assert verdict.status_code == 200 and verdict.json()["references"] == 3
+    finally:
+        service.close()

@@ -111,14 +111,17 @@ def test_enrol_then_verify_genuine_and_forged(both_models, browser_factory, clea
 
     driver.find_element(By.ID, "signature-file").send_keys(str(genuine("writer5", [9])[0]))
     verdict = wait_for(driver, "[data-testid=verdict].genuine")
+    pictures = reference_pictures(driver)
     driver.save_screenshot(str(tmp_path / "signature-genuine.png"))
     assert driver.find_element(By.ID, "verdict-word").text.lower() == "genuine"
     assert "writer5, 6 references" in verdict.text
+    assert [picture.get_attribute("alt") for picture in pictures] == [f"reference {n}: 0{n}.png" for n in range(1, 7)]
 
     driver.find_element(By.ID, "explain").click()
     driver.find_element(By.ID, "signature-file").send_keys(str(clearest_forgery))
     wait_for(driver, "[data-testid=verdict].forged")
     explanation = wait_for(driver, "[data-testid=explanation]")
+    assert len(reference_pictures(driver)) == 6  # beside the verdict and the explanation
     driver.execute_script("arguments[0].scrollIntoView()", explanation)
     driver.save_screenshot(str(tmp_path / "signature-forged.png"))
     assert driver.find_element(By.ID, "verdict-word").text.lower() == "forged"
@@ -128,6 +131,42 @@ def test_enrol_then_verify_genuine_and_forged(both_models, browser_factory, clea
     history = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#signature-history li")]
     assert len(history) == 2 and "forged" in history[0] and "genuine" in history[1]
     assert not page_errors(driver)
+
+
+def reference_pictures(driver):
+    """The pictures of the claimed writer's references beside the verdict, once every one has loaded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    figure = wait_for(driver, "[data-testid=references]")
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    WebDriverWait(driver, WAIT_SECONDS).until(lambda d: (pictures := figure.find_elements(By.TAG_NAME, "img")) and all(
+        d.execute_script(loaded, picture) for picture in pictures))
+    return figure.find_elements(By.TAG_NAME, "img")
+
+
+def test_a_store_without_pictures_says_so_beside_the_verdict(signature_model_path, browser_factory, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from tests.serve.conftest import store_without_pictures
+
+    store = store_without_pictures(signature_model_path, tmp_path / "old.sqlite", "writer6", range(1, 5))
+    server = RunningServer(["--signature-model", str(signature_model_path), "--store", str(store), "--workers", "1"],
+                           tmp_path)
+    try:
+        driver = browser_factory()
+        driver.get(server.url + "/")
+        wait_for(driver, "#status")
+        driver.find_element(By.ID, "writer").send_keys("writer6")
+        driver.find_element(By.ID, "signature-file").send_keys(str(genuine("writer6", [8])[0]))
+        wait_for(driver, "[data-testid=verdict]")
+        note = wait_for(driver, "[data-testid=no-pictures]")
+        driver.save_screenshot(str(tmp_path / "signature-no-pictures.png"))
+        assert "No pictures are kept of writer6's 4 references" in note.text
+        assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid=references] img")
+        assert not page_errors(driver)
+    finally:
+        server.stop()
 
 
 def test_wrong_token_and_unknown_writer_are_shown(both_models, browser_factory, tmp_path):

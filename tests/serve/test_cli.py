@@ -100,3 +100,30 @@ def test_several_worker_processes_answer_and_stop(serve, signature_model_path, t
         assert _call(f"{server.url}/api/signature/writers")[1] == [{"writer": "writer6", "references": 3}]
     assert server.stop() == 0
     assert "Traceback" not in server.log.read_text()
+
+
+def test_a_worker_that_dies_costs_a_503_and_the_workers_start_again(serve, signature_model_path, tmp_path):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    server = serve("--signature-model", signature_model_path, "--store", tmp_path / "store.sqlite", "--token", TOKEN,
+                   "--workers", "1")
+    assert _call(f"{server.url}/api/signature/writers/writer6/references", "POST", genuine("writer6", range(1, 4)),
+                 token=TOKEN)[0] == 200
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    workers = [int(pid) for pid in children
+               if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text() and "resource_tracker" not in
+               Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    time.sleep(1)
+    status, body = _call(f"{server.url}/api/signature/writers/writer6/verify", "POST", genuine("writer6", [8]),
+                         field="file")
+    assert status == 503 and body == {"error": "a worker process of the server stopped; try again in a moment"}
+    status, body = _call(f"{server.url}/api/signature/writers/writer6/verify", "POST", genuine("writer6", [8]),
+                         field="file")
+    assert status == 200 and body["writer"] == "writer6"
+    assert server.stop() == 0
+    assert "starting the workers again" in server.log.read_text()

@@ -295,3 +295,30 @@ def test_verify_explain_writes_a_picture_per_query(enrolled, samples_dir, tmp_pa
     table = run("verify", model, "--writer", "writer5", "--store", store, "--explain", folder, *queries)
     assert table.exit_code == 0 and len(table.stdout.splitlines()) == 3
     assert len(table.stderr.splitlines()) == 2 and "weighed" not in table.stdout
+
+
+def test_verify_scores_are_calibrated_to_the_enrolled_writer_in_the_cli_and_the_api(enrolled, sample_model,
+                                                                                      samples_dir):
+    from inkvoice.signature.api import verify_files, writer_references
+    from inkvoice.signature.features import extract
+    from inkvoice.signature.verifier import _decision
+
+    model, store = enrolled
+    _, verifier = sample_model
+    queries = [samples_dir / "writer5" / "genuine" / "08.png", samples_dir / "writer5" / "forged" / "01.png",
+               samples_dir / "writer5" / "forged" / "04.png"]
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--no-cache", *queries)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert len(rows) == 3
+    references = writer_references(model, "writer5", store)
+    offset = verifier.calibration_offset(references)
+    assert offset != 0.0
+    features = np.stack([extract(q, **verifier.feature_parameters) for q in queries])
+    raw = _decision(verifier.networks, verifier.comparison(features, references))
+    assert [row["score"] for row in rows] == pytest.approx(raw - offset, abs=1e-3)
+    api = verify_files(model, "writer5", queries, store)
+    assert [(r["score"], r["verdict"]) for r in api] == [(r["score"], r["verdict"]) for r in rows]
+    info = json.loads(run("info", model, "--json").output)
+    assert info["verifier"]["calibration"]["weight"] == verifier.config.calibration.weight
+    assert info["verifier"]["calibration"]["min_references"] == 3

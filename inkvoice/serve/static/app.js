@@ -307,16 +307,49 @@ async function verifySignature(file) {
   }
   const explain = $("#explain").checked;
   showBusy(result, `checking against ${writer}'s references…`);
-  const path = `/api/signature/writers/${encodeURIComponent(writer)}/verify${explain ? "?explain=1" : ""}`;
+  const base = `/api/signature/writers/${encodeURIComponent(writer)}`;
   try {
-    const answer = await upload(path, file, file.name || "signature.png");
-    renderVerdict(answer, file);
+    // The references are fetched alongside the verdict; the verdict does not wait for them to fail.
+    const [answer, references] = await Promise.all([
+      upload(`${base}/verify${explain ? "?explain=1" : ""}`, file, file.name || "signature.png"),
+      api(`${base}/references`).catch((error) => ({ error: error.message })),
+    ]);
+    renderVerdict(answer, file, references);
   } catch (error) {
     showError(result, error.message);
   }
 }
 
-function renderVerdict(answer, file) {
+// The claimed writer's references: their pictures, or why there are none to show.
+function referenceFigure(writer, listing) {
+  const figure = element("figure", { class: "reference-set", "data-testid": "references" },
+    element("figcaption", { text: `${writer}'s references` }));
+  if (listing.error) {
+    figure.append(element("p", { class: "hint", text: `the references cannot be shown: ${listing.error}` }));
+    return figure;
+  }
+  const kept = listing.references.filter((reference) => reference.thumbnail);
+  if (!kept.length) {
+    figure.append(element("p", { class: "hint", "data-testid": "no-pictures",
+      text: `No pictures are kept of ${writer}'s ${listing.references.length} references: they were enrolled before ` +
+        "the store kept pictures. Enrol them again to see them here." }));
+    return figure;
+  }
+  const grid = element("div", { class: "references" });
+  for (const reference of listing.references) {
+    const label = `reference ${reference.number}: ${reference.source}`;
+    grid.append(reference.thumbnail
+      ? element("img", { src: reference.thumbnail, alt: label, title: label })
+      : element("span", { class: "missing", title: label, text: "no picture" }));
+  }
+  figure.append(grid);
+  if (kept.length < listing.references.length) {
+    figure.append(element("p", { class: "hint", text: "references enrolled before pictures were kept have none" }));
+  }
+  return figure;
+}
+
+function renderVerdict(answer, file, references) {
   const span = Math.max(4, Math.abs(answer.score - answer.threshold) * 1.3);
   const position = (value) => `${Math.max(0, Math.min(100, 50 + 50 * (value - answer.threshold) / span))}%`;
   const scale = element("div", { class: "scale", "aria-hidden": "true" },
@@ -333,12 +366,7 @@ function renderVerdict(answer, file) {
   );
   const query = element("figure", {}, element("figcaption", { text: `checked: ${answer.file}` }),
     element("img", { src: URL.createObjectURL(file), alt: "the signature checked" }));
-  const compare = element("div", { class: "compare" }, query);
-  if (answer.reference_images && answer.reference_images.length) {
-    const references = element("div", { class: "references" });
-    for (const source of answer.reference_images) references.append(element("img", { src: source, alt: "reference" }));
-    compare.append(element("figure", {}, element("figcaption", { text: `${answer.writer}'s references` }), references));
-  }
+  const compare = element("div", { class: "compare" }, query, referenceFigure(answer.writer, references));
   const parts = [card, compare];
   if (answer.explanation) {
     const explanation = element("div", { class: "explanation", "data-testid": "explanation" });

@@ -1,0 +1,131 @@
+"""Where the jobs of the API run: worker processes, each with its own copy of the models, or this process's threads.
+
+The server's own process only speaks HTTP: it parses requests, reads uploads and answers,
+while feature extraction and scoring run in ``n_workers`` processes fed from one queue. Python
+runs one thread at a time per process, so jobs on threads of the serving process would hold
+up every other request's reading and answering (and each other); processes use every core and
+leave the event loop free, and a shared queue keeps every worker busy whichever connection a
+request came on.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from inkvoice.core.errors import ProjectError
+from inkvoice.serve.service import ServiceError
+
+#: Worker processes when none are asked for: one per core this process may use, at most this many.
+MAX_DEFAULT_WORKERS = 8
+# How long the workers may take to load the models and warm up, in seconds.
+START_SECONDS = 300
+_log = logging.getLogger("inkvoice.serve")
+
+
+def default_workers():
+    """One worker process per core available to this process, at most ``MAX_DEFAULT_WORKERS``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cores))
+
+
+class InProcess:
+    """Jobs run on this process's threads (``--workers 0``): least memory, one core's worth of Python."""
+
+    def __init__(self, service):
+        self.service = service
+
+    async def __call__(self, job, *args, **kwargs):
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(getattr(self.service, job), *args, **kwargs)
+
+    def close(self):
+        pass
+
+
+class WorkerPool:
+    """``n_workers`` processes, each holding a :class:`inkvoice.serve.service.Service` made from ``settings``.
+
+    Every worker has loaded the models and answered a warm-up request of each kind before the
+    constructor returns. ``await pool(job, *args)`` runs ``Service.job(*args)`` in the first free
+    worker; a worker that dies (killed, out of memory) costs its requests a 503, and the pool is
+    started afresh for the next ones.
+    """
+
+    def __init__(self, settings, n_workers):
+        self.settings = dict(settings)
+        self.n_workers = int(n_workers)
+        self._executor = self._start()
+        self._restarting = None  # an asyncio.Lock, made in the event loop that first needs it
+
+    def _start(self):
+        import multiprocessing
+
+        # Spawned, not forked: the serving process runs threads, which a fork would copy mid-step.
+        context = multiprocessing.get_context("spawn")
+        ready = context.Barrier(self.n_workers)
+        executor = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_start_worker,
+                                       initargs=(self.settings, ready))
+        # n jobs that each wait for all n workers: every worker has started, loaded and warmed up.
+        try:
+            for future in [executor.submit(_wait, START_SECONDS) for _ in range(self.n_workers)]:
+                future.result(timeout=START_SECONDS + 10)
+        except BaseException as error:
+            executor.shutdown(wait=False, cancel_futures=True)
+            if isinstance(error, Exception):
+                raise ProjectError(f"the worker processes did not start: {error}") from None
+            raise
+        return executor
+
+    async def __call__(self, job, *args, **kwargs):
+        executor = self._executor
+        try:
+            return await asyncio.wrap_future(executor.submit(_run, job, args, kwargs))
+        except BrokenProcessPool:
+            self._restarting = self._restarting or asyncio.Lock()
+            async with self._restarting:
+                if executor is self._executor:  # the first request to find it broken starts it again
+                    _log.error("a worker process ended unexpectedly; starting the workers again")
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = await asyncio.get_running_loop().run_in_executor(None, self._start)
+            raise ServiceError(503, "a worker process of the server stopped; try again in a moment") from None
+
+    def close(self):
+        """Stop the workers (after the jobs they are running)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+_SERVICE = None
+_READY = None
+
+
+def _start_worker(settings, ready):
+    global _SERVICE, _READY
+    from multiprocessing.util import Finalize
+
+    from threadpoolctl import threadpool_limits
+
+    from inkvoice.serve.service import Service
+
+    # Ctrl-C reaches the whole process group: the serving process stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Requests are the parallelism: BLAS threads on each request's small products only compete.
+    threadpool_limits(limits=1, user_api="blas")
+    _SERVICE = Service(**settings)
+    _SERVICE.warm_up()
+    _READY = ready
+    Finalize(_SERVICE, _SERVICE.close, exitpriority=10)
+
+
+def _wait(seconds):
+    _READY.wait(timeout=seconds)
+
+
+def _run(job, args, kwargs):
+    return getattr(_SERVICE, job)(*args, **kwargs)
