@@ -100,6 +100,9 @@ class Service:
     busy_seconds : float > 0 or None
         How long a request waits for a store locked by another process before its answer
         is 503 (default: the store's own default).
+    upload_folder : path-like or None
+        Where the private folder for uploads is made (default: the system's temporary folder);
+        the server gives its worker processes a folder of its own, which it removes at the end.
 
     Raises
     ------
@@ -108,7 +111,7 @@ class Service:
     """
 
     def __init__(self, speech_model=None, signature_model=None, store=None, token=None, test_copies=None,
-                 busy_seconds=None):
+                 busy_seconds=None, upload_folder=None):
         if speech_model is None and signature_model is None:
             raise ParameterError("give a speech model, a signature model or both")
         self.token = token or None
@@ -144,7 +147,7 @@ class Service:
                 # A store of other feature settings, or out of reach, is refused now, not at the first request.
                 open_store(self.store_location, self.verifier.feature_parameters, create=self.store_is_url,
                            busy_seconds=self.busy_seconds).close()
-        self._uploads = Path(tempfile.mkdtemp(prefix="inkvoice-serve-"))
+        self._uploads = Path(tempfile.mkdtemp(prefix="inkvoice-serve-", dir=upload_folder))
         self._secrets.append((str(self._uploads), "upload"))
 
     def _describe(self, path, **details):
@@ -180,6 +183,11 @@ class Service:
             Image.fromarray(page).save(buffer, format="PNG")
             with self.staged([Upload("warm-up.png", buffer.getvalue())]) as paths, contextlib.suppress(ServiceError):
                 self._features(paths)
+
+    @property
+    def upload_folder(self):
+        """The private folder where uploads are staged while a request needs them."""
+        return self._uploads
 
     def close(self):
         """Remove the upload folder."""

@@ -7,7 +7,10 @@ consistent the writer's own references are: each reference is scored against the
 one out), and the score is lowered by part of how far the median of those scores lies above the
 development writers' typical median (raised when below). A writer whose references agree closely
 is held to a tighter standard than one whose references vary. The stored threshold turns the
-calibrated score into a verdict. In the writer-dependent mode a small network learnt from the writer's references
+calibrated score into a verdict (writer-independent mode: in the writer-dependent mode, which
+centres its per-writer part on held-out references itself, calibration left the k-fold EER
+where it was and raised FAR on skilled forgeries, so that mode combines uncalibrated scores).
+In the writer-dependent mode a small network learnt from the writer's references
 (``signature.writer_model``) adds its opinion first.
 """
 
@@ -279,10 +282,13 @@ class Verifier:
             raise DataError("at least one reference signature is needed")
         return calibration_offset(self.networks, self.compare, self.standardize(references), self.config.calibration)
 
-    def independent_scores(self, queries, references):
-        """Writer-independent scores (n_queries,) of raw ``queries`` against raw ``references``, calibrated."""
+    def independent_scores(self, queries, references, calibrated=True):
+        """Writer-independent scores (n_queries,) of raw ``queries`` against raw ``references``.
+
+        ``calibrated=False`` leaves out per-writer calibration (the writer-dependent mode's input).
+        """
         raw = _decision(self.networks, self.comparison(queries, references))
-        return raw - self.calibration_offset(references)
+        return raw - self.calibration_offset(references) if calibrated else raw
 
     def scores(self, queries, references, mode=DEFAULT_MODE, rng=None):
         """Scores (n_queries,) of raw ``queries`` against raw ``references``; higher = more genuine.

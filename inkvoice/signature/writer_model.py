@@ -6,8 +6,8 @@ file) compared with the references. Inputs are the same per-group deviations the
 writer-independent verifier uses, so the per-writer network learns which parts of this
 writer's signature are stable. Its score, centred on the scores that held-out references of
 the writer get, is added with a weight (``WriterModelSettings.weight``, stored in the model
-file) to the writer-independent score, which has seen skilled forgeries; the per-writer
-network alone never has.
+file) to the writer-independent score (uncalibrated: see ``verifier``), which has seen skilled
+forgeries; the per-writer network alone never has.
 """
 
 import numpy as np
@@ -64,7 +64,7 @@ class WriterModel:
 
     def scores(self, queries):
         """Combined scores (n_queries,) of raw query features; compare with the verifier's threshold."""
-        independent = self.verifier.independent_scores(queries, self.references)
+        independent = self.verifier.independent_scores(queries, self.references, calibrated=False)
         comparison = self.verifier.comparison(queries, self.references)
         dependent = (self.network.decision_function(comparison).reshape(-1) - self.offset) / self.scale
         return independent + self.settings.weight * dependent

@@ -341,7 +341,8 @@ def _speech_of_clips_once(clips, power, counts, noises, parameters, max_gap_seco
     for clip, (mask, clip_runs) in enumerate(zip(masks, runs)):
         for start, stop in clip_runs:
             searches.append(_VoicingSearch(clip, (start + np.flatnonzero(mask[start:stop])).tolist(), least))
-    batch = 3
+    # Rounds pay off over many clips; a clip or two is cheaper in one round over all its loud frames.
+    batch = 3 if len(clips) > 2 else max([len(search.frames) for search in searches], default=1)
     while True:
         wanted = [[] for _ in clips]
         asked = [(search, search.next_frames(batch)) for search in searches if not search.settled]

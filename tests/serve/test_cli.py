@@ -91,15 +91,19 @@ def test_two_servers_share_one_postgresql_store(serve, signature_model_path, pos
 
 
 def test_several_worker_processes_answer_and_stop(serve, signature_model_path, tmp_path):
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
     server = serve("--signature-model", signature_model_path, "--store", tmp_path / "store.sqlite", "--token", TOKEN,
-                   "--workers", "2")
+                   "--workers", "2", env={"TMPDIR": str(temporary)})
     status, _ = _call(f"{server.url}/api/signature/writers/writer6/references", "POST",
                       genuine("writer6", range(1, 4)), token=TOKEN)
     assert status == 200
     for _ in range(6):  # whichever worker answers sees the enrolment
         assert _call(f"{server.url}/api/signature/writers")[1] == [{"writer": "writer6", "references": 3}]
+    assert len(list(temporary.glob("inkvoice-serve-*/inkvoice-serve-*"))) == 2  # a folder for each worker's uploads
     assert server.stop() == 0
     assert "Traceback" not in server.log.read_text()
+    assert not list(temporary.iterdir())  # the uploads' folders went with the server
 
 
 def test_a_worker_that_dies_costs_a_503_and_the_workers_start_again(serve, signature_model_path, tmp_path):
@@ -127,3 +131,15 @@ def test_a_worker_that_dies_costs_a_503_and_the_workers_start_again(serve, signa
     assert status == 200 and body["writer"] == "writer6"
     assert server.stop() == 0
     assert "starting the workers again" in server.log.read_text()
+
+
+def test_answers_leave_at_once():
+    """Every connection has Nagle's algorithm off: an answer written in two parts is not held 40 ms for an ACK."""
+    from inkvoice.serve.server import bind
+
+    listening = bind("127.0.0.1", 0)
+    with listening, socket.create_connection(listening.getsockname()[:2]) as client:
+        accepted, _ = listening.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert client.fileno() == -1

@@ -156,3 +156,15 @@ def test_a_model_file_with_a_bad_calibration_is_refused(sample_model, tmp_path):
     save_model(bad, "signature", bundle.models, metadata, bundle.arrays)
     with pytest.raises(ModelFileError, match="calibration.weight"):
         load_verifier(bad)
+
+
+def test_the_writer_dependent_mode_combines_uncalibrated_scores(sample_model, sample_features):
+    _, verifier = sample_model
+    signatures, X = sample_features
+    genuine = X[[i for i, s in enumerate(signatures) if s.writer == "writer6" and s.genuine]]
+    plain = Verifier(replace(verifier.config, calibration=None), verifier.standardizer, verifier.networks,
+                     verifier.background)
+    assert verifier.calibration_offset(genuine[:6]) != 0.0
+    with_calibration = verifier.scores(genuine[6:], genuine[:6], "dependent", rng=np.random.default_rng(0))
+    without = plain.scores(genuine[6:], genuine[:6], "dependent", rng=np.random.default_rng(0))
+    assert np.allclose(with_calibration, without)
