@@ -48,6 +48,7 @@ DEFAULT_PARAMETERS = {
     "pre_emphasis": 0.97,
     "top_db": 30.0,
     "vad_snr_db": 3.0,
+    "vad_passes": 2,
     "noise_subtraction": 0.0,
     "cmvn": "mean_variance",
     "delta_width": 2,
@@ -77,6 +78,7 @@ def feature_parameters(**overrides):
     check_number("pre_emphasis", parameters["pre_emphasis"], low=0, high=1, high_open=True)
     check_number("top_db", parameters["top_db"], low=0, low_open=True, high=120)
     check_number("vad_snr_db", parameters["vad_snr_db"], low=-20, high=40)
+    check_number("vad_passes", parameters["vad_passes"], low=1, high=2, integer=True)
     check_number("noise_subtraction", parameters["noise_subtraction"], low=0, high=4)
     check_number("delta_width", parameters["delta_width"], low=1, high=10, integer=True)
     check_number("n_segments", parameters["n_segments"], low=1, high=50, integer=True)

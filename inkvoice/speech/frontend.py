@@ -10,7 +10,9 @@ Stages, in the order the code follows them:
    loudest frame (within ``top_db``); a frame is voiced when its noise-free spectrum repeats at
    a pitch period (70-400 Hz). A run of loud frames is speech when it holds voiced frames, so
    clicks, rain and swelling band noise are not taken for words, while the unvoiced sounds next
-   to the vowels ("s", "f", "th") stay (:func:`speech_mask`, :func:`speech_segments`);
+   to the vowels ("s", "f", "th") stay (:func:`speech_mask`, :func:`speech_segments`); with
+   ``vad_passes`` 2, the floor is taken again from the frames outside the speech found and the
+   detection repeated, for noise that comes and goes (:func:`speech_of_clips`);
 4. spectral subtraction of the noise floor before the mel filterbank (:func:`subtract_noise`).
 
 Steady noise and mains hum sit in the noise floor, so they neither count as speech nor shape the
@@ -121,13 +123,15 @@ def noise_spectra(power, counts, parameters):
         clip_energy = energy[start : start + n_frames]
         count = min(n_frames, max(MIN_NOISE_FRAMES, int(NOISE_SHARE * n_frames)))
         quietest = np.argsort(clip_energy, kind="stable")[:count]
-        noise = power[start + quietest].mean(axis=0)
-        cap = float(clip_energy.max()) * 10.0 ** (-NOISE_CAP_DB / 10.0)
-        noise_energy = float(noise[band].sum(dtype=np.float64))
-        if noise_energy > cap:
-            noise = noise * np.float32(cap / noise_energy)
-        noises[clip] = noise
+        noises[clip] = _capped(power[start + quietest].mean(axis=0), float(clip_energy.max()), band)
     return noises
+
+
+def _capped(noise, loudest, band):
+    """``noise`` scaled down, if need be, to ``NOISE_CAP_DB`` below the loudest frame's band energy ``loudest``."""
+    cap = loudest * 10.0 ** (-NOISE_CAP_DB / 10.0)
+    noise_energy = float(noise[band].sum(dtype=np.float64))
+    return noise * np.float32(cap / noise_energy) if noise_energy > cap else noise
 
 
 def noise_spectrum(power, parameters):
@@ -276,10 +280,57 @@ def speech_of_clips(clips, power, counts, noises, parameters, max_gap_seconds=MA
     """The stretches of speech in each of several clips, and their loud frames: ``[(segments, mask), ...]``.
 
     ``power``, ``counts`` and ``noises`` as :func:`power_spectra` and :func:`noise_spectra` give
-    them; the answer is :func:`speech_segments` of each clip with its voiced frames. Voicing,
-    the costliest step, is computed only where it can change the answer: a run needs its first
-    and last voiced loud frame and to know that it holds enough of them, so its loud frames are
-    examined from both ends, a few more in each round, until those are settled.
+    them; the answer is :func:`speech_segments` of each clip with its voiced frames, found again
+    over a better floor when ``parameters["vad_passes"]`` is 2 (:func:`_second_pass`).
+    """
+    found = _speech_of_clips_once(clips, power, counts, noises, parameters, max_gap_seconds)
+    if parameters["vad_passes"] < 2:
+        return found
+    return _second_pass(clips, power, counts, noises, parameters, max_gap_seconds, found)
+
+
+def _second_pass(clips, power, counts, noises, parameters, max_gap_seconds, found):
+    """The detection repeated over the floor of the frames outside the speech the first pass found.
+
+    Noise that comes and goes (rain, crackle, traffic) is louder than its quietest frames, so
+    the first pass takes much of it for speech next to the word. The frames outside the speech
+    found are mostly noise: their median (which the word's faint edges, also outside, do not
+    move) is the better floor. Under steady noise it is the first floor again, and the first
+    answer stands; so does it when the second pass finds no speech at all.
+    """
+    band = _band_bins(parameters)
+    starts = _starts(counts)
+    again, refined = [], []
+    for clip, ((segments, _), start, n_frames) in enumerate(zip(found, starts, counts)):
+        outside = np.ones(n_frames, dtype=bool)
+        for first, stop in segments:
+            outside[first:stop] = False
+        if not segments or outside.sum() < MIN_NOISE_FRAMES:
+            continue
+        own = power[start : start + n_frames]
+        noise = _capped(np.median(own[outside], axis=0), float(own[:, band].sum(axis=1, dtype=np.float64).max()), band)
+        if noise[band].sum(dtype=np.float64) > noises[clip][band].sum(dtype=np.float64):
+            again.append(clip)
+            refined.append(noise)
+    if not again:
+        return found
+    second = _speech_of_clips_once(
+        [clips[clip] for clip in again], np.concatenate([power[starts[c] : starts[c] + counts[c]] for c in again]),
+        [counts[clip] for clip in again], np.stack(refined), parameters, max_gap_seconds,
+    )
+    found = list(found)
+    for clip, (segments, mask) in zip(again, second):
+        if segments:
+            found[clip] = (segments, mask)
+    return found
+
+
+def _speech_of_clips_once(clips, power, counts, noises, parameters, max_gap_seconds):
+    """One pass of :func:`speech_of_clips` over the floors ``noises``.
+
+    Voicing, the costliest step, is computed only where it can change the answer: a run needs
+    its first and last voiced loud frame and to know that it holds enough of them, so its loud
+    frames are examined from both ends, a few more in each round, until those are settled.
     """
     loud = speech_masks(power, counts, noises, parameters)
     masks = np.split(loud, np.cumsum(counts)[:-1])

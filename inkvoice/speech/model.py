@@ -166,8 +166,11 @@ class SpeechModel:
             raise ModelFileError(f"{path} is not a complete speech model: no network or no feature parameters")
         if metadata.get("feature_version", 0) > FEATURE_VERSION:
             raise ModelFileError(f"{path} uses feature version {metadata['feature_version']}, newer than this version reads")
+        stored = dict(metadata.pop("features"))
+        # Files written before the voice activity detector had a second pass were trained with one.
+        stored.setdefault("vad_passes", 1)
         try:
-            features = feature_parameters(**metadata.pop("features"))
+            features = feature_parameters(**stored)
         except ParameterError as error:
             raise ModelFileError(f"{path} has unusable feature parameters: {error}") from None
         networks = [bundle.models[name] for name in names]

@@ -109,6 +109,15 @@ def test_prediction_reuses_the_stored_feature_parameters(tone_folders, tmp_path)
     assert np.mean(predicted == dataset.labels) == 1.0
 
 
+def test_a_model_file_from_before_the_second_detector_pass_keeps_one_pass(tone_model, tmp_path):
+    model, _ = tone_model
+    older = SpeechModel(model.networks, {k: v for k, v in model.features.items() if k != "vad_passes"}, model.metadata)
+    older.save(tmp_path / "older.npz")
+    assert SpeechModel.load(tmp_path / "older.npz").features["vad_passes"] == 1
+    model.save(tmp_path / "today.npz")
+    assert SpeechModel.load(tmp_path / "today.npz").features == model.features
+
+
 def test_a_rerun_reads_the_cache_and_a_changed_file_is_extracted_again(tone_folders, tmp_path, monkeypatch):
     import inkvoice.speech.model as model_module
     from inkvoice.speech.features import feature_parameters

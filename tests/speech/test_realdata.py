@@ -31,10 +31,10 @@ NEW_SPEAKER_FLOOR = 0.88  # measured 0.904 (bench/speech_accuracy.py --copies 8 
 WITH_SYNTHETIC_VOICES_FLOOR = 0.91
 # The same model on NEW_SPEAKER's clips (every second one) in the benchmark's conditions, on
 # made non-speech sounds and synthetic out-of-vocabulary words, and on digit strings of his.
-# Floors sit below the figures bench/speech_accuracy.py measured for this speaker (--copies 6
-# --test-copies 6 --epochs 30 --extra data/speech): window 91.8%, 10 dB 43.2%, phone band
-# 78.0%, non-speech rejected 100%, other words 38%, digits rejected 1.6%, paused strings with
-# the right digit count 80% clean and 60% at 10 dB, digit error rates 9.5% and 52.5%.
+# Floors sit below the figures bench/speech_accuracy.py measured for this speaker (--copies 8
+# --test-copies 8 --extra data/speech): window 96.4%, 10 dB 56.4%, phone band 85.2%,
+# non-speech rejected 100%, other words 46%, digits rejected 0.4%, paused strings with the
+# right digit count 90% clean and 60% at 10 dB, digit error rates 7.9% and 42.4%.
 CONDITION_FLOORS = {"window": 0.85, "snr10": 0.35, "phone": 0.70}
 NON_SPEECH_REJECTED_FLOOR = 0.90
 OTHER_WORDS_REJECTED_FLOOR = 0.25
