@@ -14,7 +14,7 @@ import numpy as np
 
 from inkvoice.core.activations import CODES
 
-IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID = (CODES[name] for name in ("identity", "relu", "leaky_relu", "tanh", "sigmoid"))
+RELU, LEAKY_RELU, TANH, SIGMOID = (CODES[name] for name in ("relu", "leaky_relu", "tanh", "sigmoid"))
 LEAKY_SLOPE = 0.01
 
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
