@@ -32,6 +32,7 @@ from inkvoice.signature.verifier import (
     Verifier,
     VerifierConfig,
     WriterModelSettings,
+    leave_one_out_median,
 )
 
 #: Ways to choose the threshold: negatives are skilled and random forgeries ("all") or skilled only.
@@ -261,7 +262,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
             scores = network.decision_function(compare(X_std[queries], X_std[references])).reshape(-1)
             own = None  # the same leave-one-out median as verifier.calibration_offset, with this fold's network
             if len(references) >= MIN_CALIBRATION_REFERENCES:
-                own = float(np.median(network.decision_function(compare.leave_one_out(X_std[references]))))
+                own = leave_one_out_median([network], compare, X_std[references])
             held.append((scores, kinds, own))
         if progress:
             progress(1)

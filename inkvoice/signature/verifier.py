@@ -124,7 +124,12 @@ def calibration_offset(networks, compare, references, settings):
     references = np.atleast_2d(references)
     if settings is None or settings.weight == 0 or len(references) < settings.min_references:
         return 0.0
-    return settings.offset(float(np.median(_decision(networks, compare.leave_one_out(references)))))
+    return settings.offset(leave_one_out_median(networks, compare, references))
+
+
+def leave_one_out_median(networks, compare, references):
+    """The median score of each standardised reference against the others: how consistent a writer is."""
+    return float(np.median(_decision(networks, compare.leave_one_out(references))))
 
 
 @dataclass(frozen=True)
@@ -196,11 +201,8 @@ class VerifierConfig:
         writer_model = dict(document.pop("writer_model", None) or {})
         if "hidden_sizes" in writer_model:
             writer_model["hidden_sizes"] = tuple(writer_model["hidden_sizes"])
-        # files written before calibration existed have none: their threshold is on raw scores
-        calibration = document.pop("calibration", None)
-        calibration = None if calibration is None else CalibrationSettings(**calibration)
-        return cls(feature_parameters, writer_model=WriterModelSettings(**writer_model), calibration=calibration,
-                   **document)
+        # Files written before calibration existed have none (None): their threshold is on raw scores.
+        return cls(feature_parameters, writer_model=WriterModelSettings(**writer_model), **document)
 
 
 def _decision(networks, features):

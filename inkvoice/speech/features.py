@@ -189,14 +189,7 @@ def cepstra(power, parameters, counts=None):
 
 def deltas(coefficients, width):
     """Regression deltas over +-``width`` frames (edges repeat the first and last frame)."""
-    n_frames = coefficients.shape[0]
-    padded = np.concatenate(
-        [np.repeat(coefficients[:1], width, axis=0), coefficients, np.repeat(coefficients[-1:], width, axis=0)]
-    )
-    result = np.zeros_like(coefficients)
-    for offset in range(1, width + 1):
-        result += offset * (padded[width + offset : width + offset + n_frames] - padded[width - offset : width - offset + n_frames])
-    return result / (2 * sum(k * k for k in range(1, width + 1)))
+    return _deltas_many(coefficients[None], np.array([coefficients.shape[0]]), width)[0]
 
 
 def segment_means(frames, n_segments):
@@ -205,13 +198,7 @@ def segment_means(frames, n_segments):
     Spans may cut frames in part (each frame counts in proportion), so a clip with fewer
     frames than segments still gets a well-defined value for every segment.
     """
-    n_frames = frames.shape[0]
-    cumulative = np.vstack([np.zeros((1, frames.shape[1]), dtype=np.float64), np.cumsum(frames, axis=0, dtype=np.float64)])
-    edges = np.linspace(0.0, n_frames, n_segments + 1)
-    whole = np.minimum(np.floor(edges).astype(int), n_frames - 1)
-    fraction = (edges - whole)[:, None]
-    integral = cumulative[whole] + fraction * frames[whole]
-    return ((integral[1:] - integral[:-1]) / np.diff(edges)[:, None]).astype(np.float32)
+    return _segment_means_many(frames[None], np.array([frames.shape[0]]), n_segments)[0]
 
 
 def summarise(coefficients, parameters, duration_seconds):

@@ -10,7 +10,7 @@ Stages, in the order the code follows them:
    loudest frame (within ``top_db``); a frame is voiced when its noise-free spectrum repeats at
    a pitch period (70-400 Hz). A run of loud frames is speech when it holds voiced frames, so
    clicks, rain and swelling band noise are not taken for words, while the unvoiced sounds next
-   to the vowels ("s", "f", "th") stay (:func:`speech_mask`, :func:`speech_segments`); with
+   to the vowels ("s", "f", "th") stay (:func:`speech_masks`, :func:`speech_segments`); with
    ``vad_passes`` 2, the floor is taken again from the frames outside the speech found and the
    detection repeated, for noise that comes and goes (:func:`speech_of_clips`);
 4. spectral subtraction of the noise floor before the mel filterbank (:func:`subtract_noise`).
@@ -197,17 +197,9 @@ def _correlation_basis(rate, length, n_fft):
     return _CORRELATION[key]
 
 
-def voiced_frames(samples, parameters):
-    """Which frames repeat at a pitch period (bool, shape (n_frames,), the frames of :func:`power_spectrogram`).
-
-    See :func:`voicing`, which this applies to every frame of one clip.
-    """
-    every = np.arange(np.size(samples) // hop_length(parameters) + 2)  # at least every frame; extras are dropped
-    return voicing([samples], parameters, [every])[0]
-
-
 def speech_masks(power, counts, noises, parameters):
-    """:func:`speech_mask` of each clip of stacked spectrograms, as one bool array over all their frames."""
+    """Which frames of each clip of stacked spectrograms are loud enough to be speech, before the
+    voicing check: one bool array over all their frames."""
     band = _band_bins(parameters)
     owner = np.repeat(np.arange(len(counts)), counts)
     floor = (VAD_OVER_SUBTRACTION * noises[:, band])[owner]
@@ -222,11 +214,6 @@ def speech_masks(power, counts, noises, parameters):
         excess > noise_energy[owner] * 10.0 ** (parameters["vad_snr_db"] / 10.0)
     )
     return mask & (peaks[owner] > 0.0)
-
-
-def speech_mask(power, noise, parameters):
-    """Which frames are loud enough to be speech (bool, shape (n_frames,)), before the voicing check."""
-    return speech_masks(power, [power.shape[0]], noise[None, :], parameters)
 
 
 def speech_segments(mask, parameters, voiced=None, max_gap_seconds=MAX_GAP_SECONDS):
