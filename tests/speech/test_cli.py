@@ -307,3 +307,38 @@ def test_download_refuses_paths_leaving_the_folder(tmp_path):
     result = run("download", "fsdd", "--url", str(evil), "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 1 and "outside its folder" in result.output
     assert not (tmp_path / "escaped.wav").exists()
+
+
+def _answers(result):
+    """The records of a --json run, without the file names."""
+    return [{key: value for key, value in json.loads(line).items() if key != "file"}
+            for line in result.stdout.strip().splitlines()]
+
+
+def test_the_answer_is_a_function_of_the_bytes_not_the_file_name(demo_model, demo_dir, tmp_path, monkeypatch):
+    import soundfile
+
+    model, _ = demo_model
+    # Two digits said at once: an uncertain clip, whose averaged variants decide the answer.
+    first, _ = soundfile.read(demo_dir / "3" / "gb_130_35.wav", dtype="float32")
+    second, _ = soundfile.read(demo_dir / "8" / "gb_165_50.wav", dtype="float32")
+    n = min(first.size, second.size)
+    payload = write(tmp_path / "mix.wav", (first[:n] + second[:n]) / 2).read_bytes()
+    names = [tmp_path / "names" / name for name in ("a.wav", "b.wav", "clip.wav", "7_x_0.wav", "Z.WAV", "mix copy.wav",
+                                                    "1.wav", "zzzzzzzzzzzz.wav", "x.flac", "d/e.wav", "f/g/h.wav", ".w.wav")]
+    for path in names:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    uncached = run("predict", model, *names, "--json", "--test-copies", "8", "--no-cache")
+    assert uncached.exit_code == 0, uncached.output
+    records = _answers(uncached)
+    assert len(records) == 12 and all(record == records[0] for record in records)
+    # A cache filled under one name answers every other name as a run without it does.
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
+    for path in (names[0], names[5]):
+        cached = run("predict", model, path, "--json", "--test-copies", "8")
+        assert cached.exit_code == 0 and _answers(cached) == records[:1]
+    strings = [run("transcribe", model, path, "--json", "--test-copies", "4", *extra)
+               for path, extra in ((names[1], ["--no-cache"]), (names[2], []), (names[3], []))]
+    assert all(result.exit_code == 0 for result in strings)
+    assert _answers(strings[0]) == _answers(strings[1]) == _answers(strings[2])
