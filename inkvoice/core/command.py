@@ -6,6 +6,7 @@ This is the one core module that imports click; the numerical core never does.
 import errno
 import functools
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,19 @@ def _discard_pending_output():
         os.close(handle)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass  # not a real file (a test runner's capture): nothing is flushed at exit
+
+
+def json_line(document):
+    """``document`` as one line of JSON, which never holds NaN or Infinity (JSON has neither).
+
+    Raises ProjectError instead: an answer that is not a number is no answer, and invalid JSON
+    would break whatever reads the output.
+    """
+    try:
+        return json.dumps(document, allow_nan=False)
+    except ValueError:
+        raise ProjectError("an answer holds NaN or an infinite number, which JSON cannot represent: "
+                           "the model file is damaged or out of range") from None
 
 
 def progress_reporter(total, label, enabled=True):

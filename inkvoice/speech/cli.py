@@ -11,6 +11,7 @@ from inkvoice.core.command import (
     OutputFile,
     ProjectGroup,
     extraction_options,
+    json_line,
     progress_reporter,
     quiet_option,
     version_option,
@@ -163,7 +164,7 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
         elif as_json:
             if top_k == 1:
                 record = {key: value for key, value in record.items() if key != "top"}
-            click.echo(json.dumps(record))
+            click.echo(json_line(record))
         else:
             extra = "  ".join(f"{row['label']}:{row['probability']:.3f}" for row in record["top"][1:])
             reason = f"\t({record['reason']})" if "reason" in record else ""
@@ -175,7 +176,7 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
 def _echo_error(record, as_json):
     """A file that could not be used: its record on stdout with --json, and one Error line on stderr."""
     if as_json:
-        click.echo(json.dumps(record))
+        click.echo(json_line(record))
     click.echo(f"Error: {record['error']}", err=True)
 
 
@@ -206,7 +207,7 @@ def transcribe(model_path, inputs, min_confidence, test_copies, as_json, max_sec
         if "error" in record:
             _echo_error(record, as_json)
         else:
-            click.echo(json.dumps(record) if as_json else f"{record['file']}\t{record['digits']}")
+            click.echo(json_line(record) if as_json else f"{record['file']}\t{record['digits']}")
     if empty_folder or any("error" in record for record in records):
         sys.exit(1)
 
@@ -247,7 +248,7 @@ def evaluate(model_path, data, split, test_speaker, test_fraction, seed, test_co
         plot_confusion(report, confusion_png)
     if curve_png:
         plot_training_curve(model.networks[0].history_.records, curve_png)
-    click.echo(json.dumps(report) if as_json else format_report(report))
+    click.echo(json_line(report) if as_json else format_report(report))
     if failures:
         sys.exit(1)
 
@@ -262,7 +263,7 @@ def info(model_path, as_json):
     model = SpeechModel.load(model_path)
     document = model.describe()
     if as_json:
-        click.echo(json.dumps(document))
+        click.echo(json_line(document))
         return
     click.echo(f"labels     {', '.join(document['labels'])}" + ("  (and 'unknown' for anything else)" if document["rejects"] else ""))
     count = f"{len(model.networks)} x " if len(model.networks) > 1 else ""

@@ -156,11 +156,20 @@ class SpeechModel:
             fields={"features": dict, "feature_version": OptionalField(int), "training": OptionalField(dict),
                     "prediction": OptionalField({"test_copies": OptionalField(int), "reject_threshold": OptionalField(NUMBER)}),
                     "figures": OptionalField(dict), "data": OptionalField(dict)},
-            arrays={"mel_basis": ArraySpec(ndim=2, not_all_zero=True, non_negative=True, required=False),
-                    "rehearsal_X": ArraySpec(ndim=2, required=False), "rehearsal_y": ArraySpec(ndim=1, kinds="U", required=False)},
+            # Slaney-normalised mel filters stay below 1; feature vectors are normalised MFCC summaries.
+            arrays={"mel_basis": ArraySpec(ndim=2, not_all_zero=True, non_negative=True, max_abs=10.0, required=False),
+                    "rehearsal_X": ArraySpec(ndim=2, max_abs=1e6, required=False),
+                    "rehearsal_y": ArraySpec(ndim=1, kinds="U", required=False)},
         )
         bundle = load_model(path, PIPELINE, schema)
         metadata = dict(bundle.metadata)
+        prediction = metadata.get("prediction") or {}
+        for key, low, high, integer in (("test_copies", 0, 50, True), ("reject_threshold", 0, 1, False)):
+            if prediction.get(key) is not None:
+                try:
+                    check_number(f"prediction.{key}", prediction[key], low=low, high=high, integer=integer)
+                except ParameterError as error:
+                    raise ModelFileError(f"{path}: {error}") from None
         names = sorted((name for name in bundle.models if name.startswith(MODEL_PREFIX)), key=lambda n: int(n[len(MODEL_PREFIX):] or 0))
         if not names or not isinstance(metadata.get("features"), dict):
             raise ModelFileError(f"{path} is not a complete speech model: no network or no feature parameters")

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -342,3 +343,48 @@ def test_the_answer_is_a_function_of_the_bytes_not_the_file_name(demo_model, dem
                for path, extra in ((names[1], ["--no-cache"]), (names[2], []), (names[3], []))]
     assert all(result.exit_code == 0 for result in strings)
     assert _answers(strings[0]) == _answers(strings[1]) == _answers(strings[2])
+
+
+def _edited_model(source, target, change):
+    """A copy of the model file ``source`` at ``target`` after ``change(entries, metadata)``."""
+    with np.load(source, allow_pickle=False) as archive:
+        entries = {key: archive[key] for key in archive.files}
+    metadata = json.loads(str(entries["metadata"]))
+    change(entries, metadata)
+    entries["metadata"] = np.array(json.dumps(metadata))
+    np.savez(target, **entries)
+    return target
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e, m: e.__setitem__("model/network0/standardizer.scale", np.full_like(e["model/network0/standardizer.scale"], 1e-300)),
+         "standardizer.scale holds values from 1e-300"),
+        (lambda e, m: e.__setitem__("model/network0/layer0.weights", e["model/network0/layer0.weights"] * 1e8),
+         "layer0.weights holds values"),
+        (lambda e, m: m["prediction"].update(reject_threshold=5.0), r"prediction.reject_threshold must be a number in \[0, 1\]"),
+        (lambda e, m: m["prediction"].update(test_copies=10**6), r"prediction.test_copies must be an integer in \[0, 50\]"),
+        (lambda e, m: e.__setitem__("array/mel_basis", e["array/mel_basis"] * 1e30), "mel_basis' holds values up to"),
+        (lambda e, m: e.__setitem__("array/rehearsal_X", e["array/rehearsal_X"] * 1e30), "rehearsal_X' holds values up to"),
+    ],
+    ids=["scale 1e-300", "weights x 1e8", "reject threshold 5", "10^6 test copies", "mel filters x 1e30",
+         "rehearsal x 1e30"],
+)
+def test_numbers_out_of_range_in_a_model_file_are_refused(demo_model, demo_dir, tmp_path, change, message):
+    model, _ = demo_model
+    crafted = _edited_model(model, tmp_path / "crafted.npz", change)
+    result = run("predict", crafted, demo_dir / "7" / "us_165_50.wav", "--json")
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "crafted.npz" in line and re.search(message, line), line
+
+
+def test_json_output_never_holds_nan(demo_model, demo_dir, monkeypatch):
+    from inkvoice.speech.model import SpeechModel
+
+    model, _ = demo_model
+    monkeypatch.setattr(SpeechModel, "decide", lambda self, p, **k: {"label": "7", "confidence": float("nan"), "top": []})
+    result = run("predict", model, demo_dir / "7" / "us_165_50.wav", "--json")
+    assert result.exit_code == 1 and "NaN" not in result.stdout and "Traceback" not in result.output
+    assert result.stderr.strip().startswith("Error: an answer holds NaN")
