@@ -1,6 +1,5 @@
 """The ``speech`` command: train, predict, transcribe, evaluate, info and download."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -77,7 +76,8 @@ def main():
 @click.option("-o", "--output", required=True, type=OutputFile(), help="Model file to write (.npz).")
 @click.option("--split", type=click.Choice(SPLIT_CHOICES), default="auto", show_default=True,
               help="Held-out test clips: FSDD's official split (takes 0-4), one speaker, a seeded stratified random split, "
-                   "or none; auto is official for FSDD names, else random.")
+                   "or none. auto: none with --init (every recording of yours trains), else official for FSDD "
+                   "names and random for others.")
 @click.option("--test-speaker", help="The speaker left out with --split speaker.")
 @click.option("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, show_default=True,
               help="Share of clips held out with --split random.")
@@ -100,7 +100,8 @@ def main():
               help="More labelled clips (either layout) for training only, never held out; repeatable. The "
                    "project's data/speech voices widen the range of speakers a digit model has heard.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features).")
+              help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features); "
+                   "every clip in DATA trains unless --split asks for a test set.")
 @max_seconds_option
 @extraction_options
 @quiet_option
@@ -287,9 +288,8 @@ def info(model_path, as_json):
 @click.option("--force", is_flag=True, help="Download again even if the data set is already there.")
 def download(name, url, sha256, cache_dir, force):
     """Download a public data set (FSDD) into the cache and print its folder."""
-    from inkvoice.speech.download import download as fetch_dataset
+    from inkvoice.speech.download import download as fetch_dataset, recorded_source
 
     folder = fetch_dataset(name, url=url, sha256=sha256, cache_dir=cache_dir, force=force)
-    marker = json.loads((folder / "source.json").read_text())
-    click.echo(f"sha256 {marker['sha256']}", err=True)
+    click.echo(f"sha256 {recorded_source(folder)['sha256']}", err=True)
     click.echo(str(folder))

@@ -543,8 +543,9 @@ def train_folder(data, *, split="auto", test_speaker=None, test_fraction=DEFAULT
     """Train (or fine-tune ``init``) on a folder of labelled clips and measure the held-out part.
 
     What ``speech train`` does, from Python: ``data`` in either layout of
-    :func:`speech.dataset.load_dataset`; ``split`` one of ``SPLIT_CHOICES`` (``auto``: FSDD's
-    official split for FSDD names, else a random one; ``none``: train on everything);
+    :func:`speech.dataset.load_dataset`; ``split`` one of ``SPLIT_CHOICES`` (``auto``: every
+    clip trains when fine-tuning ``init``, else FSDD's official split for FSDD names and a
+    random one for others; ``none``: train on everything);
     ``extra`` folders of clips that only ever train. The model's metadata records the data,
     the split, the true number of clips trained on and the held-out accuracy. ``reporter``,
     when given, is called as ``reporter(label, total)`` for each stage and returns a context
@@ -563,7 +564,9 @@ def train_folder(data, *, split="auto", test_speaker=None, test_fraction=DEFAULT
         raise ParameterError(f"split must be one of {', '.join(SPLIT_CHOICES)}; got {split!r}")
     dataset = load_dataset(data)
     if split == "auto":
-        split = "official" if dataset.layout == "fsdd" else "random"
+        # Fine-tuning learns from a user's few recordings, all of them; a split is for
+        # measuring, and is asked for.
+        split = "none" if init is not None else "official" if dataset.layout == "fsdd" else "random"
     if split == "none":
         train_indices, test_indices = np.arange(len(dataset)), np.arange(0)
     else:

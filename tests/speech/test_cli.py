@@ -388,3 +388,39 @@ def test_json_output_never_holds_nan(demo_model, demo_dir, monkeypatch):
     result = run("predict", model, demo_dir / "7" / "us_165_50.wav", "--json")
     assert result.exit_code == 1 and "NaN" not in result.stdout and "Traceback" not in result.output
     assert result.stderr.strip().startswith("Error: an answer holds NaN")
+
+
+@pytest.mark.parametrize("damage", [b"{broken", b"\xff\xfe\x00", b"[]", b'{"sha256": 5}', b""])
+def test_download_with_a_damaged_source_record_downloads_again(tmp_path, damage):
+    archive, digest = make_archive(tmp_path, {"0_ann_0.wav": tone(300.0)})
+    cache = tmp_path / "cache"
+    assert run("download", "fsdd", "--url", str(archive), "--cache-dir", cache).exit_code == 0
+    (cache / "fsdd" / "source.json").write_bytes(damage)
+    (cache / "fsdd" / "recordings" / "0_ann_0.wav").unlink()  # what a damaged download may also lack
+    result = run("download", "fsdd", "--url", str(archive), "--sha256", digest, "--cache-dir", cache)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert result.stdout.strip() == str(cache / "fsdd") and f"sha256 {digest}" in result.stderr
+    assert (cache / "fsdd" / "recordings" / "0_ann_0.wav").is_file()
+    again = run("download", "fsdd", "--url", str(archive), "--cache-dir", cache)
+    assert again.exit_code == 0 and f"sha256 {digest}" in again.stderr
+
+
+@pytest.mark.parametrize("names", ["fsdd", "other"])
+def test_fine_tuning_uses_every_recording_unless_a_split_is_asked_for(demo_model, demo_dir, tmp_path, names):
+    model, _ = demo_model
+    mine = tmp_path / "mine"
+    for digit in "0123456789":
+        for take, source in enumerate(sorted((demo_dir / digit).glob("*.wav"))[:2]):
+            target = mine / f"{digit}_me_{take}.wav" if names == "fsdd" else mine / digit / f"take {take}.wav"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    tuned = tmp_path / "mine.npz"
+    result = run("train", mine, "-o", tuned, "--init", model, "--epochs", "2", "--copies", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "trained on 20 clips" in result.output and "held-out" not in result.output
+    data = json.loads(run("info", tuned, "--json").output)["data"]
+    assert data["split"] == "none" and data["train"] == 20 and data["test"] == 0
+    asked = run("train", mine, "-o", tmp_path / "split.npz", "--init", model, "--split", "random", "--epochs", "2",
+                "--copies", "1", "--quiet")
+    assert asked.exit_code == 0, asked.output
+    assert "held-out clips" in asked.output and "trained on 20 clips" not in asked.output
