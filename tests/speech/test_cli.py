@@ -424,3 +424,16 @@ def test_fine_tuning_uses_every_recording_unless_a_split_is_asked_for(demo_model
                 "--copies", "1", "--quiet")
     assert asked.exit_code == 0, asked.output
     assert "held-out clips" in asked.output and "trained on 20 clips" not in asked.output
+
+
+def test_a_name_that_is_not_utf8_is_answered_alike_with_and_without_the_cache(demo_model, demo_dir, tmp_path, monkeypatch):
+    import os
+
+    model, _ = demo_model
+    path = tmp_path / os.fsdecode(b"d\xe9mo-\xff.wav")
+    path.write_bytes((demo_dir / "3" / "gb_130_35.wav").read_bytes())
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
+    answers = [run("predict", model, path, "--json", *extra) for extra in (["--no-cache"], [], [])]
+    assert [result.exit_code for result in answers] == [0, 0, 0], answers[0].output
+    assert _answers(answers[0]) == _answers(answers[1]) == _answers(answers[2])
+    assert _answers(answers[0])[0]["label"] == "3"
