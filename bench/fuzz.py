@@ -612,15 +612,18 @@ def container_cases(work, per_loader, rng, speech_model):
     for index in range(per_loader):
         container, subtype, has_length = CONTAINERS[index % len(CONTAINERS)]
         samples, rate = soundfile.read(clips[int(rng.integers(0, len(clips)))], dtype="float32")
-        if rng.random() < 0.3 and subtype not in ("GSM610",) and container != "WVE":
-            samples = np.stack([samples, samples * 0.5], axis=1)
-        data = wav_bytes(samples, rate=rate, subtype=subtype, fmt=container)
+        stereo = rng.random() < 0.3
+        try:
+            data = wav_bytes(np.stack([samples, samples * 0.5], axis=1) if stereo else samples, rate=rate,
+                             subtype=subtype, fmt=container)
+        except soundfile.LibsndfileError:  # a mono-only container or encoding
+            stereo, data = False, wav_bytes(samples, rate=rate, subtype=subtype, fmt=container)
         whole = index % 5 == 0
         if not whole:
             data = data[: int(len(data) * rng.uniform(0.3, 0.97))]
         path = folder / f"{index}.wav"
         path.write_bytes(data)
-        label = f"{container} {subtype}{' stereo' if samples.ndim == 2 else ''}: " + ("whole" if whole else f"cut at {len(data)} bytes")
+        label = f"{container} {subtype}{' stereo' if stereo else ''}: " + ("whole" if whole else f"cut at {len(data)} bytes")
         cases.append(Case("truncated containers", label, [*predict, str(path)], {"INKVOICE_CACHE": str(work / "shared-cache")},
                           must_refuse=not whole and has_length))
     return cases
