@@ -197,7 +197,9 @@ def enroll(model, images, writer, min_references, store, as_json, extraction, ma
         raise DataError(f"nothing enrolled for writer {shorten(answer['writer'])!r}: "
                         f"fix or leave out the {failed} image(s) above")
     if not as_json:
-        click.echo(f"writer {shorten(answer['writer'])}: {answer['added']} reference(s) added, "
+        already = answer["already"]
+        note = f" ({len(already)} already enrolled: {', '.join(already)})" if already else ""
+        click.echo(f"writer {shorten(answer['writer'])}: {answer['added']} reference(s) added{note}, "
                    f"{answer['total']} in total")
 
 
@@ -214,6 +216,8 @@ def _print_verdicts(records, as_json):
         if answered:
             _emit(answered, False, _VERDICT_COLUMNS)
         for record in answered:
+            if "reason" in record:
+                click.echo(f"{record['image']}: {record['verdict']}: {record['reason']}", err=True)
             explanation = record.get("explanation")
             if explanation:
                 click.echo(f"{record['image']}: {explanation['summary']} -> {explanation['png']}", err=True)

@@ -340,7 +340,7 @@ class EnrollmentStore:
             ).fetchall()
         return self._typed(rows, (str, int))
 
-    def add(self, writer, entries, model_digest, min_references=DEFAULT_MIN_REFERENCES):
+    def add(self, writer, entries, model_digest, min_references=DEFAULT_MIN_REFERENCES, check=None):
         """Add references to ``writer`` in one transaction (creating the writer if new).
 
         Parameters
@@ -353,11 +353,15 @@ class EnrollmentStore:
             Fingerprint of the model file that computed the features.
         min_references : int >= 1
             The writer must have at least this many references afterwards, else nothing is added.
+        check : callable or None
+            Called inside the transaction with the sources and feature vectors (n, n_features)
+            of the writer's references afterwards; an exception it raises rolls everything back.
 
         Returns
         -------
-        (added, total) : number of new references (an image already enrolled is skipped) and
-        the writer's total afterwards.
+        (added, total, already) : number of new references, the writer's total afterwards, and
+        the source names of the entries skipped because the same image was already enrolled
+        for the writer (or given twice).
 
         Raises
         ------
@@ -394,9 +398,17 @@ class EnrollmentStore:
                 # Raised inside the transaction, which rolls back: nothing is enrolled.
                 raise DataError(f"writer {writer!r} would have {len(rows)} reference(s); at least {min_references} "
                                 "are needed (nothing was enrolled)")
+            if check is not None:
+                check([row[0] for row in rows], np.stack([np.frombuffer(row[3], dtype=np.float32) for row in rows]))
             self._execute("UPDATE writers SET digest = ? WHERE name = ?", (references_digest(writer, self.digest, rows),
                                                                           writer))
-        return added, len(rows)
+        seen = {row[1] for row in existing}
+        already = []
+        for entry in entries:
+            if str(entry[1]) in seen:
+                already.append(str(entry[0]))
+            seen.add(str(entry[1]))
+        return added, len(rows), already
 
     def references(self, writer):
         """The feature vectors of ``writer``'s references, shape (n_references, n_features).
