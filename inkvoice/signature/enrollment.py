@@ -170,6 +170,12 @@ def open_store(location, feature_parameters, create=True, busy_seconds=DEFAULT_B
         unreachable, busy (StoreBusyError) or damaged (StoreDamagedError).
     """
     if is_store_url(location):
+        try:
+            _ = urlsplit(str(location)).port  # reading the port parses it: out of range or not a number raises
+        except ValueError as error:
+            scheme = str(location).split("://", 1)[0]
+            raise ParameterError(f"enrolment store URL {scheme}://... is malformed ({error}); expected "
+                                 f"{scheme}://user[:password]@host[:port]/database") from None
         return PostgresStore(str(location), feature_parameters, create, busy_seconds)
     return SqliteStore(Path(location), feature_parameters, create, busy_seconds)
 

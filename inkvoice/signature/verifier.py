@@ -38,6 +38,13 @@ DEFAULT_MODE = "independent"
 #: (0 turns calibration off). Chosen on development writers' held-out scores of the CEDAR k-fold:
 #: their equal error rate was lowest, and flat, from 0.5 to 0.75.
 DEFAULT_CALIBRATION_WEIGHT = 0.65
+# Bounds of the settings a model file brings: far beyond any useful value, small enough that a
+# damaged or crafted file cannot make verification run for days, take gigabytes or overflow.
+MAX_WRITER_UNITS = 1024
+MAX_WRITER_LAYERS = 4
+MAX_WRITER_EPOCHS = 5000
+MAX_WEIGHT = 1000.0
+MAX_SCORE = 1e6
 #: Fewest references for calibration: below it each leave-one-out score would compare a
 #: reference with a single other one, whose spread is unknown, and such scores misled (see the
 #: README's figures); those writers' scores are left as they are.
@@ -59,20 +66,23 @@ class WriterModelSettings:
 
     def __post_init__(self):
         sizes = tuple(self.hidden_sizes)
-        if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
-            raise ParameterError(f"writer_model.hidden_sizes must be positive integers; got {self.hidden_sizes!r}")
+        if not sizes or len(sizes) > MAX_WRITER_LAYERS or not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_WRITER_UNITS for s in sizes):
+            raise ParameterError(f"writer_model.hidden_sizes must be 1 to {MAX_WRITER_LAYERS} integers in "
+                                 f"[1, {MAX_WRITER_UNITS}]; got {str(self.hidden_sizes)[:80]}")
         object.__setattr__(self, "hidden_sizes", sizes)
-        check_number("writer_model.l2", self.l2, low=0)
-        check_number("writer_model.max_epochs", self.max_epochs, low=1, integer=True)
-        check_number("writer_model.weight", self.weight, low=0)
+        check_number("writer_model.l2", self.l2, low=0, high=MAX_WEIGHT)
+        check_number("writer_model.max_epochs", self.max_epochs, low=1, high=MAX_WRITER_EPOCHS, integer=True)
+        check_number("writer_model.weight", self.weight, low=0, high=MAX_WEIGHT)
 
 
 def _finite(name, value, optional=False):
+    """``value`` as a float if it is a number in [-MAX_SCORE, MAX_SCORE] (a score's scale), else ParameterError."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(float(value)):
-        raise ParameterError(f"{name} must be a finite number; got {value!r}")
+            or not math.isfinite(float(value)) or abs(float(value)) > MAX_SCORE:
+        raise ParameterError(f"{name} must be a finite number in [-{MAX_SCORE:g}, {MAX_SCORE:g}]; got {value!r}")
     return float(value)
 
 
@@ -98,9 +108,9 @@ class CalibrationSettings:
     min_references: int = MIN_CALIBRATION_REFERENCES
 
     def __post_init__(self):
-        check_number("calibration.weight", self.weight, low=0)
+        check_number("calibration.weight", self.weight, low=0, high=MAX_WEIGHT)
         object.__setattr__(self, "centre", _finite("calibration.centre", self.centre))
-        check_number("calibration.min_references", self.min_references, low=3, integer=True)
+        check_number("calibration.min_references", self.min_references, low=3, high=10**6, integer=True)
 
     def offset(self, median):
         """What is subtracted from the scores of a writer whose references' leave-one-out median is ``median``."""
@@ -174,10 +184,10 @@ class VerifierConfig:
         object.__setattr__(self, "threshold", _finite("threshold", self.threshold))
         object.__setattr__(self, "dependent_threshold",
                            _finite("dependent_threshold", self.dependent_threshold, optional=True))
-        check_number("spread_floor", self.spread_floor, low=0, low_open=True)
+        check_number("spread_floor", self.spread_floor, low=0, low_open=True, high=MAX_SCORE)
         grid = tuple(self.grid)
-        if len(grid) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid):
-            raise ParameterError(f"grid must be two integers >= 1; got {self.grid!r}")
+        if len(grid) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and 1 <= g <= 64 for g in grid):
+            raise ParameterError(f"grid must be two integers in [1, 64]; got {str(self.grid)[:80]}")
         object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "statistics", tuple(self.statistics))
         if isinstance(self.writer_model, dict):

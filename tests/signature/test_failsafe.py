@@ -110,7 +110,7 @@ def test_scores_fall_beyond_what_training_covered_even_for_a_network_that_extrap
     # the raw network would give ever higher scores; beyond the limits they only fall
     assert np.all(np.diff(scores[1:]) < 0), scores
     assert reasons[-1] is not None and scores[-1] < verifier.config.domain.score_floor
-    verdicts = verifier.verify(np.stack([references.mean(axis=0) + 50 * direction]), references, threshold=-1e9)
+    verdicts = verifier.verify(np.stack([references.mean(axis=0) + 50 * direction]), references, threshold=-1e5)
     assert verdicts[0]["verdict"] == "forged" and "reason" in verdicts[0]
 
 
@@ -169,3 +169,40 @@ def test_verify_and_compare_refuse_a_poisoned_set_enrolled_before_the_check(samp
     assert result.exit_code == 1 and "Traceback" not in result.output and "cannot be trusted" in result.output
     records = compare_files(verifier, paths, samples_dir / "writer5" / "genuine" / "07.png")
     assert len(records) == 1 and "noise.png: refused as a reference" in records[0]["error"]
+
+
+def _crafted(model, tmp_path, section, key, value):
+    """A copy of ``model`` whose metadata ``verifier[section][key]`` (or ``verifier[key]``) is ``value``."""
+    import io
+
+    with np.load(model, allow_pickle=False) as archive:
+        entries = {name: archive[name] for name in archive.files}
+    document = json.loads(str(entries["metadata"]))
+    target = document["verifier"] if section is None else document["verifier"][section]
+    target[key] = value
+    entries["metadata"] = np.array(json.dumps(document))
+    buffer = io.BytesIO()
+    np.savez(buffer, **entries)
+    path = tmp_path / "crafted.npz"
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("writer_model", "max_epochs", 10**9, "writer_model.max_epochs must be an integer in [1, 5000]"),
+    ("writer_model", "hidden_sizes", [10**7], "writer_model.hidden_sizes must be 1 to 4 integers in [1, 1024]"),
+    ("calibration", "weight", 1e308, "calibration.weight must be a number in [0, 1000.0]"),
+    ("calibration", "centre", 1e308, "calibration.centre must be a finite number in [-1e+06, 1e+06]"),
+    (None, "threshold", 1e308, "threshold must be a finite number in [-1e+06, 1e+06]"),
+    ("domain", "score_floor", -1e308, "domain.score_floor must be a number in [-1000000.0, 1000000.0]"),
+    ("domain", "input_limits", [1e308], "domain.input_limits must be a non-empty list of numbers in (0, 1e6]"),
+])
+def test_crafted_model_files_are_refused_at_load_with_one_error(sample_model, samples_dir, tmp_path, section, key,
+                                                                value, message):
+    model, _ = sample_model
+    crafted = _crafted(model, tmp_path, section, key, value)
+    references = sorted((samples_dir / "writer5" / "genuine").iterdir())[:4]
+    result = run("compare", crafted, *references, samples_dir / "writer5" / "genuine" / "09.png")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("Error: ") and len(result.output.splitlines()) == 1
+    assert message in result.output

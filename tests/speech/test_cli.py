@@ -307,3 +307,17 @@ def test_download_refuses_paths_leaving_the_folder(tmp_path):
     result = run("download", "fsdd", "--url", str(evil), "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 1 and "outside its folder" in result.output
     assert not (tmp_path / "escaped.wav").exists()
+
+
+def test_a_file_name_with_control_characters_cannot_forge_a_line(demo_model, demo_dir, tmp_path):
+    import shutil
+
+    model, _ = demo_model
+    forged = tmp_path / "x.wav\t9\t1.000\nfake.wav"
+    shutil.copy(demo_dir / "7" / "us_165_50.wav", forged)
+    result = run("predict", model, forged, tmp_path / "gone\x1b[2J.wav")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("x.wav\\t9\\t1.000\\nfake.wav".join([str(tmp_path) + "/", ""]))
+    assert lines[0].count("\t") == 2
+    assert result.stderr.count("\n") == 1 and "gone\\x1b[2J.wav" in result.stderr
