@@ -321,3 +321,43 @@ def test_values_of_the_wrong_type_are_damage(tmp_path, statement):
         with pytest.raises(StoreDamagedError, match="is damaged"):
             store.references("ann")
             store.references("zoe")
+
+
+def test_a_full_disk_says_so_and_leaves_the_store_as_it_was(tmp_path, monkeypatch):
+    location = tmp_path / "store.sqlite"
+    with open_store(location, PARAMETERS) as store:
+        store.add("ann", _entries(3, size=64), "model1")
+    big = [(f"b{i}.png", f"big{i}", np.full(20_000, i, dtype=np.float32)) for i in range(8)]
+    with open_store(location, PARAMETERS) as store:
+        pages = store.connection.execute("PRAGMA page_count").fetchone()[0]
+        store.connection.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk fills up during the add
+        with pytest.raises(DataError, match="the disk is full .*nothing was written and the store is as it was"):
+            store.add("bob", big, "model1")
+
+        def rolled_back_by_sqlite(sources, vectors):  # what SQLite does itself after some failed writes
+            store.connection.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+
+        with pytest.raises(DataError, match="the disk is full"):
+            store.add("bob", _entries(3, start=10, size=64), "model1", check=rolled_back_by_sqlite)
+    with open_store(location, PARAMETERS, create=False) as store:
+        assert store.writers() == [("ann", 3)] and store.check() == []
+
+
+def test_a_first_enrolment_on_a_full_disk_leaves_no_store_behind(tmp_path, monkeypatch):
+    location = tmp_path / "new.sqlite"
+    connect = sqlite3.connect
+
+    def full(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        connection.execute("PRAGMA max_page_count = 1")
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", full)
+    with pytest.raises(DataError, match="the disk is full"):
+        open_store(location, PARAMETERS)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    assert not location.exists()
+    location.write_bytes(b"")  # as an earlier version left it
+    with pytest.raises(DataError, match="holds no enrolments yet"):
+        open_store(location, PARAMETERS, create=False)
