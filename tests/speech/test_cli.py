@@ -437,3 +437,17 @@ def test_a_name_that_is_not_utf8_is_answered_alike_with_and_without_the_cache(de
     assert [result.exit_code for result in answers] == [0, 0, 0], answers[0].output
     assert _answers(answers[0]) == _answers(answers[1]) == _answers(answers[2])
     assert _answers(answers[0])[0]["label"] == "3"
+
+
+def test_a_file_name_with_control_characters_cannot_forge_a_line(demo_model, demo_dir, tmp_path):
+    import shutil
+
+    model, _ = demo_model
+    forged = tmp_path / "x.wav\t9\t1.000\nfake.wav"
+    shutil.copy(demo_dir / "7" / "us_165_50.wav", forged)
+    result = run("predict", model, forged, tmp_path / "gone\x1b[2J.wav")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("x.wav\\t9\\t1.000\\nfake.wav".join([str(tmp_path) + "/", ""]))
+    assert lines[0].count("\t") == 2
+    assert result.stderr.count("\n") == 1 and "gone\\x1b[2J.wav" in result.stderr
