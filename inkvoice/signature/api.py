@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from inkvoice.core.errors import DataError, ProjectError
-from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS, DEFAULT_MIN_REFERENCES, writer_name
+from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS, DEFAULT_MIN_REFERENCES, new_writer_name, writer_name
 from inkvoice.signature.features import extract_files
 from inkvoice.signature.images import DEFAULT_MAX_PIXELS
 from inkvoice.signature.verifier import DEFAULT_MODE
@@ -79,7 +79,7 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     """
     from inkvoice.signature.enrollment import file_digest, reference_thumbnail
 
-    name = writer_name(writer)
+    name = new_writer_name(writer)
     verifier = _verifier(model_path, verifier)
     paths = [Path(p) for p in paths]
     results = extract_files(paths, verifier.feature_parameters, extraction, max_pixels, progress)
