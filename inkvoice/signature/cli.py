@@ -15,6 +15,7 @@ from inkvoice.core.command import (
     OutputFile,
     ProjectGroup,
     extraction_options,
+    json_line,
     input_files,
     printable,
     progress_reporter,
@@ -39,7 +40,7 @@ _IMAGE = click.Path(path_type=Path)
 def _emit(rows, as_json, columns):
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, allow_nan=False))
+            click.echo(json_line(row))
         return
     widths = [max(len(title), *(len(_cell(row.get(key))) for row in rows)) for key, title in columns] if rows else []
     click.echo("  ".join(title.ljust(width) for (_, title), width in zip(columns, widths)).rstrip())
@@ -207,7 +208,7 @@ def enroll(model, images, writer, min_references, store, as_json, extraction, ma
     failed = _report_errors(answer["images"])
     if as_json:
         for record in answer["images"]:
-            click.echo(json.dumps({"writer": answer["writer"], "enrolled": answer["enrolled"], **record}))
+            click.echo(json_line({"writer": answer["writer"], "enrolled": answer["enrolled"], **record}))
     if failed:
         raise DataError(f"nothing enrolled for writer {shorten(answer['writer'])!r}: "
                         f"fix or leave out the {failed} image(s) above")
@@ -364,7 +365,7 @@ def info(model, store, as_json):
         with open_enrollment_store(location, verifier, create=False) as database:
             document["enrolled"] = {name: count for name, count in database.writers()}
     if as_json:
-        click.echo(json.dumps(document, allow_nan=False))
+        click.echo(json_line(document))
         return
     for key, value in document.items():
         # names print as written (not as JSON escapes); control characters are escaped

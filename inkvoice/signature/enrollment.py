@@ -147,6 +147,31 @@ def writer_name(name):
     return text
 
 
+# Names a web address cannot carry in one of its steps: every client reads them as "this folder"
+# and "the folder above", so the service could never reach such a writer.
+_DOT_SEGMENTS = (".", "..")
+
+
+def new_writer_name(name):
+    """``name`` checked as :func:`writer_name` does, and fit to enrol: usable by every command and endpoint.
+
+    Any text a writer name may hold works in the service's web addresses (``team/alice``,
+    spaces, any script) except "." and "..", which browsers and HTTP clients remove from an
+    address; they are refused here, at enrolment, so that no writer is enrolled whom the
+    service cannot reach.
+
+    Raises
+    ------
+    ParameterError
+        What :func:`writer_name` refuses, and the names "." and "..".
+    """
+    text = writer_name(name)
+    if text in _DOT_SEGMENTS:
+        raise ParameterError(f"writer name {text!r} cannot be enrolled: web addresses read '.' and '..' as steps "
+                             "between folders, so the service could not reach this writer; choose another name")
+    return text
+
+
 def open_store(location, feature_parameters, create=True, busy_seconds=DEFAULT_BUSY_SECONDS):
     """The enrolment store at ``location``: an SQLite file path or a ``postgresql://`` URL.
 
@@ -378,8 +403,10 @@ class EnrollmentStore:
         DataError
             Too few references (nothing is added), vectors that are not finite or not of one
             length, or the writer's existing references fail the integrity check.
+        ParameterError
+            A name :func:`new_writer_name` refuses.
         """
-        writer = writer_name(writer)
+        writer = new_writer_name(writer)
         vectors = [_vector(entry[2], entry[0]) for entry in entries]
         thumbnails = [check_thumbnail(entry[3] if len(entry) > 3 else None, entry[0]) for entry in entries]
         if len({vector.size for vector in vectors}) > 1:
