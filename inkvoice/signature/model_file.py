@@ -12,7 +12,8 @@ def _schema():
     writer_model = {"hidden_sizes": [int], "l2": NUMBER, "max_epochs": int, "weight": NUMBER}
     calibration = {"weight": NUMBER, "centre": NUMBER, "min_references": int}
     domain = {"signature_limits": [NUMBER], "input_limits": [NUMBER], "reference_limits": [[NUMBER]],
-              "score_floor": NUMBER, "margin": NUMBER, "reference_margin": NUMBER}
+              "score_floor": NUMBER, "genuine_floor": NUMBER, "margin": OptionalField(NUMBER),
+              "reference_margin": OptionalField(NUMBER), "score_margin": OptionalField(NUMBER)}
     return ModelSchema(
         fields={"features": dict, "training": OptionalField(dict), "figures": OptionalField(dict),
                 "verifier": {"threshold": NUMBER, "dependent_threshold": OptionalField(NUMBER), "spread_floor": NUMBER,

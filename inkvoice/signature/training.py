@@ -298,7 +298,8 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         figures.update(dependent_figures)
     # drawn last, from a generator of its own, so that recording it changes nothing else of the training
     domain = Domain.measure(X_std, writers, genuine, compare, np.concatenate(seen_inputs), held_all,
-                            settings.n_references, np.random.default_rng(int(rng.integers(2**31))))
+                            np.concatenate(held_scores["genuine"]), settings.n_references,
+                            np.random.default_rng(int(rng.integers(2**31))))
     config = VerifierConfig(feature_parameters, threshold, dependent_threshold, settings.spread_floor,
                             settings.grid, settings.statistics, settings.writer_model, calibration, domain)
     verifier = Verifier(config, standardizer, members, background=X[background_rows])

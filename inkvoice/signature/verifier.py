@@ -355,27 +355,45 @@ class Verifier:
         """
         return self.assess(queries, references, mode, rng)[0]
 
-    def reference_problems(self, references):
+    def reference_problems(self, references, scored=True):
         """Why any of raw ``references`` cannot be trusted as one writer's references: [(index, reason)].
 
-        A reference is refused when it is not like any signature training saw, or when it
-        departs from the writer's other references further than genuine signatures of
-        training departed from as many of their writers' others (times ``reference_margin``):
-        a poisoned set would accept what it should refuse. With fewer than
-        ``MIN_CALIBRATION_REFERENCES`` only the first test applies (one reference's spread is
-        unknown, as for calibration).
+        In order, the first test that finds a problem: a reference not like any signature
+        training saw; one departing from the writer's other references further than genuine
+        signatures of training departed from as many of their writers' others (times
+        ``reference_margin``); one that the others score lower than any genuine signature of a
+        held-out development writer scored (``genuine_floor``), less ``score_margin``, since
+        fewer references than in training score lower. A poisoned set would accept what it
+        should refuse. With fewer than ``MIN_CALIBRATION_REFERENCES`` only the first test
+        applies (one reference's spread is unknown, as for calibration). ``scored=False``
+        leaves out the last test, which scores every reference against the others (for each
+        verification of enrolled references, which were scored when enrolled).
         """
         domain = self._domain()
-        standard = self.standardize(np.atleast_2d(references))
+        references = np.atleast_2d(references)
+        standard = self.standardize(references)
         signature = domain.signature_departure(standard, self.compare.averaging)
         problems = [(int(i), f"not like any signature the model was trained on ({signature[i]:.1f} times the largest "
                              "departure training saw)") for i in np.flatnonzero(signature > domain.margin)]
-        if len(standard) >= MIN_CALIBRATION_REFERENCES and not problems:
-            departure = domain.reference_ratios(self.compare.leave_one_out(standard))
-            problems = [(int(i), f"departs from the writer's other references {departure[i]:.1f} times further than "
-                                 "genuine signatures did in training")
-                        for i in np.flatnonzero(departure > domain.reference_margin)]
-        return problems
+        if problems or len(standard) < MIN_CALIBRATION_REFERENCES:
+            return problems
+        departure = domain.reference_ratios(self.compare.leave_one_out(standard))
+        problems = [(int(i), f"departs from the writer's other references {departure[i]:.1f} times further than "
+                             "genuine signatures did in training")
+                    for i in np.flatnonzero(departure > domain.reference_margin)]
+        if problems or not scored:
+            return problems
+        scores = self.leave_one_out_scores(references)
+        floor = domain.genuine_floor - domain.score_margin
+        return [(int(i), f"scores {scores[i]:.2f} against the writer's other references, far below any genuine "
+                         f"signature in training ({domain.genuine_floor:.2f})")
+                for i in np.flatnonzero(scores < floor)]
+
+    def leave_one_out_scores(self, references):
+        """The score (n_references,) of each of raw ``references`` against the others, as a query would get."""
+        references = np.atleast_2d(references)
+        return np.array([self.scores(references[i : i + 1], np.delete(references, i, axis=0))[0]
+                         for i in range(len(references))])
 
     def threshold_for(self, mode=DEFAULT_MODE):
         """The stored threshold of ``mode`` ("independent" or "dependent")."""

@@ -39,7 +39,8 @@ def _toy_verifier(calibration, threshold=0.0):
     n_features = feature_length(PARAMETERS)
     n_groups = len(feature_groups(PARAMETERS))
     # a domain wide enough that only calibration moves these scores
-    wide = Domain([1e6] * n_groups, [1e6] * n_groups, [[1e6] * n_groups], score_floor=-1e3)
+    wide = Domain([1e6] * n_groups, [1e6] * n_groups, [[1e6] * n_groups], score_floor=-1e3,
+                  genuine_floor=-1e3)
     config = VerifierConfig(PARAMETERS, threshold, calibration=calibration, domain=wide)
     standardizer = Standardizer.from_arrays(np.zeros(n_features), np.ones(n_features))
     return Verifier(config, standardizer, [MeanDeparture(len(feature_groups(PARAMETERS)))])
