@@ -6,8 +6,10 @@ This is the one core module that imports click; the numerical core never does.
 import errno
 import functools
 import io
+import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
@@ -16,17 +18,52 @@ from inkvoice import __version__
 from inkvoice.core.errors import ProjectError
 
 
+class ProjectCommand(click.Command):
+    """A command whose outputs (:class:`OutputFile` options) never replace what it reads.
+
+    Before the command runs, every output is checked against every path it was given to read
+    (``click.Path`` arguments and options: the model, the recordings or images, the data
+    folder) and against the other outputs: ``--curve-png MODEL`` or ``-o DATA/7/x.wav``
+    is a usage error, not a lost model or recording.
+    """
+
+    def invoke(self, ctx):
+        from inkvoice.core.files import check_not_an_input
+
+        outputs, inputs = [], []
+        for param in self.params:
+            values = ctx.params.get(param.name)
+            values = values if isinstance(values, (list, tuple)) else [values]
+            values = [value for value in values if isinstance(value, (str, os.PathLike))]
+            if isinstance(param.type, OutputFile):
+                outputs += [(param, value) for value in values]
+            elif isinstance(param.type, click.Path):
+                inputs += values
+        for index, (param, path) in enumerate(outputs):
+            others = [other for _, other in outputs[:index]]
+            try:
+                if any(os.path.abspath(path) == os.path.abspath(other) for other in others):
+                    raise ProjectError(f"{path} is given for two outputs; give each its own file")
+                check_not_an_input(path, inputs)
+            except ProjectError as error:
+                raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+        return super().invoke(ctx)
+
+
 class ProjectGroup(click.Group):
     """A click group whose commands turn ProjectError into a one-line error and exit code 1.
 
+    Its commands are :class:`ProjectCommand`: their outputs never replace their inputs.
     Other exceptions are bugs and keep their tracebacks.
     """
+
+    command_class = ProjectCommand
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ProjectError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(printable(error)) from None
         except OSError as error:
             # Results that cannot be written (stdout on a full disk or /dev/full, a closed pipe)
             # are the user's situation, not a bug: one line, not a traceback.
@@ -36,6 +73,37 @@ class ProjectGroup(click.Group):
             if error.errno == errno.EPIPE:
                 ctx.exit(1)
             raise click.ClickException(f"could not write the results ({error.strerror})") from None
+
+
+def printable(text):
+    """``text`` for plain output: control characters (tab, newline, escape sequences, bytes of a
+    name that is not UTF-8) shown as escapes, so that a file name cannot forge a line or a column;
+    every other character, accented letters among them, as written."""
+    return "".join(repr(character)[1:-1] if unicodedata.category(character).startswith("C") else character
+                   for character in str(text))
+
+
+def input_files(inputs, accept, kinds):
+    """The files named in ``inputs``, and under each folder named the files ``accept`` takes.
+
+    Every command that takes files reads folders this way: at any depth, in sorted order,
+    hidden files (names starting with a dot) skipped. A folder holding none is reported as one
+    Error line naming ``kinds`` (e.g. ".wav, .flac or .ogg files"). Returns (paths, whether a
+    folder held none).
+    """
+    paths, empty = [], False
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*")
+                           if p.is_file() and not p.name.startswith(".") and accept(p))
+            if not found:
+                click.echo(f"Error: {printable(item)}: the folder holds no {kinds}", err=True)
+                empty = True
+            paths.extend(found)
+        else:
+            paths.append(item)
+    return paths, empty
 
 
 _WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EPIPE, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -49,6 +117,19 @@ def _discard_pending_output():
         os.close(handle)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass  # not a real file (a test runner's capture): nothing is flushed at exit
+
+
+def json_line(document):
+    """``document`` as one line of JSON, which never holds NaN or Infinity (JSON has neither).
+
+    Raises ProjectError instead: an answer that is not a number is no answer, and invalid JSON
+    would break whatever reads the output.
+    """
+    try:
+        return json.dumps(document, allow_nan=False)
+    except ValueError:
+        raise ProjectError("an answer holds NaN or an infinite number, which JSON cannot represent: "
+                           "the model file is damaged or out of range") from None
 
 
 def progress_reporter(total, label, enabled=True):

@@ -15,6 +15,9 @@ from inkvoice.core.command import (
     OutputFile,
     ProjectGroup,
     extraction_options,
+    json_line,
+    input_files,
+    printable,
     progress_reporter,
     quiet_option,
     version_option,
@@ -37,7 +40,7 @@ _IMAGE = click.Path(path_type=Path)
 def _emit(rows, as_json, columns):
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, allow_nan=False))
+            click.echo(json_line(row))
         return
     widths = [max(len(title), *(len(_cell(row.get(key))) for row in rows)) for key, title in columns] if rows else []
     click.echo("  ".join(title.ljust(width) for (_, title), width in zip(columns, widths)).rstrip())
@@ -50,15 +53,22 @@ def _cell(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value)
+    return printable(value)
 
 
 def _report_errors(records):
     """Print each record's error as one line on stderr; returns how many there were."""
     failed = [record for record in records if "error" in record]
     for record in failed:
-        click.echo(f"Error: {record['error']}", err=True)
+        click.echo(f"Error: {printable(record['error'])}", err=True)
     return len(failed)
+
+
+def _image_files(inputs):
+    """The images named and the image files under the folders named (``core.command.input_files``)."""
+    from inkvoice.signature.dataset import IMAGE_SUFFIXES, is_image
+
+    return input_files(inputs, is_image, "image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
 
 
 def _load(model):
@@ -83,7 +93,7 @@ def _load_table(data, writers, parameters, extraction, max_pixels, quiet):
     with bar:
         table = load_features(signatures, parameters, extraction, max_pixels, advance)
     for path, error in table.failures:
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {printable(error)}", err=True)
     return table, signatures
 
 
@@ -182,9 +192,15 @@ _ENROLL_COLUMNS = [("image", "image"), ("status", "status")]
 @_pixels_option
 @quiet_option
 def enroll(model, images, writer, min_references, store, as_json, extraction, max_pixels, quiet):
-    """Enroll reference IMAGES of a writer (all of them or, if any is unusable, none)."""
+    """Enroll reference IMAGES of a writer (all of them or, if any is unusable, none).
+
+    A folder among IMAGES stands for the image files under it.
+    """
     from inkvoice.signature.api import enroll_files
 
+    images, empty_folder = _image_files(images)
+    if empty_folder:
+        raise DataError(f"nothing enrolled for writer {shorten(writer)!r}: a folder named holds no images")
     bar, advance = _progress(len(images), "features", quiet or as_json)
     with bar:
         answer = enroll_files(model, writer, images, store, extraction=extraction, max_pixels=max_pixels,
@@ -192,21 +208,23 @@ def enroll(model, images, writer, min_references, store, as_json, extraction, ma
     failed = _report_errors(answer["images"])
     if as_json:
         for record in answer["images"]:
-            click.echo(json.dumps({"writer": answer["writer"], "enrolled": answer["enrolled"], **record}))
+            click.echo(json_line({"writer": answer["writer"], "enrolled": answer["enrolled"], **record}))
     if failed:
         raise DataError(f"nothing enrolled for writer {shorten(answer['writer'])!r}: "
                         f"fix or leave out the {failed} image(s) above")
     if not as_json:
-        click.echo(f"writer {shorten(answer['writer'])}: {answer['added']} reference(s) added, "
-                   f"{answer['total']} in total")
+        already = answer["already"]
+        note = f" ({len(already)} already enrolled: {', '.join(already)})" if already else ""
+        click.echo(printable(f"writer {shorten(answer['writer'])}: {answer['added']} reference(s) added{note}, "
+                             f"{answer['total']} in total"))
 
 
 _VERDICT_COLUMNS = [("image", "image"), ("verdict", "verdict"), ("score", "score"), ("threshold", "threshold")]
 
 
-def _print_verdicts(records, as_json):
+def _print_verdicts(records, as_json, failed=False):
     """Errors on stderr, answers on stdout (with --json every record, errors included); exits 1 on errors."""
-    failed = _report_errors(records)
+    failed = _report_errors(records) or failed
     if as_json:
         _emit(records, True, None)
     else:
@@ -214,9 +232,12 @@ def _print_verdicts(records, as_json):
         if answered:
             _emit(answered, False, _VERDICT_COLUMNS)
         for record in answered:
+            if "reason" in record:
+                click.echo(f"{printable(record['image'])}: {record['verdict']}: {record['reason']}", err=True)
             explanation = record.get("explanation")
             if explanation:
-                click.echo(f"{record['image']}: {explanation['summary']} -> {explanation['png']}", err=True)
+                click.echo(f"{printable(record['image'])}: {explanation['summary']} -> "
+                           f"{printable(explanation['png'])}", err=True)
     if failed:
         sys.exit(1)
 
@@ -240,14 +261,18 @@ _explain_option = click.option(
 @_pixels_option
 @quiet_option
 def verify(model, images, writer, mode, threshold, explain, store, as_json, extraction, max_pixels, quiet):
-    """Say whether each of IMAGES is a genuine signature of an enrolled writer."""
+    """Say whether each of IMAGES is a genuine signature of an enrolled writer.
+
+    A folder among IMAGES stands for the image files under it.
+    """
     from inkvoice.signature.api import verify_files
 
+    images, empty_folder = _image_files(images)
     bar, advance = _progress(len(images), "features", quiet or as_json)
     with bar:
         records = verify_files(model, writer, images, store, mode=mode, threshold=threshold, extraction=extraction,
-                               max_pixels=max_pixels, explain=explain, progress=advance)
-    _print_verdicts(records, as_json)
+                               max_pixels=max_pixels, explain=explain, progress=advance) if images else []
+    _print_verdicts(records, as_json, failed=empty_folder)
 
 
 @main.command()
@@ -340,7 +365,9 @@ def info(model, store, as_json):
         with open_enrollment_store(location, verifier, create=False) as database:
             document["enrolled"] = {name: count for name, count in database.writers()}
     if as_json:
-        click.echo(json.dumps(document, allow_nan=False))
+        click.echo(json_line(document))
         return
     for key, value in document.items():
-        click.echo(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+        # names print as written (not as JSON escapes); control characters are escaped
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+        click.echo(printable(f"{key}: {text}"))

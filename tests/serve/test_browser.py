@@ -66,7 +66,6 @@ def test_uploaded_wav_shows_its_digit(both_models, browser_factory, tmp_path):
 @pytest.mark.parametrize("digit", ["3", "8"])
 def test_recording_through_the_microphone_shows_the_digit(both_models, browser_factory, tmp_path, digit):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     # Chromium's fake microphone plays this file in a loop: the word, then silence, so that a
     # recording of about two seconds holds the word once.

@@ -440,7 +440,8 @@ function renderVerdict(answer, file, references) {
     const explanation = element("div", { class: "explanation", "data-testid": "explanation" });
     if (answer.explanation.image) {
       // At its own size in a box of its own, so that its labels stay readable on any screen.
-      const image = element("img", { src: answer.explanation.image, alt: "where the signature departs from the references" });
+      const image = element("img", { src: answer.explanation.image,
+        alt: "the signature checked beside its nearest reference, the regions that depart most boxed on both" });
       explanation.append(
         element("p", { class: "summary", text: "Boxes: the regions that depart most from the references " +
           "(1 = most), on the signature checked and on its nearest reference." }),
