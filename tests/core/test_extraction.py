@@ -244,3 +244,17 @@ def test_a_full_disk_under_the_cache_costs_speed_not_results(files, tmp_path, mo
     results = extract_many(measure, files, {"scale": 1.0}, cache_dir=tmp_path / "cache", n_jobs=1)
     assert [r[0] for r in results] == [float(i) for i in range(40)]
     assert not any((tmp_path / "cache").rglob("*.part"))  # no half-written entry left behind
+
+
+def blas_threads_in_use(path):
+    """A stand-in feature function: the number of threads numpy's BLAS would use here."""
+    from threadpoolctl import threadpool_info
+
+    return np.array([min([pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] or [1])])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: BLAS has one thread anyway")
+def test_worker_processes_use_one_blas_thread_each(files):
+    # The workers already hold every core; BLAS threads on top of them spin waiting for one.
+    results = extract_many(blas_threads_in_use, files, {}, n_jobs=2, chunk_size=4)
+    assert [int(r[0]) for r in results] == [1] * len(files)
