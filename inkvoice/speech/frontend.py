@@ -45,7 +45,7 @@ MIN_VOICED_SECONDS = 0.03
 UNVOICED_EDGE_SECONDS = 0.15
 # Stretches of speech at least this long may hold several words said without pauses; their
 # possible word boundaries are energy dips this deep (at most this many per stretch).
-LONG_STRETCH_SECONDS = 0.6
+LONG_STRETCH_SECONDS = 0.4
 BOUNDARY_DIP_DB = 1.5
 MAX_BOUNDARIES = 24
 # What is kept around the detected speech, so weak onsets and endings stay.
