@@ -42,6 +42,11 @@ MAX_MEMBERS = 1000
 MAX_METADATA_CHARACTERS = 4 * 2**20
 MAX_METADATA_DEPTH = 32
 MAX_LAYER_WIDTH = 2**20
+# What a network's arrays may hold, by kind (the name after the last dot): far beyond any trained
+# network's (weights below 1 in the suite's models; a standardiser's scale is at least the 1e-12
+# its fit keeps), so that a crafted or damaged number is refused at loading rather than turning
+# answers into NaN or infinity (a scale of 1e-300 is 0 in float32).
+ARRAY_RANGES = {"weights": (-1e4, 1e4), "bias": (-1e4, 1e4), "mean": (-1e12, 1e12), "scale": (1e-12, 1e12)}
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _MEMBER = re.compile(r"(metadata|model/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}|array/[A-Za-z0-9_.-]{1,100})\.npy")
 
@@ -121,7 +126,8 @@ def load_model(path, pipeline, schema=None):
     ModelFileError
         Missing, special, oversized, truncated or non-npz file; unknown or oversized members;
         object arrays; no or bad metadata; a newer format version; another pipeline; missing,
-        extra or misshapen arrays; non-finite weights; fields of the wrong type.
+        extra or misshapen arrays; non-finite weights or any outside ``ARRAY_RANGES``; fields of the
+        wrong type.
     """
     path = Path(path)
     if not os.path.lexists(path):
@@ -192,6 +198,10 @@ def _load_archive(archive, pipeline, name, schema):
                              where=f"{name}: model {model_name!r} does not fit its description: array {array_name!r}")
         if not np.all(np.isfinite(array)):
             raise ModelFileError(f"{name}: array {key} holds non-finite or non-numeric weights")
+        low, high = ARRAY_RANGES[array_name.rsplit(".", 1)[-1]]
+        if array.size and not (low <= float(array.min()) and float(array.max()) <= high):
+            raise ModelFileError(f"{name}: array {key} holds values from {float(array.min()):.3g} to "
+                                 f"{float(array.max()):.3g}, outside [{low:g}, {high:g}]: the file is damaged or crafted")
         arrays_by_model[model_name][array_name] = array
     extra = {key[len("array/") :]: archive.read(key) for key in archive.members if key.startswith("array/")}
     metadata = {key: value for key, value in metadata.items() if key not in RESERVED_KEYS}
@@ -304,6 +314,9 @@ class ArraySpec:
         Every value finite (numeric kinds only).
     not_all_zero, non_negative, positive : bool
         Value checks for, e.g., a filterbank or a scale.
+    max_abs : float or None
+        Largest magnitude a value may have (numeric kinds only): what the pipeline can produce,
+        with a wide margin.
     required : bool
     """
 
@@ -313,6 +326,7 @@ class ArraySpec:
     not_all_zero: bool = False
     non_negative: bool = False
     positive: bool = False
+    max_abs: float | None = None
     required: bool = True
 
 
@@ -400,6 +414,9 @@ def _check_array(array, spec, where):
             raise ModelFileError(f"{where} holds negative values")
         if spec.positive and np.any(array <= 0):
             raise ModelFileError(f"{where} holds values that are not positive")
+        if spec.max_abs is not None and array.size and float(np.max(np.abs(array))) > spec.max_abs:
+            raise ModelFileError(f"{where} holds values up to {float(np.max(np.abs(array))):.3g} in magnitude, "
+                                 f"over {spec.max_abs:g}: the file is damaged or crafted")
 
 
 class _Archive:

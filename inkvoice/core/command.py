@@ -6,6 +6,7 @@ This is the one core module that imports click; the numerical core never does.
 import errno
 import functools
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,11 +17,46 @@ from inkvoice import __version__
 from inkvoice.core.errors import ProjectError
 
 
+class ProjectCommand(click.Command):
+    """A command whose outputs (:class:`OutputFile` options) never replace what it reads.
+
+    Before the command runs, every output is checked against every path it was given to read
+    (``click.Path`` arguments and options: the model, the recordings or images, the data
+    folder) and against the other outputs: ``--curve-png MODEL`` or ``-o DATA/7/x.wav``
+    is a usage error, not a lost model or recording.
+    """
+
+    def invoke(self, ctx):
+        from inkvoice.core.files import check_not_an_input
+
+        outputs, inputs = [], []
+        for param in self.params:
+            values = ctx.params.get(param.name)
+            values = values if isinstance(values, (list, tuple)) else [values]
+            values = [value for value in values if isinstance(value, (str, os.PathLike))]
+            if isinstance(param.type, OutputFile):
+                outputs += [(param, value) for value in values]
+            elif isinstance(param.type, click.Path):
+                inputs += values
+        for index, (param, path) in enumerate(outputs):
+            others = [other for _, other in outputs[:index]]
+            try:
+                if any(os.path.abspath(path) == os.path.abspath(other) for other in others):
+                    raise ProjectError(f"{path} is given for two outputs; give each its own file")
+                check_not_an_input(path, inputs)
+            except ProjectError as error:
+                raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+        return super().invoke(ctx)
+
+
 class ProjectGroup(click.Group):
     """A click group whose commands turn ProjectError into a one-line error and exit code 1.
 
+    Its commands are :class:`ProjectCommand`: their outputs never replace their inputs.
     Other exceptions are bugs and keep their tracebacks.
     """
+
+    command_class = ProjectCommand
 
     def invoke(self, ctx):
         try:
@@ -49,6 +85,19 @@ def _discard_pending_output():
         os.close(handle)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass  # not a real file (a test runner's capture): nothing is flushed at exit
+
+
+def json_line(document):
+    """``document`` as one line of JSON, which never holds NaN or Infinity (JSON has neither).
+
+    Raises ProjectError instead: an answer that is not a number is no answer, and invalid JSON
+    would break whatever reads the output.
+    """
+    try:
+        return json.dumps(document, allow_nan=False)
+    except ValueError:
+        raise ProjectError("an answer holds NaN or an infinite number, which JSON cannot represent: "
+                           "the model file is damaged or out of range") from None
 
 
 def progress_reporter(total, label, enabled=True):

@@ -12,7 +12,7 @@ import numpy as np
 
 from inkvoice.core.activations import ACTIVATIONS
 from inkvoice.core.constraints import Boolean, Interval, Optional, Options, Sizes, validate
-from inkvoice.core.errors import DataConversionWarning, NotFittedError, ParameterError, check_number
+from inkvoice.core.errors import DataConversionWarning, ModelFileError, NotFittedError, ParameterError, check_number
 from inkvoice.core.losses import get_loss
 from inkvoice.core.network import Mlp
 from inkvoice.core.optimizers import OPTIMIZERS, make_optimizer
@@ -476,9 +476,17 @@ class MlpClassifier:
         return logits[:, 0] if logits.shape[1] == 1 else logits
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities, shape (n_samples, n_classes), columns in the order of ``classes_``.
+
+        Raises ModelFileError when they are not finite: a network whose numbers overflow gives
+        no answer rather than NaN.
+        """
         logits = self._logits(X)
-        return self.loss_.probabilities(logits)
+        probabilities = self.loss_.probabilities(logits)
+        if not np.all(np.isfinite(probabilities)):
+            raise ModelFileError("the model gives NaN or infinite probabilities: its weights or standardiser hold "
+                                 "values out of any trained range (a damaged or crafted model file)")
+        return probabilities
 
     def predict(self, X):
         """The most probable label of each sample."""

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import secrets
-import shutil
+import stat
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,52 +245,122 @@ class CacheUsage:
     old_bytes: int = 0
 
 
-def _cache_files(root):
-    """(path, size, last use) of every cache file under ``root`` except the key."""
+_HEX = frozenset("0123456789abcdef")
+_OLD_MAGIC = b"\x93NUMPY"
+
+
+def _hex(text, length):
+    return len(text) == length and set(text) <= _HEX
+
+
+def _own_name(relative):
+    """The marker an entry at ``relative`` (parts under a features root) begins with, if the name is the cache's.
+
+    The cache's layout: ``<16 hex>/shape.entry``, ``<16 hex>/<2 hex>/<64 hex>.entry`` and
+    ``<16 hex>/sets/<64 hex>.entry``, and their temporaries ``.<entry name>.<pid>.part``
+    (marker ``b""``: half written); earlier versions kept ``.npy`` files in the same places,
+    directly in the cache folder. None for any other name.
+    """
+    if len(relative) not in (2, 3) or not _hex(relative[0], 16):
+        return None
+    name, partial = relative[-1], False
+    if name.startswith(".") and name.endswith(".part") and name.count(".") >= 3:
+        name, partial = name[1:].rsplit(".", 2)[0], True
+    stem, _, suffix = name.rpartition(".")
+    placed = stem == "shape" if len(relative) == 2 else _hex(stem, 64) and relative[1] in ("sets", stem[:2])
+    if not placed or suffix not in ("entry", "npy"):
+        return None
+    return b"" if partial else _MAGIC if suffix == "entry" else _OLD_MAGIC
+
+
+def _cache_files(root, prefix=()):
+    """(path, size, last use, marker) of every file under ``root`` named and placed as the cache's.
+
+    ``prefix``: the folders between a features root and ``root`` (a parameter set's folder).
+    What is deleted is checked for its marker too (:func:`_remove_own`), so a user's files that
+    happen to sit in a folder named like the cache's are never counted or deleted.
+    """
     found = []
     for folder, _, names in os.walk(root):
+        parts = (*prefix, *Path(folder).relative_to(root).parts)
         for name in names:
-            if name == ".key":
+            marker = _own_name((*parts, name))
+            if marker is None:
                 continue
             path = os.path.join(folder, name)
             with contextlib.suppress(OSError):
                 status = os.lstat(path)
-                found.append((path, status.st_size, status.st_mtime))
+                if stat.S_ISREG(status.st_mode):
+                    found.append((path, status.st_size, status.st_mtime, marker))
     return found
+
+
+def _begins(path, marker):
+    """Whether the file ``path`` begins with ``marker``."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(marker)) == marker
+    except OSError:
+        return False
+
+
+def _remove_own(path, marker):
+    """Delete the cache file ``path`` if it still begins with ``marker``; whether it was deleted."""
+    if not _begins(path, marker):
+        return False
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+        return True
+    return False
 
 
 def _old_feature_folders(base):
     # Earlier versions kept features directly in the cache folder, one 16-hex-digit folder per parameter set.
     try:
         return [child for child in Path(base).iterdir() if child.is_dir() and not child.is_symlink()
-                and len(child.name) == 16 and all(c in "0123456789abcdef" for c in child.name)]
+                and _hex(child.name, 16)]
     except OSError:
         return []
+
+
+def _remove_emptied_folders(paths, root):
+    """Remove the folders of the deleted ``paths`` that are now empty, up to and including ``root``."""
+    folders = {Path(path).parent for path in paths}
+    folders |= {parent for folder in folders for parent in folder.parents if parent.is_relative_to(root)}
+    for folder in sorted(folders, key=lambda folder: -len(folder.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: whatever else is there stays
 
 
 def cache_usage(cache_dir=None):
     """Entries and bytes of the feature cache in ``cache_dir`` (default: :func:`default_cache_dir`)."""
     base = Path(cache_dir if cache_dir is not None else default_cache_dir())
-    files = [item for item in _cache_files(base / FEATURES_FOLDER) if item[0].endswith(_ENTRY_SUFFIX)]
-    old = [item for folder in _old_feature_folders(base) for item in _cache_files(folder)]
-    return CacheUsage(base / FEATURES_FOLDER, len(files), sum(size for _, size, _ in files), cache_limit(),
-                      len(old), sum(size for _, size, _ in old))
+    files = [(path, size) for path, size, _, marker in _cache_files(base / FEATURES_FOLDER)
+             if path.endswith(_ENTRY_SUFFIX) and _begins(path, marker)]
+    old = [(path, size) for folder in _old_feature_folders(base)
+           for path, size, _, marker in _cache_files(folder, (folder.name,)) if _begins(path, marker)]
+    return CacheUsage(base / FEATURES_FOLDER, len(files), sum(item[1] for item in files), cache_limit(),
+                      len(old), sum(item[1] for item in old))
 
 
 def clear_cache(cache_dir=None):
     """Delete every cached feature in ``cache_dir``; returns (files removed, bytes freed).
 
-    Downloaded data sets, kept elsewhere in the cache folder, stay.
+    Only what the cache made is deleted (files of its layout that begin with its own marker),
+    and then the folders this leaves empty: a user's files that happen to sit in a folder
+    named like the cache's stay, as do downloaded data sets and the cache's key.
     """
     base = Path(cache_dir if cache_dir is not None else default_cache_dir())
     removed = freed = 0
     for root in [base / FEATURES_FOLDER, *_old_feature_folders(base)]:
-        for path, size, _ in _cache_files(root):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-                removed += 1
+        prefix = () if root == base / FEATURES_FOLDER else (root.name,)
+        deleted = []
+        for path, size, _, marker in _cache_files(root, prefix):
+            if _remove_own(path, marker):
+                deleted.append(path)
                 freed += size
-        shutil.rmtree(root, ignore_errors=True)
+        removed += len(deleted)
+        _remove_emptied_folders(deleted, root)
     return removed, freed
 
 
@@ -298,19 +368,18 @@ def enforce_cache_limit(cache_dir, limit=None):
     """Remove the least recently used feature entries until the cache is under ``limit`` bytes.
 
     The cache is trimmed to 90% of the limit, so that it is not scanned again at every run.
-    Returns the bytes freed.
+    Only the cache's own files count and go. Returns the bytes freed.
     """
     limit = cache_limit() if limit is None else limit
     files = _cache_files(Path(cache_dir) / FEATURES_FOLDER)
-    total = sum(size for _, size, _ in files)
+    total = sum(item[1] for item in files)
     if total <= limit:
         return 0
     freed = 0
-    for path, size, _ in sorted(files, key=lambda item: item[2]):
+    for path, size, _, marker in sorted(files, key=lambda item: item[2]):
         if total - freed <= 0.9 * limit:
             break
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        if _remove_own(path, marker):
             freed += size
     return freed
 

@@ -161,6 +161,29 @@ def check_output_path(path, headroom=DEFAULT_OUTPUT_HEADROOM):
     return path
 
 
+def check_not_an_input(path, inputs):
+    """Raise OutputError if writing ``path`` would replace one of ``inputs`` or a file inside one.
+
+    ``inputs`` are the files and folders a command reads (a model, recordings, a data folder);
+    an output that is one of them (by any name: a link, a hard link) or an existing file
+    inside one of the folders would destroy what the command is reading. A new name inside a
+    data folder replaces nothing and is allowed.
+    """
+    target = _write_target(path)
+    if not os.path.lexists(target):
+        return
+    resolved = os.path.realpath(target)
+    for item in inputs:
+        if item is None or not os.path.exists(item):
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.samefile(target, item):
+                raise OutputError(f"{path} is {item}, which this command reads; write the output elsewhere")
+        folder = os.path.realpath(item)
+        if os.path.isdir(folder) and os.path.commonpath([resolved, folder]) == folder:
+            raise OutputError(f"{path} is a file inside {item}, which this command reads; write the output elsewhere")
+
+
 def _file_size_limit():
     try:
         import resource

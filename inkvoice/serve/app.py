@@ -115,6 +115,8 @@ class Group(BaseModel):
 class Explanation(BaseModel):
     image: str
     nearest_reference: int
+    # "picture": the reference's kept picture; "stroke directions": enrolled before pictures were kept
+    reference_shown: Literal["picture", "stroke directions"]
     regions: list[Region]
     groups: list[Group]
     summary: str

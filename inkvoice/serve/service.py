@@ -396,13 +396,14 @@ class Service:
             raise ServiceError(400, f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         with self._enrolled(writer) as (writer, store, count):
             references = store.references(writer)
+            pictures = [thumbnail for _, thumbnail in store.thumbnails_of(writer)] if explain else None
         with self.staged([upload]) as (path,):
             results = self._features([path])
             explanations = path.parent / "explanations" if explain else None
             try:
                 with self._explaining if explain else contextlib.nullcontext():
                     (record,) = verify_features(self.verifier, [path], results, references, mode=mode,
-                                                explain=explanations)
+                                                explain=explanations, reference_pictures=pictures)
             except DependencyError as error:
                 raise ServiceError(501, f"explanations are not available on this server: {error}") from None
             except ProjectError as error:

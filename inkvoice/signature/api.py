@@ -94,17 +94,26 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     return {**answer, "enrolled": True, "added": int(added), "total": int(total)}
 
 
-def writer_references(model_path, writer, store=None, verifier=None):
-    """The enrolled reference features of ``writer``, shape (n_references, n_features)."""
+def writer_references(model_path, writer, store=None, verifier=None, pictures=False):
+    """The enrolled reference features of ``writer``, shape (n_references, n_features).
+
+    With ``pictures``, also their kept pictures: ``(features, [PNG bytes or None per reference])``.
+    """
     verifier = _verifier(model_path, verifier)
     location = default_store(model_path) if store is None else store
     with open_enrollment_store(location, verifier, create=False) as database:
-        return database.references(writer_name(writer))
+        references = database.references(writer_name(writer))
+        if not pictures:
+            return references
+        return references, [thumbnail for _, thumbnail in database.thumbnails_of(writer_name(writer))]
 
 
 def verify_features(verifier, paths, results, references, mode=DEFAULT_MODE, threshold=None, explain=None,
-                    max_pixels=DEFAULT_MAX_PIXELS):
-    """Records of already extracted ``results`` (vectors or ProjectErrors) of ``paths`` against ``references``."""
+                    max_pixels=DEFAULT_MAX_PIXELS, reference_pictures=None):
+    """Records of already extracted ``results`` (vectors or ProjectErrors) of ``paths`` against ``references``.
+
+    ``reference_pictures`` (one PNG or None per reference) are what explanations show.
+    """
     records = _records(paths, results)
     good = [i for i, record in enumerate(records) if "error" not in record]
     if good:
@@ -116,7 +125,7 @@ def verify_features(verifier, paths, results, references, mode=DEFAULT_MODE, thr
             from inkvoice.signature.explain import explain_queries
 
             explanations = explain_queries(verifier, [paths[i] for i in good], queries, references, explain,
-                                           max_pixels)
+                                           max_pixels, reference_pictures)
             for i, explanation in zip(good, explanations):
                 records[i]["explanation"] = explanation
     return records
@@ -147,10 +156,14 @@ def verify_files(model_path, writer, paths, store=None, *, mode=DEFAULT_MODE, th
         A bad model, writer name or store, or a writer who is not enrolled.
     """
     verifier = _verifier(model_path, verifier)
-    references = writer_references(model_path, writer, store, verifier)
+    pictures = None
+    if explain is None:
+        references = writer_references(model_path, writer, store, verifier)
+    else:
+        references, pictures = writer_references(model_path, writer, store, verifier, pictures=True)
     paths = [Path(p) for p in paths]
     results = extract_files(paths, verifier.feature_parameters, extraction, max_pixels, progress)
-    return verify_features(verifier, paths, results, references, mode, threshold, explain, max_pixels)
+    return verify_features(verifier, paths, results, references, mode, threshold, explain, max_pixels, pictures)
 
 
 def compare_files(verifier, reference_paths, query_path, *, threshold=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -168,5 +181,10 @@ def compare_files(verifier, reference_paths, query_path, *, threshold=None, max_
     failed = [record for record in _records(paths, results) if "error" in record]
     if failed:
         return failed
+    pictures = None
+    if explain is not None:
+        from inkvoice.signature.enrollment import reference_thumbnail
+
+        pictures = [reference_thumbnail(path, max_pixels) for path in paths[:-1]]
     return verify_features(verifier, paths[-1:], results[-1:], np.stack(results[:-1]), threshold=threshold,
-                           explain=explain, max_pixels=max_pixels)
+                           explain=explain, max_pixels=max_pixels, reference_pictures=pictures)

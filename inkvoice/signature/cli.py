@@ -15,6 +15,7 @@ from inkvoice.core.command import (
     OutputFile,
     ProjectGroup,
     extraction_options,
+    json_line,
     progress_reporter,
     quiet_option,
     version_option,
@@ -37,7 +38,7 @@ _IMAGE = click.Path(path_type=Path)
 def _emit(rows, as_json, columns):
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, allow_nan=False))
+            click.echo(json_line(row))
         return
     widths = [max(len(title), *(len(_cell(row.get(key))) for row in rows)) for key, title in columns] if rows else []
     click.echo("  ".join(title.ljust(width) for (_, title), width in zip(columns, widths)).rstrip())
@@ -192,7 +193,7 @@ def enroll(model, images, writer, min_references, store, as_json, extraction, ma
     failed = _report_errors(answer["images"])
     if as_json:
         for record in answer["images"]:
-            click.echo(json.dumps({"writer": answer["writer"], "enrolled": answer["enrolled"], **record}))
+            click.echo(json_line({"writer": answer["writer"], "enrolled": answer["enrolled"], **record}))
     if failed:
         raise DataError(f"nothing enrolled for writer {shorten(answer['writer'])!r}: "
                         f"fix or leave out the {failed} image(s) above")
@@ -340,7 +341,7 @@ def info(model, store, as_json):
         with open_enrollment_store(location, verifier, create=False) as database:
             document["enrolled"] = {name: count for name, count in database.writers()}
     if as_json:
-        click.echo(json.dumps(document, allow_nan=False))
+        click.echo(json_line(document))
         return
     for key, value in document.items():
         click.echo(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")

@@ -8,11 +8,14 @@ For each query:
   value the references themselves get (their leave-one-out median), and the change of the
   score is that input's effect; effects are summed per feature group, most negative first
   (what pulled the score towards "forged");
-- a PNG: the query's ink canvas beside the nearest reference's stroke directions (drawn from
-  its stored HOG features, as the enrolment store keeps features, not images), the departing
-  regions boxed on both, and the main groups named underneath.
+- a PNG: the query's ink canvas beside the nearest reference's picture (the thumbnail the
+  enrolment store keeps, or the reference file itself), set into the same canvas frame so the
+  departing regions boxed on both point at the same place, and the main groups named
+  underneath. A reference enrolled before the store kept pictures is drawn from its stored HOG
+  features as stroke directions instead, and the picture says so.
 """
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -129,16 +132,55 @@ def _hog_picture(features, shape, cell, height, width):
     return picture / max(picture.max(), 1e-6)
 
 
-def explain_queries(verifier, paths, queries, references, folder, max_pixels=None):
+def picture_canvas(png, height, width):
+    """A reference's stored picture as ink coverage in the features' ``height`` x ``width`` canvas, or None.
+
+    ``png`` is a thumbnail from ``enrollment.reference_thumbnail``: the ink cropped, dark on
+    white. It is set into the canvas as ``preprocess`` sets a scan (aspect ratio kept, centred),
+    so a region of the query's canvas and the same region of this one show the same part of
+    the signature. None when ``png`` is None, not a PNG, or larger than a thumbnail can be.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from inkvoice.signature.enrollment import PNG_SIGNATURE, THUMBNAIL_SIZE
+    from inkvoice.signature.preprocess import fit_canvas
+
+    if png is None or not bytes(png).startswith(PNG_SIGNATURE):
+        return None
+    try:
+        with Image.open(io.BytesIO(bytes(png))) as image:
+            # the header's size is checked before any pixel is decoded
+            if image.size[0] > THUMBNAIL_SIZE[0] or image.size[1] > THUMBNAIL_SIZE[1]:
+                return None
+            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    # thumbnails draw full ink at 20/255 (see reference_thumbnail): undo that lift
+    ink = np.clip((1.0 - grey) * (255.0 / 235.0), 0.0, 1.0)
+    if not ink.any():
+        return None
+    return fit_canvas(ink, height, width)
+
+
+def explain_queries(verifier, paths, queries, references, folder, max_pixels=None, reference_pictures=None):
     """Explanations of raw ``queries`` (from ``paths``) against raw ``references``; one PNG each in ``folder``.
 
+    ``reference_pictures``, when given, holds one PNG thumbnail (or None) per reference, in the
+    order of ``references``: the nearest reference is shown as that picture.
+
     Returns a list of plain dicts, one per query: ``png`` (the picture's path),
-    ``nearest_reference`` (index among the references), ``regions`` (canvas rectangles that
+    ``nearest_reference`` (index among the references), ``reference_shown`` ("picture", or
+    "stroke directions" when no picture of it is kept), ``regions`` (canvas rectangles that
     departed most, with their deviation), ``groups`` (the feature groups that weighed most,
     with a description and their effect on the score) and ``summary`` (one line of words).
     """
+    from inkvoice.core.errors import ParameterError
     from inkvoice.core.plots import pyplot, save_figure
     from inkvoice.signature.preprocess import preprocess
+
+    if reference_pictures is not None and len(reference_pictures) != len(np.atleast_2d(references)):
+        raise ParameterError(f"reference_pictures must hold one entry per reference "
+                             f"({len(np.atleast_2d(references))}); got {len(reference_pictures)}")
 
     plt = pyplot()
     folder = Path(folder)
@@ -171,14 +213,19 @@ def explain_queries(verifier, paths, queries, references, folder, max_pixels=Non
         canvas, _ = preprocess(path, height=parameters["height"], width=parameters["width"],
                                pen_radius=parameters["pen_radius"],
                                **({} if max_pixels is None else {"max_pixels": max_pixels}))
-        raw_reference = references[nearest]
-        size = int(np.prod(shape))
-        reference_picture = _hog_picture(raw_reference[offset : offset + size], shape, cell, parameters["height"],
-                                         parameters["width"])
+        reference_picture = None if reference_pictures is None else picture_canvas(
+            reference_pictures[nearest], parameters["height"], parameters["width"])
+        shown = "picture"
+        if reference_picture is None:
+            shown = "stroke directions"
+            size = int(np.prod(shape))
+            reference_picture = _hog_picture(references[nearest][offset : offset + size], shape, cell,
+                                             parameters["height"], parameters["width"])
+        reference_title = (f"nearest reference (#{nearest + 1})" if shown == "picture" else
+                           f"nearest reference (#{nearest + 1}): stroke directions (no picture of it is kept)")
         figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
         for axis, picture, title in ((axes[0], 1 - canvas, f"query: {Path(path).name}"),
-                                     (axes[1], 1 - reference_picture,
-                                      f"nearest reference (#{nearest + 1}): stroke directions")):
+                                     (axes[1], 1 - reference_picture, reference_title)):
             axis.imshow(picture, cmap="gray", vmin=0, vmax=1)
             for rank, region in enumerate(regions):
                 axis.add_patch(plt.Rectangle((region["left"] - 0.5, region["top"] - 0.5), region["width"],
@@ -193,6 +240,6 @@ def explain_queries(verifier, paths, queries, references, folder, max_pixels=Non
             + [f"  {g['description']} ({g['effect']:+.2f})" for g in groups]), fontsize=8, va="bottom")
         figure.subplots_adjust(bottom=0.28, top=0.9, left=0.01, right=0.99, wspace=0.03)
         save_figure(figure, png)
-        explanations.append({"png": str(png), "nearest_reference": nearest, "regions": regions, "groups": groups,
-                             "summary": summary})
+        explanations.append({"png": str(png), "nearest_reference": nearest, "reference_shown": shown,
+                             "regions": regions, "groups": groups, "summary": summary})
     return explanations

@@ -1,6 +1,7 @@
 """Audio in: read any soundfile format (refusing damaged and too short files), mix to mono, resample."""
 
-from pathlib import Path
+import io
+import re
 
 import numpy as np
 
@@ -20,9 +21,10 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
     Parameters
     ----------
     path : path-like
-        A wav (PCM 8/16/24/32-bit or float), flac or ogg file; any channel count.
+        Any file libsndfile reads (WAV in any of its encodings, GSM 6.10 included, WAVE_FORMAT_EXTENSIBLE,
+        AIFF, AU, W64, RF64, NIST, FLAC, Ogg, ...), whatever its name; any channel count.
     max_seconds : float > 0
-        Longest clip accepted; a longer one is refused before it is read.
+        Longest clip accepted; a longer one is refused before it is decoded.
 
     Returns
     -------
@@ -32,20 +34,23 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
     Raises
     ------
     DataError
-        The file is missing, empty, not audio, truncated (its data ends before its header
-        says), too short to hold a word, too long, or holds NaN/inf samples.
+        The file is missing, empty, not audio, truncated (its header declares more audio than
+        the file holds), too short to hold a word, too long, or holds NaN/inf samples.
     """
     import soundfile
 
-    from inkvoice.core.files import check_input_file
+    from inkvoice.core.files import read_input_bytes
 
-    path = Path(path)
     name = str(path)  # as the user gave it, so it can be found among many folders
-    check_input_file(path, what="audio file")  # not a FIFO, device or link loop; bounded size
-    if path.stat().st_size == 0:
+    # The bytes are read once, by this process, from a regular file of bounded size: what is
+    # decoded is what was checked, and a name the file system cannot encode as UTF-8 is read
+    # like any other.
+    data = read_input_bytes(path, what="audio file")
+    if not data:
         raise DataError(f"{name}: the file is empty")
+    data = _fmt_before_data(data)
     try:
-        with soundfile.SoundFile(str(path)) as handle:
+        with soundfile.SoundFile(io.BytesIO(data)) as handle:
             sample_rate = int(handle.samplerate)
             n_frames = handle.frames
             if n_frames <= 0:
@@ -61,9 +66,12 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
                     f"{name}: the clip lasts {seconds:.1f} s, longer than the limit of {max_seconds:g} s "
                     "(raise it with --max-seconds)"
                 )
-            if handle.format == "WAV":
-                _check_wav_length(path, name)
-            samples = handle.read(dtype="float64", always_2d=True)
+            declared = _declared_beyond_file(handle.extra_info, n_frames, data)
+            if declared:
+                raise DataError(f"{name}: the file is truncated ({declared})")
+            # The frame count is given, not left to the end of the file: some encodings (GSM 6.10)
+            # cannot seek, and soundfile would not read them at all.
+            samples = handle.read(n_frames, dtype="float64", always_2d=True)
     except DataError:
         raise
     except (RuntimeError, OSError, ValueError, TypeError) as error:
@@ -85,31 +93,75 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
     return np.ascontiguousarray(mono, dtype=np.float32), sample_rate
 
 
-def _check_wav_length(path, name):
-    """Refuse a RIFF/WAVE file whose data chunk declares more bytes than the file holds.
+# Sizes that mean "unknown when the header was written" (a stream), not a length.
+_STREAMING_SIZES = (2**32 - 1, 2**64 - 1)
+# A container's own size may count its 8-byte chunk header too (a common writer's slip);
+# the audio's own size is exact.
+_CONTAINER_SLACK = 8
+_SIZE_SHOULD_BE = re.compile(r"(\d+)\s*\(?\s*should be\s+(\d+)")
+_SIZE_OVER_FILE = re.compile(r"(\d+)\s*>\s*file length\s*(\d+)")
+_FRAME_COUNT = re.compile(r"\b(?:frames|samples|cols)\s*:\s*(\d+)", re.IGNORECASE)
+_NIST_COUNT = re.compile(rb"\bsample_count\s+-i\s+(\d+)")
 
-    libsndfile quietly reads what is there, so a wav cut short in transfer would be
-    classified as if it were whole.
+
+def _declared_beyond_file(log, n_frames, data):
+    """Why the header declares more audio than the file holds, or "" when it does not.
+
+    libsndfile quietly reads what is there and reports fewer frames, so a file cut short in
+    transfer would be classified as if it were whole. Its account of the header (the log of
+    every container it reads) says what each header declared and what the file holds: a size
+    followed by "(should be N)" with N smaller, a chunk longer than the file, its own
+    truncation warnings, or a frame count above the frames it can read. A NIST header, which
+    libsndfile does not log, states its sample count in text.
+
+    A header that holds no length at all (IRCAM, PAF, PVF) cannot show a cut made at a frame
+    boundary: such a file is, byte for byte, a shorter complete recording.
     """
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        header = handle.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return  # RF64 and other variants: left to libsndfile
-        position = 12
-        while position + 8 <= size:
-            handle.seek(position)
-            chunk = handle.read(8)
-            declared = int.from_bytes(chunk[4:8], "little")
-            if chunk[:4] == b"data":
-                # 0 and 0xFFFFFFFF mark a stream whose length was unknown when the header was written.
-                if declared not in (0, 0xFFFFFFFF) and position + 8 + declared > size:
-                    raise DataError(
-                        f"{name}: the file is truncated (its header declares {declared} bytes of audio, "
-                        f"the file holds {size - position - 8})"
-                    )
-                return
-            position += 8 + declared + (declared & 1)
+    lines = [line for line in log.splitlines() if line.strip()]
+    sizes = [i for i, line in enumerate(lines) if re.search(r":\s*\d", line) and not line.startswith(("File", "Length"))]
+    first_size = sizes[0] if sizes else None
+    # A count given in whole blocks (the MIDI sample dump's) may round the last one up.
+    block = max([int(n) for n in re.findall(r"samples/block\s*:\s*(\d+)", log, re.IGNORECASE)] or [1])
+    for index, line in enumerate(lines):
+        for pattern in (_SIZE_SHOULD_BE, _SIZE_OVER_FILE):
+            for match in pattern.finditer(line):
+                declared, held = int(match.group(1)), int(match.group(2))
+                slack = _CONTAINER_SLACK if index == first_size else 0
+                if declared not in _STREAMING_SIZES and declared > held + slack:
+                    return f"its header declares {declared} where the file holds {held}"
+        if "truncated" in line.lower():
+            return line.strip(" *").rstrip(".")
+        for match in _FRAME_COUNT.finditer(line):
+            if int(match.group(1)) > n_frames + block - 1 and int(match.group(1)) not in _STREAMING_SIZES:
+                return f"its header declares {int(match.group(1))} frames, the file holds {n_frames}"
+    if data.startswith(b"NIST_1A"):
+        match = _NIST_COUNT.search(data[:1024])
+        if match and int(match.group(1)) > n_frames:
+            return f"its header declares {int(match.group(1))} samples, the file holds {n_frames}"
+    return ""
+
+
+def _fmt_before_data(data):
+    """A RIFF/WAVE file's bytes with its fmt chunk moved before its data chunk (else unchanged).
+
+    The order of the chunks is free in RIFF, but libsndfile needs the format before the audio.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return data
+    chunks, position = [], 12
+    while position + 8 <= len(data):
+        size = int.from_bytes(data[position + 4 : position + 8], "little")
+        end = position + 8 + size + (size & 1)
+        if end > len(data) + (size & 1):
+            return data  # a chunk runs past the end: left to the checks above
+        chunks.append((data[position : position + 4], data[position:end]))
+        position = end
+    kinds = [kind for kind, _ in chunks]
+    if b"fmt " not in kinds or b"data" not in kinds or kinds.index(b"fmt ") < kinds.index(b"data"):
+        return data
+    fmt = chunks[kinds.index(b"fmt ")]
+    body = b"WAVE" + fmt[1] + b"".join(chunk[1] for chunk in chunks if chunk is not fmt)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
 
 
 def resample(samples, source_rate, target_rate):
@@ -131,6 +183,21 @@ def normalise_level(samples):
 
 
 
+def remove_offset(samples):
+    """``samples`` less their DC offset and linear drift (the least-squares line through them).
+
+    Neither carries sound: a constant or slowly drifting signal becomes the silence it is,
+    rather than steps at the clip's ends that normalising would make loud enough to pass for
+    a word. A recording's speech is left as it was (its own line is flat).
+    """
+    if samples.size < 2:
+        return samples
+    time = np.linspace(-1.0, 1.0, samples.size)
+    values = samples.astype(np.float64)
+    slope = float(np.dot(time, values) / np.dot(time, time))
+    return (values - values.mean() - slope * time).astype(np.float32)
+
+
 class NoSpeechError(DataError):
     """A recording holds no sound that could be speech (silence, or steady noise alone)."""
 
@@ -146,6 +213,7 @@ def load_audio(path, *, sample_rate=DEFAULT_SAMPLE_RATE, max_seconds=DEFAULT_MAX
     check_number("sample_rate", sample_rate, low=1000, high=192000, integer=True)
     check_number("max_seconds", max_seconds, low=0, low_open=True)
     samples, source_rate = read_audio(path, max_seconds=max_seconds)
+    samples = remove_offset(samples)
     if float(np.max(np.abs(samples))) < SILENCE_PEAK:
         raise NoSpeechError(f"{path}: the clip is silent (no speech found)")
     samples = resample(samples, source_rate, int(sample_rate))

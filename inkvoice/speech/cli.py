@@ -1,6 +1,5 @@
 """The ``speech`` command: train, predict, transcribe, evaluate, info and download."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from inkvoice.core.command import (
     OutputFile,
     ProjectGroup,
     extraction_options,
+    json_line,
     progress_reporter,
     quiet_option,
     version_option,
@@ -76,7 +76,8 @@ def main():
 @click.option("-o", "--output", required=True, type=OutputFile(), help="Model file to write (.npz).")
 @click.option("--split", type=click.Choice(SPLIT_CHOICES), default="auto", show_default=True,
               help="Held-out test clips: FSDD's official split (takes 0-4), one speaker, a seeded stratified random split, "
-                   "or none; auto is official for FSDD names, else random.")
+                   "or none. auto: none with --init (every recording of yours trains), else official for FSDD "
+                   "names and random for others.")
 @click.option("--test-speaker", help="The speaker left out with --split speaker.")
 @click.option("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, show_default=True,
               help="Share of clips held out with --split random.")
@@ -99,7 +100,8 @@ def main():
               help="More labelled clips (either layout) for training only, never held out; repeatable. The "
                    "project's data/speech voices widen the range of speakers a digit model has heard.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features).")
+              help="Fine-tune this model on DATA instead of training from scratch (keeps its labels and features); "
+                   "every clip in DATA trains unless --split asks for a test set.")
 @max_seconds_option
 @extraction_options
 @quiet_option
@@ -163,7 +165,7 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
         elif as_json:
             if top_k == 1:
                 record = {key: value for key, value in record.items() if key != "top"}
-            click.echo(json.dumps(record))
+            click.echo(json_line(record))
         else:
             extra = "  ".join(f"{row['label']}:{row['probability']:.3f}" for row in record["top"][1:])
             reason = f"\t({record['reason']})" if "reason" in record else ""
@@ -175,7 +177,7 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
 def _echo_error(record, as_json):
     """A file that could not be used: its record on stdout with --json, and one Error line on stderr."""
     if as_json:
-        click.echo(json.dumps(record))
+        click.echo(json_line(record))
     click.echo(f"Error: {record['error']}", err=True)
 
 
@@ -206,7 +208,7 @@ def transcribe(model_path, inputs, min_confidence, test_copies, as_json, max_sec
         if "error" in record:
             _echo_error(record, as_json)
         else:
-            click.echo(json.dumps(record) if as_json else f"{record['file']}\t{record['digits']}")
+            click.echo(json_line(record) if as_json else f"{record['file']}\t{record['digits']}")
     if empty_folder or any("error" in record for record in records):
         sys.exit(1)
 
@@ -247,7 +249,7 @@ def evaluate(model_path, data, split, test_speaker, test_fraction, seed, test_co
         plot_confusion(report, confusion_png)
     if curve_png:
         plot_training_curve(model.networks[0].history_.records, curve_png)
-    click.echo(json.dumps(report) if as_json else format_report(report))
+    click.echo(json_line(report) if as_json else format_report(report))
     if failures:
         sys.exit(1)
 
@@ -262,7 +264,7 @@ def info(model_path, as_json):
     model = SpeechModel.load(model_path)
     document = model.describe()
     if as_json:
-        click.echo(json.dumps(document))
+        click.echo(json_line(document))
         return
     click.echo(f"labels     {', '.join(document['labels'])}" + ("  (and 'unknown' for anything else)" if document["rejects"] else ""))
     count = f"{len(model.networks)} x " if len(model.networks) > 1 else ""
@@ -286,9 +288,8 @@ def info(model_path, as_json):
 @click.option("--force", is_flag=True, help="Download again even if the data set is already there.")
 def download(name, url, sha256, cache_dir, force):
     """Download a public data set (FSDD) into the cache and print its folder."""
-    from inkvoice.speech.download import download as fetch_dataset
+    from inkvoice.speech.download import download as fetch_dataset, recorded_source
 
     folder = fetch_dataset(name, url=url, sha256=sha256, cache_dir=cache_dir, force=force)
-    marker = json.loads((folder / "source.json").read_text())
-    click.echo(f"sha256 {marker['sha256']}", err=True)
+    click.echo(f"sha256 {recorded_source(folder)['sha256']}", err=True)
     click.echo(str(folder))

@@ -27,6 +27,18 @@ CHUNK = 1 << 20
 MARKER = "source.json"
 
 
+def recorded_source(folder):
+    """What ``folder/source.json`` says of a downloaded data set (url, sha256, licence), or None
+    when it is missing or damaged (then the data set is downloaded again)."""
+    try:
+        recorded = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+        return None
+    return recorded
+
+
 def datasets_dir(cache_dir=None):
     """Where downloaded data sets live: ``<cache>/datasets``."""
     return Path(cache_dir) if cache_dir is not None else default_cache_dir() / "datasets"
@@ -107,7 +119,8 @@ def download(name="fsdd", *, url=None, sha256=None, cache_dir=None, force=False,
     cache_dir : path-like or None
         Folder for data sets; defaults to ``datasets/`` in the feature cache folder.
     force : bool
-        Download again even when the data set is already there.
+        Download again even when the data set is already there (it is, too, when its
+        ``source.json`` is missing or damaged).
 
     Raises
     ------
@@ -123,10 +136,9 @@ def download(name="fsdd", *, url=None, sha256=None, cache_dir=None, force=False,
         raise ParameterError(f"sha256 must be 64 hexadecimal digits; got {sha256!r}")
     root = datasets_dir(cache_dir)
     target = root / name
-    if target.is_dir() and (target / MARKER).is_file() and not force:
-        recorded = json.loads((target / MARKER).read_text())
-        if expected is None or recorded.get("sha256") == expected:
-            return target
+    recorded = recorded_source(target) if target.is_dir() and not force else None
+    if recorded is not None and (expected is None or recorded["sha256"] == expected):
+        return target
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:

@@ -32,7 +32,8 @@ from inkvoice.speech.frontend import (
 )
 
 # 2: voice activity detection and spectral subtraction replace the fixed trim below the peak.
-FEATURE_VERSION = 2
+# 3: the DC offset is removed on loading; variants are seeded by the clip's content, not its name.
+FEATURE_VERSION = 3
 # Shortest and longest word (seconds) when a long stretch of speech is cut into words.
 WORD_SECONDS = (0.15, 0.9)
 
@@ -350,7 +351,8 @@ def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECON
     """Feature vectors of a file, of perturbed variants of it, and of rejection examples made from it.
 
     Module level, for :func:`core.extraction.extract_many`; the variants depend only on
-    ``seed``, the file name and the settings, so the cache can hold them.
+    ``seed``, the clip's samples and the settings (never on the file's name), so the cache,
+    keyed by content, can hold them.
 
     Returns
     -------
@@ -359,13 +361,11 @@ def extract_augmented(path, *, augmentation, seed, max_seconds=DEFAULT_MAX_SECON
         ``augmentation['negatives']`` examples of what is not a word (see
         :func:`speech.augment.negative`). A variant in which no speech is found is a row of NaN.
     """
-    from pathlib import Path
-
-    from inkvoice.speech.augment import file_generator, negative, perturb
+    from inkvoice.speech.augment import clip_generator, negative, perturb
 
     rate = parameters["sample_rate"]
     raw = load_audio(path, sample_rate=rate, max_seconds=max_seconds)
-    generator = file_generator(seed, Path(path).name)
+    generator = clip_generator(seed, raw)
     variants = [perturb(raw, rate, augmentation, generator) for _ in range(augmentation["copies"])]
     variants += [negative(raw, rate, augmentation, generator) for _ in range(augmentation.get("negatives", 0))]
     rows = features_of_clips([raw, *variants], parameters)
@@ -397,9 +397,7 @@ def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS
     NoSpeechError
         No speech is found anywhere in the recording.
     """
-    from pathlib import Path
-
-    from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters, file_generator, perturb
+    from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters, clip_generator, perturb
     from inkvoice.speech.frontend import MARGIN_SECONDS, find_segments, word_boundaries
 
     rate = parameters["sample_rate"]
@@ -414,7 +412,7 @@ def extract_segments(path, *, test_copies, seed, max_seconds=DEFAULT_MAX_SECONDS
     versions = [(power, noise, 1.0)]
     if test_copies:
         settings = augmentation_parameters(**{**TEST_AUGMENTATION, "copies": int(test_copies)})
-        generator = file_generator(seed, Path(path).name)
+        generator = clip_generator(seed, samples)
         for _ in range(int(test_copies)):
             variant = perturb(samples, rate, settings, generator)
             versions.append((*analyse(variant, parameters), variant.size / samples.size))

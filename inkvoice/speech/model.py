@@ -156,11 +156,20 @@ class SpeechModel:
             fields={"features": dict, "feature_version": OptionalField(int), "training": OptionalField(dict),
                     "prediction": OptionalField({"test_copies": OptionalField(int), "reject_threshold": OptionalField(NUMBER)}),
                     "figures": OptionalField(dict), "data": OptionalField(dict)},
-            arrays={"mel_basis": ArraySpec(ndim=2, not_all_zero=True, non_negative=True, required=False),
-                    "rehearsal_X": ArraySpec(ndim=2, required=False), "rehearsal_y": ArraySpec(ndim=1, kinds="U", required=False)},
+            # Slaney-normalised mel filters stay below 1; feature vectors are normalised MFCC summaries.
+            arrays={"mel_basis": ArraySpec(ndim=2, not_all_zero=True, non_negative=True, max_abs=10.0, required=False),
+                    "rehearsal_X": ArraySpec(ndim=2, max_abs=1e6, required=False),
+                    "rehearsal_y": ArraySpec(ndim=1, kinds="U", required=False)},
         )
         bundle = load_model(path, PIPELINE, schema)
         metadata = dict(bundle.metadata)
+        prediction = metadata.get("prediction") or {}
+        for key, low, high, integer in (("test_copies", 0, 50, True), ("reject_threshold", 0, 1, False)):
+            if prediction.get(key) is not None:
+                try:
+                    check_number(f"prediction.{key}", prediction[key], low=low, high=high, integer=integer)
+                except ParameterError as error:
+                    raise ModelFileError(f"{path}: {error}") from None
         names = sorted((name for name in bundle.models if name.startswith(MODEL_PREFIX)), key=lambda n: int(n[len(MODEL_PREFIX):] or 0))
         if not names or not isinstance(metadata.get("features"), dict):
             raise ModelFileError(f"{path} is not a complete speech model: no network or no feature parameters")
@@ -534,8 +543,9 @@ def train_folder(data, *, split="auto", test_speaker=None, test_fraction=DEFAULT
     """Train (or fine-tune ``init``) on a folder of labelled clips and measure the held-out part.
 
     What ``speech train`` does, from Python: ``data`` in either layout of
-    :func:`speech.dataset.load_dataset`; ``split`` one of ``SPLIT_CHOICES`` (``auto``: FSDD's
-    official split for FSDD names, else a random one; ``none``: train on everything);
+    :func:`speech.dataset.load_dataset`; ``split`` one of ``SPLIT_CHOICES`` (``auto``: every
+    clip trains when fine-tuning ``init``, else FSDD's official split for FSDD names and a
+    random one for others; ``none``: train on everything);
     ``extra`` folders of clips that only ever train. The model's metadata records the data,
     the split, the true number of clips trained on and the held-out accuracy. ``reporter``,
     when given, is called as ``reporter(label, total)`` for each stage and returns a context
@@ -554,7 +564,9 @@ def train_folder(data, *, split="auto", test_speaker=None, test_fraction=DEFAULT
         raise ParameterError(f"split must be one of {', '.join(SPLIT_CHOICES)}; got {split!r}")
     dataset = load_dataset(data)
     if split == "auto":
-        split = "official" if dataset.layout == "fsdd" else "random"
+        # Fine-tuning learns from a user's few recordings, all of them; a split is for
+        # measuring, and is asked for.
+        split = "none" if init is not None else "official" if dataset.layout == "fsdd" else "random"
     if split == "none":
         train_indices, test_indices = np.arange(len(dataset)), np.arange(0)
     else:

@@ -102,6 +102,28 @@ BAD_FILES = {
         lambda good: rewrite(good, set_entry("model/main/layer0.bias", np.full(16, np.nan, np.float32))),
         "non-finite or non-numeric weights",
     ),
+    # Finite yet far outside anything training makes: a scale of 1e-300 is 0 in float32, and
+    # answers would be NaN.
+    "a standardiser scale of 1e-300": (
+        lambda good: rewrite(good, set_entry("model/main/standardizer.scale", np.full(6, 1e-300))),
+        r"standardizer.scale holds values from 1e-300 .* outside \[1e-12, 1e\+12\]",
+    ),
+    "a negative standardiser scale": (
+        lambda good: rewrite(good, set_entry("model/main/standardizer.scale", np.full(6, -1.0))),
+        "standardizer.scale holds values from -1",
+    ),
+    "a standardiser mean of 1e300": (
+        lambda good: rewrite(good, set_entry("model/main/standardizer.mean", np.full(6, 1e300))),
+        "standardizer.mean holds values",
+    ),
+    "a weight of 1e30": (
+        lambda good: rewrite(good, set_entry("model/main/layer0.weights", np.full((6, 16), 1e30, np.float32))),
+        r"layer0.weights holds values from 1e\+30",
+    ),
+    "a bias of -1e20": (
+        lambda good: rewrite(good, set_entry("model/main/layer2.bias", np.full(1, -1e20, np.float32))),
+        "layer2.bias holds values from -1e\\+20",
+    ),
 }
 
 
@@ -296,3 +318,18 @@ def test_special_files_are_refused_as_what_they_are(tmp_path, special):
     expected = {"fifo": "named pipe", "device": "character device", "folder": "a folder", "loop": "loop of symbolic links"}
     with pytest.raises(ModelFileError, match=expected[special]):
         load_model(path, "speech")
+
+
+def test_a_network_that_overflows_gives_no_probabilities():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    model = MlpClassifier(hidden_sizes=(8,), max_epochs=2, random_state=0).fit(X, np.arange(60) % 3)
+    arrays, description = model.to_arrays()
+    arrays = {name: array.copy() for name, array in arrays.items()}
+    for name in arrays:
+        if name.endswith("weights"):
+            arrays[name][...] = 1e4  # each number within range; together they overflow float32
+    arrays["standardizer.scale"][...] = 1e-12
+    broken = MlpClassifier.from_arrays(arrays, description)
+    with pytest.raises(ModelFileError, match="NaN or infinite probabilities"), np.errstate(all="ignore"):
+        broken.predict_proba(X * 1e20)

@@ -246,6 +246,45 @@ def test_a_full_disk_under_the_cache_costs_speed_not_results(files, tmp_path, mo
     assert not any((tmp_path / "cache").rglob("*.part"))  # no half-written entry left behind
 
 
+def test_cache_clear_deletes_only_what_the_cache_made(files, tmp_path):
+    from inkvoice.core.extraction import cache_usage, clear_cache
+
+    cache = tmp_path / "cache"
+    extract_many(measure, files[:5], {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    # A user's folders that happen to have 16-hex-digit names, beside and inside the features.
+    mine = [cache / "0123456789abcdef", cache / "features" / "fedcba9876543210" / "ab"]
+    for folder in mine:
+        folder.mkdir(parents=True)
+        (folder / "thesis.txt").write_text("years of work")
+        (folder / ("ab" + "0" * 62 + ".entry")).write_bytes(b"not the cache's")  # its name, not its marker
+    (cache / "0123456789abcdef" / "empty-by-choice").mkdir()
+    # An entry of the earlier layout, which clear removes.
+    old = cache / "00000000000000aa" / "12" / ("12" + "3" * 62 + ".npy")
+    old.parent.mkdir(parents=True)
+    np.save(old, np.zeros(3))
+    removed, _ = clear_cache(cache)
+    assert removed == 5 + 2 + 1  # entries, the whole list, the shape record, the old entry
+    for folder in mine:
+        assert (folder / "thesis.txt").read_text() == "years of work"
+        assert (folder / ("ab" + "0" * 62 + ".entry")).exists()
+    assert (cache / "0123456789abcdef" / "empty-by-choice").is_dir()
+    assert not (cache / "00000000000000aa").exists() and cache_usage(cache).entries == 0
+
+
+def test_the_size_limit_trims_only_the_caches_own_files(files, tmp_path):
+    from inkvoice.core.extraction import enforce_cache_limit
+
+    cache = tmp_path / "cache"
+    extract_many(measure, files, {"scale": 1.0}, cache_dir=cache, n_jobs=1)
+    folder = cache / "features" / "fedcba9876543210" / "ab"
+    folder.mkdir(parents=True)
+    planted = folder / ("ab" + "0" * 62 + ".entry")
+    planted.write_bytes(b"x" * 10000)
+    os.utime(planted, (0, 0))  # the oldest file there
+    enforce_cache_limit(cache, limit=100)
+    assert planted.exists()
+
+
 def blas_threads_in_use(path):
     """A stand-in feature function: the number of threads numpy's BLAS would use here."""
     from threadpoolctl import threadpool_info

@@ -204,3 +204,62 @@ def test_results_that_cannot_be_written_end_in_one_line(tmp_path):
                                 text=True, env={**os.environ, "INKVOICE_CACHE": str(tmp_path)}, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == "Error: could not write the results (No space left on device)"
+
+
+@pytest.mark.parametrize("arguments, victim", [
+    (["speech", "evaluate", "{model}", "{speech}", "--curve-png", "{model}"], "{model}"),
+    (["speech", "evaluate", "{model}", "{speech}", "--curve-png", "{link}"], "{model}"),
+    (["speech", "evaluate", "{model}", "{speech}", "--confusion-png", "{speech}/7/a.wav"], "{speech}/7/a.wav"),
+    (["speech", "evaluate", "{model}", "{speech}", "--curve-png", "{tmp}/x.png", "--confusion-png", "{tmp}/x.png"],
+     "{model}"),
+    (["speech", "train", "{speech}", "-o", "{speech}/7/a.wav"], "{speech}/7/a.wav"),
+    (["speech", "train", "{speech}", "--init", "{model}", "-o", "{model}"], "{model}"),
+    (["speech", "train", "{speech}", "--extra", "{tmp}/extra", "-o", "{tmp}/extra/3/b.wav"], "{tmp}/extra/3/b.wav"),
+    (["signature", "evaluate", "{model}", "{signatures}", "--plot", "{model}"], "{model}"),
+    (["signature", "train", "{signatures}", "-o", "{signatures}/w1/genuine/01.png"], "{signatures}/w1/genuine/01.png"),
+], ids=["curve onto the model", "curve onto a link to the model", "confusion onto a recording", "two outputs, one file",
+        "model onto a recording", "fine-tuned model onto its start", "model onto an extra recording",
+        "plot onto the model", "model onto a signature"])
+def test_no_output_replaces_what_the_command_reads(tmp_path, arguments, victim):
+    import shutil
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from inkvoice.signature.cli import main as signature_main
+    from inkvoice.speech.cli import main as speech_main
+
+    root = Path(__file__).resolve().parents[2]
+    for label in ("3", "7"):
+        for folder in ("speech", "extra"):
+            (tmp_path / folder / label).mkdir(parents=True)
+            shutil.copy(sorted((root / "data" / "speech" / label).glob("*.wav"))[0], tmp_path / folder / label / "a.wav")
+            shutil.copy(sorted((root / "data" / "speech" / label).glob("*.wav"))[1], tmp_path / folder / label / "b.wav")
+    for writer in ("w1", "w2"):
+        source = root / "data" / "signatures" / f"writer{writer[1]}"
+        shutil.copytree(source, tmp_path / "signatures" / writer)
+    (tmp_path / "model.npz").write_text("never read: the outputs are checked first")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "model.npz")
+    values = {"model": tmp_path / "model.npz", "link": tmp_path / "link.npz", "speech": tmp_path / "speech",
+              "signatures": tmp_path / "signatures", "tmp": tmp_path}
+    victim = Path(victim.format(**values))
+    before = victim.read_bytes()
+    command = {"speech": speech_main, "signature": signature_main}[arguments[0]]
+    result = CliRunner().invoke(command, [a.format(**values) for a in arguments[1:]])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output
+    assert "write the output elsewhere" in result.output or "two outputs" in result.output
+    assert "Traceback" not in result.output
+    assert victim.read_bytes() == before
+
+
+def test_a_new_file_inside_the_data_folder_is_allowed(tmp_path):
+    from inkvoice.core.files import check_not_an_input
+
+    (tmp_path / "data" / "7").mkdir(parents=True)
+    (tmp_path / "data" / "7" / "a.wav").write_bytes(b"x")
+    check_not_an_input(tmp_path / "data" / "model.npz", [tmp_path / "data"])
+    hard = tmp_path / "hard.wav"
+    os.link(tmp_path / "data" / "7" / "a.wav", hard)
+    with pytest.raises(OutputError, match="which this command reads"):
+        check_not_an_input(hard, [tmp_path / "data" / "7" / "a.wav"])

@@ -177,6 +177,7 @@ def test_enrol_verify_and_remove_a_writer(client, clearest_forgery):
     assert picture.startswith(b"\x89PNG") and len(picture) > 5000
     assert body["explanation"]["groups"] and body["explanation"]["summary"]
     assert 0 <= body["explanation"]["nearest_reference"] < 6
+    assert body["explanation"]["reference_shown"] == "picture"
     bad_mode = client.post("/api/signature/writers/writer5/verify?mode=strict",
                            files=files_of("file", [clearest_forgery]))
     assert bad_mode.status_code == 400 and "mode" in bad_mode.json()["error"]

@@ -203,6 +203,17 @@ def test_compare_without_a_store(sample_model, samples_dir):
     assert set(row) == {"image", "verdict", "score", "threshold"}
 
 
+def test_compare_explain_shows_the_reference_files_picture(sample_model, samples_dir, tmp_path):
+    model, _ = sample_model
+    references = sorted((samples_dir / "writer6" / "genuine").iterdir())[:6]
+    result = run("compare", model, *references, samples_dir / "writer6" / "forged" / "01.png", "--json",
+                 "--explain", tmp_path / "why")
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["explanation"]["reference_shown"] == "picture"
+    assert len(list((tmp_path / "why").iterdir())) == 1
+
+
 def test_evaluate_table_json_and_plot(sample_model, samples_dir, tmp_path):
     model, _ = sample_model
     plot = tmp_path / "curves.png"
@@ -292,6 +303,8 @@ def test_verify_explain_writes_a_picture_per_query(enrolled, samples_dir, tmp_pa
     pictures = sorted(folder.iterdir())
     assert [record["explanation"]["png"] for record in records] == [str(p) for p in pictures]
     assert all(len(record["explanation"]["groups"]) == 3 for record in records)
+    # the store keeps each reference's picture: the explanation shows it, not a sketch
+    assert all(record["explanation"]["reference_shown"] == "picture" for record in records)
     table = run("verify", model, "--writer", "writer5", "--store", store, "--explain", folder, *queries)
     assert table.exit_code == 0 and len(table.stdout.splitlines()) == 3
     assert len(table.stderr.splitlines()) == 2 and "weighed" not in table.stdout

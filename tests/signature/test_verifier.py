@@ -135,6 +135,54 @@ def test_explanations_name_regions_and_groups_and_draw_a_picture(sample_model, s
     assert explanations[0]["groups"][0]["effect"] < 0
 
 
+def test_explanations_show_the_nearest_references_real_picture(sample_model, sample_features, tmp_path):
+    from inkvoice.signature.enrollment import reference_thumbnail
+    from inkvoice.signature.explain import explain_queries, picture_canvas
+    from inkvoice.signature.preprocess import preprocess
+
+    _, verifier = sample_model
+    signatures, X = sample_features
+    genuine, forged = _writer(signatures, X, "writer5")
+    reference_paths = [s.path for s in signatures if s.writer == "writer5" and s.genuine][:6]
+    query_paths = [s.path for s in signatures if s.writer == "writer5" and not s.genuine][:1]
+    pictures = [reference_thumbnail(path) for path in reference_paths]
+    (shown,) = explain_queries(verifier, query_paths, forged[:1], genuine[:6], tmp_path / "real", None, pictures)
+    assert shown["reference_shown"] == "picture"
+    # the picture lands in the frame of the features' canvas: the boxed regions point at the
+    # same ink as in the reference's own canvas
+    parameters = verifier.feature_parameters
+    own, _ = preprocess(reference_paths[shown["nearest_reference"]], parameters["height"], parameters["width"])
+    drawn = picture_canvas(pictures[shown["nearest_reference"]], parameters["height"], parameters["width"])
+    overlap = ((own > 0.5) & (drawn > 0.3)).sum() / max((own > 0.5).sum(), 1)
+    assert drawn.shape == own.shape and overlap > 0.8
+    # a reference enrolled before pictures were kept is drawn from its features, and says so
+    (sketched,) = explain_queries(verifier, query_paths, forged[:1], genuine[:6], tmp_path / "old", None,
+                                  [None] * 6)
+    assert sketched["reference_shown"] == "stroke directions"
+    assert sketched["nearest_reference"] == shown["nearest_reference"]
+    with pytest.raises(ParameterError, match="one entry per reference"):
+        explain_queries(verifier, query_paths, forged[:1], genuine[:6], tmp_path / "bad", None, pictures[:2])
+
+
+@pytest.mark.parametrize("png", [None, b"not a picture", b"\x89PNG\r\n\x1a\n damaged"])
+def test_a_missing_or_damaged_picture_is_not_drawn(png):
+    from inkvoice.signature.explain import picture_canvas
+
+    assert picture_canvas(png, 128, 256) is None
+
+
+def test_a_picture_larger_than_a_thumbnail_is_not_decoded(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from inkvoice.signature.explain import picture_canvas
+
+    buffer = io.BytesIO()
+    Image.new("L", (3000, 3000), 0).save(buffer, format="PNG")
+    assert picture_canvas(buffer.getvalue(), 128, 256) is None
+
+
 def test_feature_length_mismatch_is_refused(sample_model):
     _, verifier = sample_model
     with pytest.raises(ParameterError, match="feature vectors have 10 values"):

@@ -109,3 +109,92 @@ def test_a_silent_clip_is_no_speech(tmp_path):
 def test_the_length_limit_can_be_raised(tmp_path):
     path = write(tmp_path / "long.wav", np.tile(tone(300.0, 1.0), 11))
     assert load_audio(path, max_seconds=12).size > 10 * RATE
+
+
+# Every container libsndfile writes whose header says how long its audio is.
+CONTAINERS = [("WAV", "PCM_16"), ("WAV", "GSM610"), ("WAV", "IMA_ADPCM"), ("WAV", "ULAW"), ("WAVEX", "PCM_16"),
+              ("WAVEX", "FLOAT"), ("AIFF", "PCM_16"), ("AU", "PCM_16"), ("W64", "PCM_16"), ("RF64", "PCM_16"),
+              ("NIST", "PCM_16"), ("CAF", "PCM_16"), ("VOC", "PCM_16"), ("SVX", "PCM_16"), ("MAT4", "PCM_16"),
+              ("MAT5", "PCM_16"), ("AVR", "PCM_16"), ("WVE", "ALAW"), ("MPC2K", "PCM_16")]
+
+
+def container_bytes(samples, container, subtype):
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, RATE, format=container, subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("container, subtype", CONTAINERS)
+def test_a_truncated_file_is_refused_in_every_container_named_wav(tmp_path, container, subtype):
+    clip = tone(300.0, seconds=0.8)
+    payload = container_bytes(clip, container, subtype)
+    whole, _ = read_audio(write_bytes(tmp_path / "whole.wav", payload))
+    assert abs(whole.size - clip.size) < 400  # GSM 6.10 rounds up to whole blocks
+    for share in (0.55, 0.8, 0.95):
+        with pytest.raises(DataError, match="cut.wav: (the file is truncated|not a readable audio file)"):
+            read_audio(write_bytes(tmp_path / "cut.wav", payload[: int(len(payload) * share)]))
+
+
+def test_stereo_files_in_every_container_are_read_whole(tmp_path):
+    clip = tone(300.0, seconds=0.5)
+    import soundfile
+
+    read = 0
+    for container, subtype in CONTAINERS:
+        try:
+            payload = container_bytes(np.stack([clip, clip / 2], axis=1), container, subtype)
+        except soundfile.LibsndfileError:
+            continue  # mono-only encodings (GSM 6.10, A-law .wve, MPC2K)
+        path = write_bytes(tmp_path / "stereo.wav", payload)
+        read += 1
+        assert abs(read_audio(path)[0].size - clip.size) < 400, container  # ADPCM rounds up to whole blocks
+    assert read >= 14
+
+
+def test_a_header_whose_container_size_counts_its_own_header_is_read(tmp_path):
+    payload = bytearray(write(tmp_path / "full.wav", tone(440.0)).read_bytes())
+    struct.pack_into("<I", payload, 4, len(payload))  # RIFF size = file size, 8 bytes too many
+    assert read_audio(write_bytes(tmp_path / "riff.wav", bytes(payload)))[0].size == tone(440.0).size
+
+
+def test_gsm_and_data_before_fmt_wavs_are_read(tmp_path):
+    clip = tone(300.0, seconds=0.8)
+    samples, rate = read_audio(write(tmp_path / "gsm.wav", clip, subtype="GSM610"))
+    assert rate == RATE and abs(samples.size - clip.size) < 320
+    assert np.corrcoef(samples[: clip.size], clip[: samples.size])[0, 1] > 0.9
+    payload = write(tmp_path / "plain.wav", clip).read_bytes()
+    fmt_end = 12 + 8 + int.from_bytes(payload[16:20], "little")
+    assert payload[12:16] == b"fmt " and payload[fmt_end : fmt_end + 4] == b"data"
+    body = b"WAVE" + payload[fmt_end:] + payload[12:fmt_end]  # data, then fmt
+    reordered = write_bytes(tmp_path / "data-first.wav", b"RIFF" + struct.pack("<I", len(body)) + body)
+    np.testing.assert_array_equal(read_audio(reordered)[0], read_audio(tmp_path / "plain.wav")[0])
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    import os
+
+    path = write_bytes(tmp_path / os.fsdecode(b"caf\xe9-\xff.wav"), write(tmp_path / "plain.wav", tone(300.0)).read_bytes())
+    assert read_audio(path)[0].size == tone(300.0).size
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [np.full(RATE, 0.3), np.full(RATE, -1.0), np.full(5 * RATE, 0.99), 0.3 + 1e-5 * np.random.default_rng(0).standard_normal(RATE),
+     np.linspace(0.2, 0.4, RATE), np.linspace(-1.0, 1.0, 2 * RATE)],
+    ids=["0.3", "-1.0", "0.99 for 5 s", "0.3 with faint hiss", "a slow drift", "a full-scale ramp"],
+)
+def test_a_constant_or_drifting_signal_is_silence(tmp_path, samples):
+    path = write(tmp_path / "dc.wav", samples.astype(np.float32), subtype="FLOAT")
+    with pytest.raises(NoSpeechError, match="dc.wav: the clip is silent"):
+        load_audio(path)
+
+
+def test_a_dc_offset_does_not_change_what_is_heard(tmp_path):
+    clip = tone(300.0, seconds=0.5)
+    plain = load_audio(write(tmp_path / "plain.wav", 0.5 * clip, subtype="FLOAT"))
+    offset = load_audio(write(tmp_path / "offset.wav", 0.5 * clip + 0.4, subtype="FLOAT"))
+    np.testing.assert_allclose(offset, plain, atol=1e-3)

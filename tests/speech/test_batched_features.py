@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inkvoice.speech.audio import NoSpeechError, load_audio
-from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters, file_generator, perturb
+from inkvoice.speech.augment import TEST_AUGMENTATION, augmentation_parameters, clip_generator, perturb
 from inkvoice.speech.features import extract_augmented, feature_parameters, features_from_samples, features_of_clips
 from tests.speech.conftest import RATE, SAMPLES_DIR, word
 
@@ -53,7 +53,7 @@ def test_test_time_variants_of_a_recording_match_their_one_by_one_features():
     settings = augmentation_parameters(**{**TEST_AUGMENTATION, "copies": 12})
     rows = extract_augmented(path, augmentation=settings, seed=5, **parameters)
     raw = load_audio(path, sample_rate=parameters["sample_rate"])
-    generator = file_generator(5, path.name)
+    generator = clip_generator(5, raw)
     variants = [raw] + [perturb(raw, parameters["sample_rate"], settings, generator) for _ in range(12)]
     assert rows.shape[0] == 13
     np.testing.assert_allclose(rows, _one_by_one(variants, parameters), rtol=1e-4, atol=1e-4)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -307,3 +308,119 @@ def test_download_refuses_paths_leaving_the_folder(tmp_path):
     result = run("download", "fsdd", "--url", str(evil), "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 1 and "outside its folder" in result.output
     assert not (tmp_path / "escaped.wav").exists()
+
+
+def _answers(result):
+    """The records of a --json run, without the file names."""
+    return [{key: value for key, value in json.loads(line).items() if key != "file"}
+            for line in result.stdout.strip().splitlines()]
+
+
+def test_the_answer_is_a_function_of_the_bytes_not_the_file_name(demo_model, demo_dir, tmp_path, monkeypatch):
+    import soundfile
+
+    model, _ = demo_model
+    # Two digits said at once: an uncertain clip, whose averaged variants decide the answer.
+    first, _ = soundfile.read(demo_dir / "3" / "gb_130_35.wav", dtype="float32")
+    second, _ = soundfile.read(demo_dir / "8" / "gb_165_50.wav", dtype="float32")
+    n = min(first.size, second.size)
+    payload = write(tmp_path / "mix.wav", (first[:n] + second[:n]) / 2).read_bytes()
+    names = [tmp_path / "names" / name for name in ("a.wav", "b.wav", "clip.wav", "7_x_0.wav", "Z.WAV", "mix copy.wav",
+                                                    "1.wav", "zzzzzzzzzzzz.wav", "x.flac", "d/e.wav", "f/g/h.wav", ".w.wav")]
+    for path in names:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    uncached = run("predict", model, *names, "--json", "--test-copies", "8", "--no-cache")
+    assert uncached.exit_code == 0, uncached.output
+    records = _answers(uncached)
+    assert len(records) == 12 and all(record == records[0] for record in records)
+    # A cache filled under one name answers every other name as a run without it does.
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
+    for path in (names[0], names[5]):
+        cached = run("predict", model, path, "--json", "--test-copies", "8")
+        assert cached.exit_code == 0 and _answers(cached) == records[:1]
+    strings = [run("transcribe", model, path, "--json", "--test-copies", "4", *extra)
+               for path, extra in ((names[1], ["--no-cache"]), (names[2], []), (names[3], []))]
+    assert all(result.exit_code == 0 for result in strings)
+    assert _answers(strings[0]) == _answers(strings[1]) == _answers(strings[2])
+
+
+def _edited_model(source, target, change):
+    """A copy of the model file ``source`` at ``target`` after ``change(entries, metadata)``."""
+    with np.load(source, allow_pickle=False) as archive:
+        entries = {key: archive[key] for key in archive.files}
+    metadata = json.loads(str(entries["metadata"]))
+    change(entries, metadata)
+    entries["metadata"] = np.array(json.dumps(metadata))
+    np.savez(target, **entries)
+    return target
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e, m: e.__setitem__("model/network0/standardizer.scale", np.full_like(e["model/network0/standardizer.scale"], 1e-300)),
+         "standardizer.scale holds values from 1e-300"),
+        (lambda e, m: e.__setitem__("model/network0/layer0.weights", e["model/network0/layer0.weights"] * 1e8),
+         "layer0.weights holds values"),
+        (lambda e, m: m["prediction"].update(reject_threshold=5.0), r"prediction.reject_threshold must be a number in \[0, 1\]"),
+        (lambda e, m: m["prediction"].update(test_copies=10**6), r"prediction.test_copies must be an integer in \[0, 50\]"),
+        (lambda e, m: e.__setitem__("array/mel_basis", e["array/mel_basis"] * 1e30), "mel_basis' holds values up to"),
+        (lambda e, m: e.__setitem__("array/rehearsal_X", e["array/rehearsal_X"] * 1e30), "rehearsal_X' holds values up to"),
+    ],
+    ids=["scale 1e-300", "weights x 1e8", "reject threshold 5", "10^6 test copies", "mel filters x 1e30",
+         "rehearsal x 1e30"],
+)
+def test_numbers_out_of_range_in_a_model_file_are_refused(demo_model, demo_dir, tmp_path, change, message):
+    model, _ = demo_model
+    crafted = _edited_model(model, tmp_path / "crafted.npz", change)
+    result = run("predict", crafted, demo_dir / "7" / "us_165_50.wav", "--json")
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "crafted.npz" in line and re.search(message, line), line
+
+
+def test_json_output_never_holds_nan(demo_model, demo_dir, monkeypatch):
+    from inkvoice.speech.model import SpeechModel
+
+    model, _ = demo_model
+    monkeypatch.setattr(SpeechModel, "decide", lambda self, p, **k: {"label": "7", "confidence": float("nan"), "top": []})
+    result = run("predict", model, demo_dir / "7" / "us_165_50.wav", "--json")
+    assert result.exit_code == 1 and "NaN" not in result.stdout and "Traceback" not in result.output
+    assert result.stderr.strip().startswith("Error: an answer holds NaN")
+
+
+@pytest.mark.parametrize("damage", [b"{broken", b"\xff\xfe\x00", b"[]", b'{"sha256": 5}', b""])
+def test_download_with_a_damaged_source_record_downloads_again(tmp_path, damage):
+    archive, digest = make_archive(tmp_path, {"0_ann_0.wav": tone(300.0)})
+    cache = tmp_path / "cache"
+    assert run("download", "fsdd", "--url", str(archive), "--cache-dir", cache).exit_code == 0
+    (cache / "fsdd" / "source.json").write_bytes(damage)
+    (cache / "fsdd" / "recordings" / "0_ann_0.wav").unlink()  # what a damaged download may also lack
+    result = run("download", "fsdd", "--url", str(archive), "--sha256", digest, "--cache-dir", cache)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert result.stdout.strip() == str(cache / "fsdd") and f"sha256 {digest}" in result.stderr
+    assert (cache / "fsdd" / "recordings" / "0_ann_0.wav").is_file()
+    again = run("download", "fsdd", "--url", str(archive), "--cache-dir", cache)
+    assert again.exit_code == 0 and f"sha256 {digest}" in again.stderr
+
+
+@pytest.mark.parametrize("names", ["fsdd", "other"])
+def test_fine_tuning_uses_every_recording_unless_a_split_is_asked_for(demo_model, demo_dir, tmp_path, names):
+    model, _ = demo_model
+    mine = tmp_path / "mine"
+    for digit in "0123456789":
+        for take, source in enumerate(sorted((demo_dir / digit).glob("*.wav"))[:2]):
+            target = mine / f"{digit}_me_{take}.wav" if names == "fsdd" else mine / digit / f"take {take}.wav"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    tuned = tmp_path / "mine.npz"
+    result = run("train", mine, "-o", tuned, "--init", model, "--epochs", "2", "--copies", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "trained on 20 clips" in result.output and "held-out" not in result.output
+    data = json.loads(run("info", tuned, "--json").output)["data"]
+    assert data["split"] == "none" and data["train"] == 20 and data["test"] == 0
+    asked = run("train", mine, "-o", tmp_path / "split.npz", "--init", model, "--split", "random", "--epochs", "2",
+                "--copies", "1", "--quiet")
+    assert asked.exit_code == 0, asked.output
+    assert "held-out clips" in asked.output and "trained on 20 clips" not in asked.output

@@ -371,7 +371,7 @@ function renderVerdict(answer, file, references) {
   if (answer.explanation) {
     const explanation = element("div", { class: "explanation", "data-testid": "explanation" });
     if (answer.explanation.image) {
-      explanation.append(element("img", { src: answer.explanation.image, alt: "where the signature departs from the references" }));
+      explanation.append(element("img", { src: answer.explanation.image, alt: "the signature checked beside its nearest reference, the regions that depart most boxed on both" }));
     }
     if (answer.explanation.groups && answer.explanation.groups.length) {
       const list = element("ul");
