@@ -44,7 +44,8 @@ MIN_VOICED_SECONDS = 0.03
 # The longest unvoiced sound before or after the vowels of a word (the "s" of "six", the "f" of "five").
 UNVOICED_EDGE_SECONDS = 0.15
 # Stretches of speech at least this long may hold several words said without pauses; their
-# possible word boundaries are energy dips this deep (at most this many per stretch).
+# possible word boundaries are energy dips this deep (at most this many per stretch); two
+# digits read at pace without a pause last about half a second.
 LONG_STRETCH_SECONDS = 0.4
 BOUNDARY_DIP_DB = 1.5
 MAX_BOUNDARIES = 24

@@ -174,16 +174,6 @@ def test_the_second_pass_leaves_a_word_in_steady_noise_as_it_was(kind):
         assert abs(spans[1][0] - start) + abs(spans[1][1] - stop) <= 10
 
 
-def test_training_noises_are_unit_level_sounds_the_benchmarks_never_test_on():
-    assert not set(sounds.TRAINING_NOISES) & set(sounds.TEST_NOISES)
-    assert {"brown", "wind", "clatter", "music"} <= set(sounds.TRAINING_NOISES)
-    generator = np.random.default_rng(3)
-    for kind, make in sounds.TRAINING_NOISES.items():
-        noise = make(4000, RATE, generator)
-        assert noise.dtype == np.float32 and noise.shape == (4000,), kind
-        assert np.all(np.isfinite(noise)) and abs(float(np.sqrt(np.mean(noise.astype(np.float64) ** 2))) - 1.0) < 1e-3, kind
-
-
 @pytest.mark.parametrize("share, depends_on_the_word", [(0.0, False), (1.0, True)])
 def test_speech_negatives_sets_how_many_rejection_examples_are_made_from_the_word(share, depends_on_the_word):
     settings = augmentation_parameters(speech_negatives=share)
