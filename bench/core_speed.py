@@ -1,22 +1,30 @@
 """Training speed of the core MLP against scikit-learn's MLPClassifier and PyTorch on the CPU.
 
-Same architecture, batch size, epochs and optimiser (Adam, learning rate 1e-3, no weight
-penalty, no early stopping) on two synthetic problems; every implementation runs in its own
-process so peak memory is its own. Prints a table of seconds per epoch, test accuracy,
-memory and, on the large problem, the achieved GFLOP/s against numpy's float32 matmul.
+Two tables, on two synthetic 10-class problems (float32, Adam with learning rate 1e-3):
+
+"users": what a user gets. Each fit runs in a fresh process that imports the library, makes
+the data and times one ``fit`` from its call to its return, set-up included: for us the public
+``MlpClassifier`` with default settings (standardisation, kernel and thread choice) but the
+problem's hidden sizes, batch size and epochs and ``early_stopping=False`` (so that every
+implementation trains on every sample for the same epochs); scikit-learn's ``MLPClassifier``
+with its defaults likewise; PyTorch's usual loop (model, optimiser, tensors and batches).
+Rounds alternate the implementations, each round in a new order, and ratios are taken round by
+round (the median is printed), so that a machine whose speed drifts moves all of them alike.
+
+"kernels": where the time goes. Every implementation in its own process, our rows with the
+kernels forced and loaded before the clock starts and without standardisation: seconds per
+epoch, CPU time, memory and, on the large problem, GFLOP/s against numpy's float32 matmul;
+what loading the compiled kernels costs a fresh process, cold and cached, on its own line.
 
 "CPU s/epoch" is the process's CPU time: on a machine other programs keep busy, the one-thread
 rows' CPU times compare the work itself where wall-clock times mostly measure the wait.
 
-Our rows use the compiled training kernels ("numba"), loaded before the clock starts, and the
-numpy kernels for comparison; what loading the compiled kernels costs a fresh process, and
-compiling them into an empty cache, is printed on its own line.
-
 Peers are installed only for this script::
 
     pip install scikit-learn torch==2.13.0
-    python bench/core_speed.py                 # both problems
-    python bench/core_speed.py --problem small --epochs 10
+    python bench/core_speed.py                        # both tables, both problems
+    python bench/core_speed.py --table users --problem small --rounds 5
+    python bench/core_speed.py --table kernels --profile
 """
 
 import argparse
@@ -35,8 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = {
     # name: (n_train, n_test, n_features, hidden_sizes, n_classes, batch_size, epochs)
-    "small": (2250, 3000, 78, (256, 128), 10, 64, 30),
-    "large": (60000, 10000, 784, (512, 256), 10, 256, 5),
+    "small": (2250, 3000, 78, (256, 128), 10, 64, 10),
+    "large": (60000, 10000, 784, (512, 256), 10, 256, 3),
 }
 # (implementation, BLAS/OpenMP threads; None = the library's default, every core)
 IMPLEMENTATIONS = (
@@ -225,8 +233,59 @@ def run_sklearn(X, y, X_test, y_test, hidden, batch_size, epochs):
 def run_torch(X, y, X_test, y_test, hidden, batch_size, epochs):
     import torch
 
-    torch.manual_seed(0)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    start = time.perf_counter()
+    model = _torch_fit(X, y, hidden, batch_size, epochs)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(X_test)).argmax(1).numpy()
+    return seconds, float(np.mean(predicted == y_test))
+
+
+def fit_as_user(implementation, problem):
+    """One fit as a user makes it, in this fresh process; prints the import and fit seconds as JSON.
+
+    The fit's clock runs from the call to the return, set-up included (checks, standardisation,
+    loading compiled kernels, building the model and its tensors)."""
+    import warnings
+
+    X, y, X_test, y_test = make_problem(problem)
+    _, _, _, hidden, _, batch_size, epochs = PROBLEMS[problem]
+    start = time.perf_counter()
+    if implementation == "inkvoice":
+        from inkvoice.core.estimator import MlpClassifier
+
+        model = MlpClassifier(hidden_sizes=hidden, batch_size=batch_size, max_epochs=epochs, early_stopping=False,
+                              random_state=0)
+    elif implementation == "sklearn":
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier(hidden_layer_sizes=hidden, batch_size=batch_size, max_iter=epochs, random_state=0)
+    else:
+        import torch
+    imported = time.perf_counter() - start
+    start = time.perf_counter()
+    if implementation == "torch":
+        model = _torch_fit(X, y, hidden, batch_size, epochs)
+    else:
+        model.fit(X, y)
+    seconds = time.perf_counter() - start
+    if implementation == "torch":
+        with torch.no_grad():
+            accuracy = float(np.mean(model(torch.from_numpy(X_test)).argmax(1).numpy() == y_test))
+    else:
+        accuracy = model.score(X_test, y_test)
+    print(json.dumps({"import_seconds": imported, "fit_seconds": seconds, "accuracy": accuracy,
+                      "compiled": "numba" in sys.modules}))
+
+
+def _torch_fit(X, y, hidden, batch_size, epochs):
+    """PyTorch's usual training loop: the model it returns is trained on (X, y)."""
+    import torch
+
+    torch.manual_seed(0)
     sizes = [X.shape[1], *hidden, int(y.max()) + 1]
     layers = []
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -237,7 +296,6 @@ def run_torch(X, y, X_test, y_test, hidden, batch_size, epochs):
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_function = torch.nn.CrossEntropyLoss()
     inputs, targets = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
-    start = time.perf_counter()
     for _ in range(epochs):
         order = torch.randperm(len(inputs))
         for begin in range(0, len(inputs), batch_size):
@@ -246,10 +304,56 @@ def run_torch(X, y, X_test, y_test, hidden, batch_size, epochs):
             loss = loss_function(model(inputs[batch]), targets[batch])
             loss.backward()
             optimiser.step()
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        predicted = model(torch.from_numpy(X_test)).argmax(1).numpy()
-    return seconds, float(np.mean(predicted == y_test))
+    return model
+
+
+USER_IMPLEMENTATIONS = ("inkvoice", "sklearn", "torch")
+
+
+def _thread_variables(threads):
+    """The environment that limits BLAS and OpenMP (PyTorch's threads) to ``threads``; {} for None."""
+    if not threads:
+        return {}
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def users_table(problems, rounds, chosen=None, epochs=None, threads=None):
+    """Print the "users" table: median fit seconds over ``rounds`` alternating rounds, and each
+    peer's median ratio to ours taken round by round."""
+    implementations = [name for name in USER_IMPLEMENTATIONS if chosen is None or name in chosen]
+    where = f"{threads} thread(s) each" if threads else "each library's own thread count"
+    print(f"users: fresh process per fit, default settings, {where}; {rounds} rounds; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    header = "| problem | implementation | fit s (median) | min-max | ratio to inkvoice (median of rounds) | import s | test accuracy | compiled kernels |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for problem in problems:
+        figures = {name: [] for name in implementations}
+        for round_index in range(rounds):
+            shift = round_index % len(implementations)
+            for name in implementations[shift:] + implementations[:shift]:
+                command = [sys.executable, __file__, "--fit-as-user", name, problem]
+                if epochs:
+                    command += ["--epochs", str(epochs)]
+                env = {**os.environ, "PYTHONPATH": str(ROOT), **_thread_variables(threads)}
+                done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+                if done.returncode != 0:
+                    last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                    print(f"| {problem} | {name} | not run: {last} | | | | | |", flush=True)
+                    continue
+                figures[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        ours = [run["fit_seconds"] for run in figures.get("inkvoice", [])]
+        for name, runs in figures.items():
+            if not runs:
+                continue
+            seconds = [run["fit_seconds"] for run in runs]
+            ratios = [theirs / mine for theirs, mine in zip(seconds, ours)] if ours else []
+            ratio = f"{np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
+            print(f"| {problem} | {name} | {np.median(seconds):.3f} | {min(seconds):.3f}-{max(seconds):.3f} | {ratio} | "
+                  f"{np.median([run['import_seconds'] for run in runs]):.2f} | "
+                  f"{np.median([run['accuracy'] for run in runs]):.3f} | "
+                  f"{'yes' if runs[0]['compiled'] else 'no'} |", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}\n")
 
 
 def worker(implementation, problem):
@@ -286,7 +390,12 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="also print where an epoch of ours goes (forward, backward, optimiser)")
     parser.add_argument("--implementations", help="comma-separated subset of: inkvoice, inkvoice-numpy, sklearn, torch")
+    parser.add_argument("--table", choices=["users", "kernels", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the users table")
+    parser.add_argument("--threads", type=int,
+                        help="users table: limit every implementation to this many BLAS/OpenMP threads")
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "PROBLEM"), help=argparse.SUPPRESS)
+    parser.add_argument("--fit-as-user", nargs=2, metavar=("IMPLEMENTATION", "PROBLEM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epochs:
         for name, spec in PROBLEMS.items():
@@ -294,7 +403,19 @@ def main():
     if args.worker:
         worker(*args.worker)
         return
+    if args.fit_as_user:
+        fit_as_user(*args.fit_as_user)
+        return
     problems = ["small", "large"] if args.problem == "both" else [args.problem]
+    chosen = set(args.implementations.split(",")) if args.implementations else None
+    if args.table in ("users", "both"):
+        users_table(problems, args.rounds, chosen, args.epochs, args.threads)
+    if args.table in ("kernels", "both"):
+        kernels_table(problems, chosen, args.epochs, args.profile)
+
+
+def kernels_table(problems, chosen, epochs, profile):
+    """Print the "kernels" table: each implementation's epoch with our kernels forced and loaded first."""
     from threadpoolctl import threadpool_limits
 
     all_cores = matmul_gflops()
@@ -306,7 +427,6 @@ def main():
           f"{one_thread:.1f} GFLOP/s on one; ceiling {ceiling:.1f}; load average {os.getloadavg()[0]:.1f}")
     print(f"compiled kernels in a fresh process (numba import and float32 kernels): compiled into an empty cache "
           f"{kernel_seconds(cold=True):.2f} s, loaded from the cache {kernel_seconds(cold=False):.2f} s\n")
-    chosen = set(args.implementations.split(",")) if args.implementations else None
     header = ("| problem | implementation | threads | s/epoch | vs inkvoice | CPU s/epoch | test accuracy | peak MB | "
               "training MB | GFLOP/s | of matmul |")
     print(header)
@@ -317,11 +437,10 @@ def main():
             if chosen is not None and implementation not in chosen:
                 continue
             command = [sys.executable, __file__, "--worker", implementation, problem]
-            if args.epochs:
-                command += ["--epochs", str(args.epochs)]
+            if epochs:
+                command += ["--epochs", str(epochs)]
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            if threads:
-                env.update({name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+            env.update(_thread_variables(threads))
             label = (implementation, threads or ("auto" if implementation.startswith("inkvoice") else "all"))
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
             if done.returncode != 0:
@@ -341,7 +460,7 @@ def main():
         products = {threads: products_only_seconds(problem, threads) for threads in (1, os.cpu_count() or 1)}
         print("| " + problem + " | matrix products alone | "
               + " / ".join(f"{threads}: {seconds:.3f}" for threads, seconds in products.items()) + " | | | | | | | |")
-        if args.profile:
+        if profile:
             total, parts = time_breakdown(problem)
             print(f"| {problem} | inkvoice epoch breakdown | {total:.3f} total: "
                   + ", ".join(f"{key} {value:.3f}" for key, value in parts.items()) + " | | | | | | | |", flush=True)

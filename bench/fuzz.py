@@ -1,15 +1,21 @@
 """Fuzz the loaders through the CLIs: mutated wavs, images, model files and feature-cache entries,
-each run as its own `speech`/`signature` process with a timeout and a memory cap; prints a table
-of outcomes (answer, clean refusal, wrong answer, traceback, hang, crash) and the peak memory.
+the same bytes under many names, cut files of every audio container, constant signals and outputs
+aimed at inputs, each run as its own `speech`/`signature`/`inkvoice` process with a timeout and a
+memory cap; prints a table of outcomes (answer, clean refusal, wrong answer, traceback, hang, crash,
+data loss) and the peak memory.
 
     python bench/fuzz.py [--per-loader 500] [--jobs 2] [--timeout 60] [--memory-mb 3000] [--seed 0]
-                         [--loaders wav,image,model,cache] [--show 5] [--models FOLDER]
+                         [--loaders wav,image,model,cache,names,containers,constant,outputs] [--show 5]
+                         [--models FOLDER]
 
 Needs only the project's own sample data (data/speech, data/signatures). A "wrong answer" is an
 answer where the truth is known: a file that must be refused (audio cut inside its data, a
 clip too short to hold a word, a NaN threshold, an all-zero filterbank) but was answered, a
-damaged model file answering differently from the intact one, invalid JSON on stdout, or a
-damaged cache giving any other output than a run without it.
+damaged model file answering differently from the intact one, invalid JSON on stdout, a
+damaged cache giving any other output than a run without it, the same bytes under another name
+(or from a cache another name filled) answered otherwise than under the first, or a word heard in
+a constant signal. "Data loss": a run replaced or removed a file it was reading (a model, a
+recording, a user's file in the cache folder).
 """
 
 import argparse
@@ -31,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTCOMES = ("answer", "clean refusal", "wrong answer", "traceback", "hang", "crash")
+OUTCOMES = ("answer", "clean refusal", "wrong answer", "traceback", "hang", "crash", "data loss")
 
 
 @dataclass
@@ -46,6 +52,8 @@ class Case:
     must_refuse: bool = False
     must_be_unknown: bool = False  # answered "unknown" or refused; any other answer is wrong
     prepare: object = None  # called (in the worker thread) before the run
+    answer: list | None = None  # the JSON records a right answer gives, file names aside
+    victim: Path | None = None  # a file the run must leave exactly as it was
     outcome: str = ""
     detail: str = ""
 
@@ -66,6 +74,14 @@ def limit_resources(memory_bytes):
 def run_case(case, timeout, memory_bytes):
     if case.prepare is not None:
         case.prepare()
+    kept = case.victim.read_bytes() if case.victim is not None else None
+    _run(case, timeout, memory_bytes)
+    if kept is not None and (not case.victim.is_file() or case.victim.read_bytes() != kept):
+        case.outcome, case.detail = "data loss", f"{case.victim.name} replaced or removed ({case.outcome})"
+    return case
+
+
+def _run(case, timeout, memory_bytes):
     env = {**os.environ, "MPLBACKEND": "Agg", **case.env}
     process = subprocess.Popen(case.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                preexec_fn=limit_resources(memory_bytes), stdin=subprocess.DEVNULL)
@@ -102,7 +118,7 @@ def run_case(case, timeout, memory_bytes):
 
 
 def _wrong(case, stdout):
-    for line in stdout.splitlines():
+    for line in stdout.splitlines() if "--json" in case.argv else []:
         try:
             json.loads(line, parse_constant=lambda constant: (_ for _ in ()).throw(ValueError(constant)))
         except ValueError:
@@ -113,7 +129,13 @@ def _wrong(case, stdout):
         return f"answered where a refusal is due: {stdout.strip()[:100]}"
     if case.must_be_unknown and any(json.loads(line).get("label") != "unknown" for line in stdout.splitlines()):
         return f"a word answered where no speech is: {stdout.strip()[:100]}"
+    if case.answer is not None and _without_files(stdout) != case.answer:
+        return f"another answer than the same bytes under another name: {stdout.strip()[:100]}"
     return ""
+
+
+def _without_files(stdout):
+    return [{key: value for key, value in json.loads(line).items() if key != "file"} for line in stdout.splitlines()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,6 +521,14 @@ def build_cases(loaders, work, per_loader, rng, speech_model, signature_model, s
                 path = written(folder, f"{pipeline}-{index}.npz", data)
                 cases.append(Case("model", f"{pipeline}: {mutation}", [*command, str(path), *arguments], shared_cache,
                                   expected=expected if kind == "same" else None, must_refuse=kind == "refuse"))
+    if "names" in loaders:
+        cases += name_cases(work, per_loader, rng, speech_model)
+    if "containers" in loaders:
+        cases += container_cases(work, per_loader, rng, speech_model)
+    if "constant" in loaders:
+        cases += constant_cases(work, per_loader, rng, speech_model)
+    if "outputs" in loaders:
+        cases += output_cases(work, per_loader, rng, speech_model, signature_model)
     if "cache" in loaders:
         labelled = work / "labelled"
         for clip in clips:
@@ -509,6 +539,173 @@ def build_cases(loaders, work, per_loader, rng, speech_model, signature_model, s
         verify = [*_command("signature"), "verify", str(signature_model), "--writer", "writer5", "--store", str(store),
                   *map(str, queries), "--json", "--jobs", "1"]
         cases += cache_cases(work, per_loader, rng, evaluate, verify)
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# answers that must not depend on the name, truncated containers, constant signals, outputs
+
+
+def _odd_name(rng, index):
+    """A file name as users and other tools make them: FSDD-like, spaces, case, unicode, non-UTF-8 bytes."""
+    kind = int(rng.integers(0, 7))
+    stem = ["clip", f"{int(rng.integers(0, 10))}_me_{int(rng.integers(0, 50))}", "Recording (2)", "r\u00e9sum\u00e9",
+            "x" * int(rng.integers(1, 120)), os.fsdecode(bytes(rng.integers(128, 256, size=6).astype(np.uint8))),
+            "\u6570\u5b57"][kind]
+    return f"{index}-{stem}{rng.choice(['.wav', '.WAV', '.flac', '.ogg', ''])}"
+
+
+def name_cases(work, per_loader, rng, speech_model):
+    """The same bytes under many names, with and without a cache that other names filled: every
+    answer (labels, confidences, top 3) must be the one a first run without a cache gave."""
+    import soundfile
+
+    folder = work / "names"
+    folder.mkdir()
+    clips = speech_clips()
+    sources = []
+    for index in range(4):  # two digits at once: uncertain clips, whose averaged variants decide
+        first, _ = soundfile.read(clips[index], dtype="float32")
+        second, _ = soundfile.read(clips[-1 - index], dtype="float32")
+        n = min(first.size, second.size)
+        sources.append(wav_bytes((first[:n] + second[:n]) / 2))
+    sources += [clip.read_bytes() for clip in clips[:4]]
+    predict = [*_command("speech"), "predict", str(speech_model), "--json", "--top-k", "3", "--test-copies", "8"]
+    cases = []
+    for source_index, data in enumerate(sources):
+        reference = folder / f"reference-{source_index}.wav"
+        reference.write_bytes(data)
+        answer = _without_files(truth([*predict, str(reference), "--no-cache"], {}))
+        for index in range(per_loader // len(sources)):
+            path = folder / f"{source_index}" / _odd_name(rng, index)
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(data)
+            cached = bool(rng.integers(0, 2))
+            cases.append(Case("same bytes, other names", f"clip {source_index} as {path.name!r}"
+                              f"{' (shared cache)' if cached else ' (--no-cache)'}",
+                              [*predict, str(path), *([] if cached else ["--no-cache"])],
+                              {"INKVOICE_CACHE": str(work / "names-cache")}, answer=answer))
+    return cases
+
+
+# libsndfile's containers (and encodings) with their length in the header: a cut file must be refused.
+# IRCAM, PAF and PVF headers hold no length, so a cut at a frame boundary is a shorter recording,
+# byte for byte; there any clean outcome is right.
+CONTAINERS = [("WAV", "PCM_16", True), ("WAV", "FLOAT", True), ("WAV", "GSM610", True), ("WAV", "IMA_ADPCM", True),
+              ("WAV", "MS_ADPCM", True), ("WAV", "ULAW", True), ("WAVEX", "PCM_16", True), ("WAVEX", "FLOAT", True),
+              ("AIFF", "PCM_16", True), ("AIFF", "FLOAT", True), ("AU", "PCM_16", True), ("W64", "PCM_16", True),
+              ("RF64", "PCM_16", True), ("NIST", "PCM_16", True), ("CAF", "PCM_16", True), ("VOC", "PCM_16", True),
+              ("SVX", "PCM_16", True), ("MAT4", "PCM_16", True), ("MAT5", "PCM_16", True), ("AVR", "PCM_16", True),
+              ("WVE", "ALAW", True), ("MPC2K", "PCM_16", True), ("IRCAM", "PCM_16", False), ("PAF", "PCM_16", False),
+              ("PVF", "PCM_16", False)]
+
+
+def container_cases(work, per_loader, rng, speech_model):
+    """Recordings in every container libsndfile writes, named .wav, whole (answered) or cut short."""
+    import soundfile
+
+    folder = work / "containers"
+    folder.mkdir()
+    clips = speech_clips()
+    predict = [*_command("speech"), "predict", str(speech_model), "--json", "--test-copies", "0"]
+    cases = []
+    for index in range(per_loader):
+        container, subtype, has_length = CONTAINERS[index % len(CONTAINERS)]
+        samples, rate = soundfile.read(clips[int(rng.integers(0, len(clips)))], dtype="float32")
+        stereo = rng.random() < 0.3
+        try:
+            data = wav_bytes(np.stack([samples, samples * 0.5], axis=1) if stereo else samples, rate=rate,
+                             subtype=subtype, fmt=container)
+        except soundfile.LibsndfileError:  # a mono-only container or encoding
+            stereo, data = False, wav_bytes(samples, rate=rate, subtype=subtype, fmt=container)
+        whole = index % 5 == 0
+        if not whole:
+            data = data[: int(len(data) * rng.uniform(0.3, 0.97))]
+        path = folder / f"{index}.wav"
+        path.write_bytes(data)
+        label = f"{container} {subtype}{' stereo' if stereo else ''}: " + ("whole" if whole else f"cut at {len(data)} bytes")
+        cases.append(Case("truncated containers", label, [*predict, str(path)], {"INKVOICE_CACHE": str(work / "shared-cache")},
+                          must_refuse=not whole and has_length))
+    return cases
+
+
+def constant_cases(work, per_loader, rng, speech_model):
+    """Constant and drifting signals (DC, a slow ramp, DC under faint hiss): no speech, so answered
+    ``unknown`` or refused, at any level, length, sample rate, encoding and file name."""
+    folder = work / "constant"
+    folder.mkdir()
+    predict = [*_command("speech"), "predict", str(speech_model), "--json", "--test-copies", "4"]
+    cases = []
+    for index in range(per_loader):
+        rate = int(rng.choice([8000, 16000, 44100]))
+        n = int(rate * rng.uniform(0.15, 5.0))
+        level = float(rng.choice([1.0, -1.0, 0.3, -0.3, float(rng.uniform(-1, 1)), 1e-3]))
+        kind = int(rng.integers(0, 3))
+        if kind == 0:
+            samples, what = np.full(n, level), f"constant {level:.3g}"
+        elif kind == 1:
+            end = float(np.clip(level + rng.uniform(-0.5, 0.5), -1, 1))
+            samples, what = np.linspace(level, end, n), f"ramp {level:.3g} to {end:.3g}"
+        else:
+            samples, what = level + 1e-4 * rng.standard_normal(n), f"constant {level:.3g} with hiss at -80 dB"
+        subtype = str(rng.choice(["PCM_16", "FLOAT", "PCM_24", "PCM_U8"]))
+        path = folder / f"{_odd_name(rng, index)}.wav"
+        path.write_bytes(wav_bytes(np.clip(samples, -1, 1).astype(np.float32), rate=rate, subtype=subtype))
+        cases.append(Case("constant signals", f"{what}, {n / rate:.2f} s at {rate} Hz, {subtype}", [*predict, str(path)],
+                          {"INKVOICE_CACHE": str(work / "shared-cache")}, must_be_unknown=True))
+    return cases
+
+
+def output_cases(work, per_loader, rng, speech_model, signature_model):
+    """Outputs aimed at what a command reads (its model, a recording, an image, a file inside its data
+    folder, through links) and the cache clearing a user's folder named like its own: each must be
+    refused or leave the file exactly as it was."""
+    plans = [
+        ("speech", "evaluate --curve-png onto the model", ["evaluate", "{model}", "{speech}", "--curve-png", "{model}"], "{model}"),
+        ("speech", "evaluate --curve-png onto a link to the model", ["evaluate", "{model}", "{speech}", "--curve-png", "{link}"], "{model}"),
+        ("speech", "evaluate --confusion-png onto a recording", ["evaluate", "{model}", "{speech}", "--confusion-png", "{recording}"], "{recording}"),
+        ("speech", "evaluate --confusion-png onto the model", ["evaluate", "{model}", "{speech}", "--confusion-png", "{model}"], "{model}"),
+        ("speech", "train -o onto a recording", ["train", "{speech}", "-o", "{recording}", "--epochs", "1"], "{recording}"),
+        ("speech", "train -o onto a hard link to a recording", ["train", "{speech}", "-o", "{hard}", "--epochs", "1"], "{recording}"),
+        ("speech", "train --init -o onto the model it starts from", ["train", "{speech}", "--init", "{model}", "-o", "{model}", "--epochs", "1"], "{model}"),
+        ("speech", "train -o onto an --extra recording", ["train", "{speech}", "--extra", "{extra}", "-o", "{extra_recording}", "--epochs", "1"], "{extra_recording}"),
+        ("signature", "evaluate --plot onto the model", ["evaluate", "{signature_model}", "{signatures}", "--plot", "{signature_model}"], "{signature_model}"),
+        ("signature", "train -o onto a signature", ["train", "{signatures}", "-o", "{image}"], "{image}"),
+        ("inkvoice", "cache clear with a user's 16-hex folder in the cache", ["cache", "clear"], "{thesis}"),
+        ("inkvoice", "cache clear with a user's file named like an entry", ["cache", "clear"], "{planted}"),
+    ]
+    cases = []
+    for index in range(per_loader):
+        pipeline, mutation, arguments, victim = plans[index % len(plans)]
+        case_folder = work / f"outputs-{index}"
+        values = {"model": case_folder / "speech.npz", "link": case_folder / "link.npz", "speech": case_folder / "speech",
+                  "recording": case_folder / "speech" / "3" / "a.wav", "hard": case_folder / "hard.wav",
+                  "extra": case_folder / "extra", "extra_recording": case_folder / "extra" / "3" / "a.wav",
+                  "signature_model": case_folder / "signature.npz", "signatures": case_folder / "signatures",
+                  "image": case_folder / "signatures" / "writer1" / "genuine" / "01.png",
+                  "thesis": case_folder / "cache" / "0123456789abcdef" / "thesis.txt",
+                  "planted": case_folder / "cache" / "features" / "0123456789abcdef" / "ab" / ("ab" + "0" * 62 + ".entry")}
+
+        def prepare(case_folder=case_folder, values=values):
+            for label in ("3", "7"):
+                for where in ("speech", "extra"):
+                    (case_folder / where / label).mkdir(parents=True)
+                    for name, source in zip("ab", sorted((ROOT / "data/speech" / label).glob("*.wav"))[:2]):
+                        shutil.copy(source, case_folder / where / label / f"{name}.wav")
+            for writer in ("writer1", "writer2"):
+                shutil.copytree(ROOT / "data/signatures" / writer, case_folder / "signatures" / writer)
+            shutil.copy(speech_model, values["model"])
+            shutil.copy(signature_model, values["signature_model"])
+            values["link"].symlink_to(values["model"])
+            os.link(values["recording"], values["hard"])
+            for planted in (values["thesis"], values["planted"]):
+                planted.parent.mkdir(parents=True)
+                planted.write_bytes(b"a user's file, not the cache's")
+
+        command = _command(pipeline)
+        argv = [*command, *[argument.format(**values) for argument in arguments]]
+        cases.append(Case("outputs aimed at inputs", mutation, argv, {"INKVOICE_CACHE": str(case_folder / "cache")},
+                          prepare=prepare, victim=Path(victim.format(**values))))
     return cases
 
 
@@ -586,7 +783,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds before a run counts as a hang.")
     parser.add_argument("--memory-mb", type=int, default=3000, help="Address-space cap of each run (MB).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the mutations.")
-    parser.add_argument("--loaders", default="wav,image,model,cache", help="Which loaders to fuzz.")
+    parser.add_argument("--loaders", default="wav,image,model,cache,names,containers,constant,outputs",
+                        help="Which loaders to fuzz.")
     parser.add_argument("--show", type=int, default=5, help="Examples listed per bad outcome.")
     parser.add_argument("--models", help="Folder keeping the two trained models between runs (default: made afresh).")
     arguments = parser.parse_args()
@@ -612,13 +810,13 @@ def main():
     print()
     print("| loader | runs | " + " | ".join(OUTCOMES) + " |")
     print("|---|---:|" + "---:|" * len(OUTCOMES))
-    names = [name for name in ("wav", "image", "model", "cache entry") if any(case.loader == name for case in done)]
+    names = list(dict.fromkeys(case.loader for case in done))
     for name in [*names, "all"]:
         group = [case for case in done if name in ("all", case.loader)]
         counts = [sum(case.outcome == outcome for case in group) for outcome in OUTCOMES]
         label = f"**{name}**" if name == "all" else name
         print(f"| {label} | {len(group)} | " + " | ".join(str(c) for c in counts) + " |")
-    for outcome in ("wrong answer", "traceback", "hang", "crash"):
+    for outcome in ("wrong answer", "traceback", "hang", "crash", "data loss"):
         bad = [case for case in done if case.outcome == outcome]
         if bad:
             print(f"\n{outcome}: {len(bad)}")

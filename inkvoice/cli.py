@@ -6,6 +6,7 @@ import click
 
 from inkvoice import __version__
 from inkvoice.core.command import ProjectGroup
+from inkvoice.serve.guard import DEFAULT_CLIENT_LIMIT, DEFAULT_WRITER_LIMIT
 from inkvoice.serve.service import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
 _MODEL = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -28,7 +29,18 @@ def main():
               help="Enrolment store: an SQLite file or postgresql://user@host:port/database (shared by several "
                    "servers); default: the signature model with the suffix .enrol.sqlite.")
 @click.option("--token", envvar="INKVOICE_TOKEN", default=None,
-              help="Bearer token that enrolment and deletion need (or $INKVOICE_TOKEN); without one both are off.")
+              help="Bearer token that enrolment and deletion need (or $INKVOICE_TOKEN); without one both are off. "
+                   "It also lists writers and shows their references.")
+@click.option("--read-token", envvar="INKVOICE_READ_TOKEN", default=None,
+              help="Bearer token that only lists writers and shows their references' pictures (or "
+                   "$INKVOICE_READ_TOKEN); without either token both are off.")
+@click.option("--client-limit", type=click.IntRange(min=0), default=DEFAULT_CLIENT_LIMIT, show_default=True,
+              help="Verifications one client address may ask for per hour (then 429 with Retry-After); 0: no limit.")
+@click.option("--writer-limit", type=click.IntRange(min=0), default=DEFAULT_WRITER_LIMIT, show_default=True,
+              help="Verifications of one writer per hour, from all clients together; 0: no limit.")
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append a JSON line for every enrolment, removal and verification to this file (time, client, "
+                   "writer, action, status, verdict, score).")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_UPLOAD_MB,
               show_default=True,
               help="Largest request accepted, in megabytes (413 above it).")
@@ -40,16 +52,18 @@ def main():
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes that run the jobs, each with its own copy of the models (default: one per core, "
                    "at most 8); 0 runs them in the server's own process.")
-def serve(host, port, speech_model, signature_model, store, token, max_upload_mb, test_copies, busy_seconds,
-          workers):
+def serve(host, port, speech_model, signature_model, store, token, read_token, client_limit, writer_limit, audit_log,
+          max_upload_mb, test_copies, busy_seconds, workers):
     """Serve the JSON API and the web page for the models given (at least one).
 
-    The page is at / ; the API's OpenAPI schema at /openapi.json. Stop with Ctrl-C.
+    The page is at / ; the API's OpenAPI schema at /openapi.json; /healthz answers 503 while
+    the models load, 200 when ready. Stop with Ctrl-C or SIGTERM.
     """
     from inkvoice.serve.server import run
 
     run(host=host, port=port, speech_model=speech_model, signature_model=signature_model, store=store, token=token,
         max_upload_mb=max_upload_mb, test_copies=test_copies, busy_seconds=busy_seconds, workers=workers,
+        read_token=read_token, client_limit=client_limit, writer_limit=writer_limit, audit_log=audit_log,
         announce=click.echo)
 
 

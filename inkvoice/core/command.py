@@ -9,6 +9,7 @@ import io
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
@@ -62,7 +63,7 @@ class ProjectGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ProjectError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(printable(error)) from None
         except OSError as error:
             # Results that cannot be written (stdout on a full disk or /dev/full, a closed pipe)
             # are the user's situation, not a bug: one line, not a traceback.
@@ -72,6 +73,37 @@ class ProjectGroup(click.Group):
             if error.errno == errno.EPIPE:
                 ctx.exit(1)
             raise click.ClickException(f"could not write the results ({error.strerror})") from None
+
+
+def printable(text):
+    """``text`` for plain output: control characters (tab, newline, escape sequences, bytes of a
+    name that is not UTF-8) shown as escapes, so that a file name cannot forge a line or a column;
+    every other character, accented letters among them, as written."""
+    return "".join(repr(character)[1:-1] if unicodedata.category(character).startswith("C") else character
+                   for character in str(text))
+
+
+def input_files(inputs, accept, kinds):
+    """The files named in ``inputs``, and under each folder named the files ``accept`` takes.
+
+    Every command that takes files reads folders this way: at any depth, in sorted order,
+    hidden files (names starting with a dot) skipped. A folder holding none is reported as one
+    Error line naming ``kinds`` (e.g. ".wav, .flac or .ogg files"). Returns (paths, whether a
+    folder held none).
+    """
+    paths, empty = [], False
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*")
+                           if p.is_file() and not p.name.startswith(".") and accept(p))
+            if not found:
+                click.echo(f"Error: {printable(item)}: the folder holds no {kinds}", err=True)
+                empty = True
+            paths.extend(found)
+        else:
+            paths.append(item)
+    return paths, empty
 
 
 _WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EPIPE, getattr(errno, "EDQUOT", errno.ENOSPC)}

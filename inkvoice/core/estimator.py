@@ -204,10 +204,16 @@ class MlpClassifier:
     # --- data checks ----------------------------------------------------------------------
 
     def _check_X(self, X, name="X", check_width=True):
+        """``X`` as a C-contiguous array of the estimator's dtype, checked; see ``_check_own_X``."""
+        return self._check_own_X(X, name, check_width)[0]
+
+    def _check_own_X(self, X, name="X", check_width=True):
+        """``(X checked, owned)``: ``owned`` says the array is a copy made here (another dtype,
+        layout or container), which the estimator may overwrite; else it is the caller's memory."""
         if type(X).__module__.startswith("scipy.sparse"):
             raise ParameterError(f"{name} is a sparse matrix, and sparse input is not supported: pass X.toarray()")
         try:
-            X = np.asarray(X)
+            X = given = np.asarray(X)
             if X.dtype.kind == "c":
                 raise ParameterError(f"Complex data not supported: {name} holds complex numbers")
             X = X.astype(self.dtype, copy=False)
@@ -235,7 +241,8 @@ class MlpClassifier:
                 f"{name} has {X.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input"
             )
-        return np.ascontiguousarray(X)
+        X = np.ascontiguousarray(X)
+        return X, not np.may_share_memory(X, given)
 
     def _check_y(self, y, n_samples, name="y"):
         if y is None:
@@ -351,7 +358,7 @@ class MlpClassifier:
         """
         hidden_sizes = self._check_params()
         warm = self.warm_start and self._is_fitted()
-        X = self._check_X(X, check_width=warm)
+        X, owned = self._check_own_X(X, check_width=warm)
         y = self._check_y(y, len(X))
         rng = self._make_rng()
         if not warm:
@@ -374,9 +381,11 @@ class MlpClassifier:
             train_rows, X_val, targets_val, weights_val = None, None, None, None
         if train_rows is None:  # every sample trains: no copy of a possibly large X
             X_train, targets_train, weights_train = X, targets, weights
+            # Standardised in place only when checking X made a copy: the caller's array is never changed.
         else:
             X_train, targets_train = X[train_rows], targets[train_rows]
             weights_train = None if weights is None else weights[train_rows]
+            owned = True  # the rows taken out are a copy
 
         if not warm:
             self.n_features_in_ = X.shape[1]
@@ -385,9 +394,10 @@ class MlpClassifier:
             self.history_ = History()
             self._partial_optimizer = None
         self._set_dropout_rng(rng)
-        X_train = self._scale(X_train)
+        X_train = self._scale(X_train, in_place=owned)
         # Validation measures the objective training minimises: with the same class and sample weights.
-        validation = None if X_val is None or len(X_val) == 0 else (self._scale(X_val), targets_val, weights_val)
+        validation = (None if X_val is None or len(X_val) == 0
+                      else (self._scale(X_val, in_place=validation_data is None), targets_val, weights_val))
         n_threads = self._threads()
         optimizer = self._optimizer(n_threads)
         config = TrainingConfig(
@@ -422,7 +432,7 @@ class MlpClassifier:
         unless this batch already holds them all. The standardiser is fitted on the first batch.
         """
         hidden_sizes = self._check_params()
-        X = self._check_X(X)
+        X, owned = self._check_own_X(X)
         y = self._check_y(y, len(X))
         if not self._is_fitted():
             self.classes_ = np.unique(np.asarray(classes) if classes is not None else y)
@@ -442,7 +452,7 @@ class MlpClassifier:
         config = TrainingConfig(batch_size=int(self.batch_size), max_epochs=1, early_stopping=False, l2=self.l2,
                                 n_threads=self._threads())
         self._train(
-            self._partial_optimizer, self._scale(X), targets, config, rng=self._partial_rng,
+            self._partial_optimizer, self._scale(X, in_place=owned), targets, config, rng=self._partial_rng,
             sample_weight=self._sample_weights(targets, sample_weight),
         )
         return self
@@ -460,15 +470,17 @@ class MlpClassifier:
     def __sklearn_is_fitted__(self):
         return self._is_fitted()
 
-    def _scale(self, X):
+    def _scale(self, X, in_place=False):
+        """``X`` standardised in the estimator's dtype; ``in_place`` when ``X`` is the estimator's own copy."""
         if self.standardizer_ is None:
             return X
-        return self.standardizer_.transform(X, np.dtype(self.dtype))
+        return self.standardizer_.transform(X, np.dtype(self.dtype), in_place=in_place)
 
     def _logits(self, X):
         if not self._is_fitted():
             raise NotFittedError(f"this {type(self).__name__} is not trained yet: call fit or load a model")
-        return self.network_.predict_logits(self._scale(self._check_X(X)))
+        X, owned = self._check_own_X(X)
+        return self.network_.predict_logits(self._scale(X, in_place=owned))
 
     def decision_function(self, X):
         """Raw scores: the logit of the second class for two classes, else one logit per class."""

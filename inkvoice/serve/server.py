@@ -1,9 +1,23 @@
-"""Running the app: load the models once, bind the address, serve with uvicorn until interrupted."""
+"""Running the app: load the models, bind the address, serve with uvicorn until interrupted or terminated.
 
+The server answers as soon as it listens: while its worker processes load the models,
+``/healthz`` says "starting" (503) and the jobs answer 503; then "ready". SIGINT (Ctrl-C) and
+SIGTERM (what systemd, Docker and Kubernetes send) both stop it cleanly at any moment: the
+workers and the multiprocessing resource tracker end, and the upload folder is removed.
+"""
+
+import contextlib
+import json
+import signal
 import socket
+import threading
 
 from inkvoice.core.errors import ParameterError
-from inkvoice.serve.service import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, Service
+from inkvoice.serve.guard import DEFAULT_CLIENT_LIMIT, DEFAULT_WRITER_LIMIT
+from inkvoice.serve.service import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+
+# The signals that stop the server; both end as KeyboardInterrupt does.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _need_extra():
@@ -33,51 +47,137 @@ def bind(host, port):
     return sock
 
 
+def json_protocol():
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse with the API's JSON error body.
+
+    The app never sees such a request (a broken request line or header, a header too large):
+    uvicorn answers it itself, in plain text, unless told otherwise here.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class JsonErrorProtocol(H11Protocol):
+        def send_400_response(self, msg):
+            body = json.dumps({"error": "the request is not valid HTTP/1.1"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return JsonErrorProtocol
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM raises KeyboardInterrupt as SIGINT does, so that both end through the same clean-up."""
+    previous = {number: signal.signal(number, signal.default_int_handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Stop signals held back while cleaning up: a second Ctrl-C must not cut the clean-up short."""
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model=None, store=None, token=None,
-        max_upload_mb=DEFAULT_MAX_UPLOAD_MB, test_copies=None, busy_seconds=None, workers=None, announce=print):
-    """Serve until interrupted; ``announce`` receives the line that gives the page's address.
+        max_upload_mb=DEFAULT_MAX_UPLOAD_MB, test_copies=None, busy_seconds=None, workers=None, read_token=None,
+        client_limit=DEFAULT_CLIENT_LIMIT, writer_limit=DEFAULT_WRITER_LIMIT, audit_log=None, announce=print):
+    """Serve until interrupted (SIGINT) or terminated (SIGTERM); ``announce`` receives the lines that
+    give the page's address and say when the server is ready.
 
     The jobs run in ``workers`` processes, each with its own copy of the models (default: one
     per core, see :func:`inkvoice.serve.workers.default_workers`); 0 runs them on this
-    process's threads.
+    process's threads. ``client_limit`` and ``writer_limit`` are verifications per hour per
+    client address and per writer (0: no limit); ``audit_log`` is the path of the audit log
+    (JSON lines), or None for none. Returns normally when stopped by either signal.
     """
+    with _signals_interrupt():
+        try:
+            _run(host, port, speech_model, signature_model, store, token, max_upload_mb, test_copies, busy_seconds,
+                 workers, read_token, client_limit, writer_limit, audit_log, announce)
+        except KeyboardInterrupt:
+            pass  # everything has been stopped and removed: stopping is the normal end of a server
+
+
+def _run(host, port, speech_model, signature_model, store, token, max_upload_mb, test_copies, busy_seconds, workers,
+         read_token, client_limit, writer_limit, audit_log, announce):
     _need_extra()
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from inkvoice.serve.app import create_app
-    from inkvoice.serve.workers import WorkerPool, default_workers
+    from inkvoice.serve.app import create_app, set_ready
+    from inkvoice.serve.guard import AuditLog, VerificationLimits
+    from inkvoice.serve.service import Service
+    from inkvoice.serve.workers import InProcess, WorkerPool, default_workers
 
     workers = default_workers() if workers is None else int(workers)
     # Requests are the parallelism: BLAS threads on each request's small products only compete.
     threadpool_limits(limits=1, user_api="blas")
-    sock = bind(host, port)  # first, so a taken port is reported before the models load
     settings = {"speech_model": None if speech_model is None else str(speech_model),
                 "signature_model": None if signature_model is None else str(signature_model),
-                "store": None if store is None else str(store), "token": token, "test_copies": test_copies,
-                "busy_seconds": busy_seconds}
-    service = pool = None
+                "store": None if store is None else str(store), "token": token, "read_token": read_token,
+                "test_copies": test_copies, "busy_seconds": busy_seconds}
+    sock = service = audit = starter = None
+    stop_starting = threading.Event()
+    started = {}  # what the starting thread made: "pool", or "error"
     try:
+        sock = bind(host, port)  # first, so a taken port is reported before the models load
+        limits = VerificationLimits(client_limit, writer_limit)
+        audit = AuditLog(audit_log) if audit_log is not None else None
         service = Service(**settings)  # checks the models and the store now, whatever runs the jobs
-        if workers:
-            # The workers' upload folders inside this process's, which goes when the server stops.
-            pool = WorkerPool({**settings, "upload_folder": str(service.upload_folder)}, workers)
-        else:
-            service.warm_up()
+        app = create_app(service, max_upload_mb, limits=limits, audit=audit, starting=True)
+        config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, http=json_protocol())
+        server = uvicorn.Server(config)
+        running = f"{workers} worker process{'es' if workers != 1 else ''}" if workers else "this process"
+
+        def start_jobs():
+            try:
+                if workers:
+                    # The workers' upload folders inside this process's, which goes when the server stops.
+                    started["pool"] = WorkerPool({**settings, "upload_folder": str(service.upload_folder)}, workers,
+                                                 stop=stop_starting)
+                    jobs = started["pool"]
+                else:
+                    service.warm_up()
+                    jobs = InProcess(service)
+            except BaseException as error:  # noqa: B036 - reported by the serving thread
+                started["error"] = error
+                server.should_exit = True
+                return
+            set_ready(app, jobs)
+            announce(f"ready: {running} answer{'s' if not workers or workers == 1 else ''}; Ctrl-C stops")
+
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        running = f"{workers} worker process{'es' if workers != 1 else ''}" if workers else "this process"
-        announce(f"serving {' and '.join(service.models)} on http://{shown}:{bound_port}/ with {running} "
-                 "(API schema at /openapi.json); Ctrl-C stops")
-        config = uvicorn.Config(create_app(service, max_upload_mb, jobs=pool), log_level="info",
-                                timeout_graceful_shutdown=5)
-        try:
-            uvicorn.Server(config).run(sockets=[sock])
-        except KeyboardInterrupt:
-            pass  # uvicorn has shut down cleanly and passes the interrupt on: stopping is the normal end
+        announce(f"serving {' and '.join(service.models)} on http://{shown}:{bound_port}/ (API schema at "
+                 f"/openapi.json); starting {running}: /healthz answers 503 until ready")
+        starter = threading.Thread(target=start_jobs, name="inkvoice-start", daemon=True)
+        starter.start()
+        server.run(sockets=[sock])
+        if isinstance(started.get("error"), Exception):
+            raise started["error"]
     finally:
-        sock.close()
-        if pool is not None:
-            pool.close()
-        if service is not None:
-            service.close()
+        with _uninterrupted():
+            stop_starting.set()
+            if starter is not None:
+                starter.join()
+            if sock is not None:
+                sock.close()
+            if started.get("pool") is not None:
+                started["pool"].close()
+            if service is not None:
+                service.close()
+            if audit is not None:
+                audit.close()

@@ -18,8 +18,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from inkvoice import __version__
 from inkvoice.core.errors import DependencyError, ParameterError, ProjectError
 
@@ -33,6 +31,9 @@ DEFAULT_TOP_K = 3
 _UNSAFE_NAME = re.compile(r"[^\w. -]+")
 # A store URL in a message (it may name a user, a host or a password).
 _STORE_URL = re.compile(r"postgres(?:ql)?://\S+")
+# A hint in brackets naming a command-line option ("(raise it with --max-seconds)"): the
+# library's messages speak to the CLI's user, the service's to a client who has no options.
+_OPTION_HINT = re.compile(r"\s*\([^()]*--[a-z][\w-]*[^()]*\)")
 
 
 class ServiceError(Exception):
@@ -62,12 +63,16 @@ def public_name(name, fallback="upload"):
     return name or fallback
 
 
-def check_writer(writer):
-    """A writer name from a URL, as the store keeps it; ServiceError 400 for an unusable name."""
-    from inkvoice.signature.enrollment import writer_name
+def check_writer(writer, new=False):
+    """A writer name from a URL, as the store keeps it; ServiceError 400 for an unusable name.
+
+    ``new``: the name is to be enrolled, and must be one the service can reach (see
+    :func:`inkvoice.signature.enrollment.new_writer_name`).
+    """
+    from inkvoice.signature.enrollment import new_writer_name, writer_name
 
     try:
-        return writer_name(writer)
+        return new_writer_name(writer) if new else writer_name(writer)
     except ProjectError as error:
         raise ServiceError(400, str(error)) from None
 
@@ -94,7 +99,11 @@ class Service:
         The enrolment store: an SQLite file or a ``postgresql://`` URL; default: the
         signature model's, as ``signature enroll`` uses it.
     token : str or None
-        Bearer token that enrolment and deletion need; None turns both off.
+        Bearer token that enrolment and deletion need; None turns both off. It also opens
+        what ``read_token`` opens.
+    read_token : str or None
+        Bearer token that lists writers and shows their references' pictures, and nothing
+        more; without either token those are off.
     test_copies : int or None
         Speech test-time augmentation copies (default: the model's own setting).
     busy_seconds : float > 0 or None
@@ -111,10 +120,11 @@ class Service:
     """
 
     def __init__(self, speech_model=None, signature_model=None, store=None, token=None, test_copies=None,
-                 busy_seconds=None, upload_folder=None):
+                 busy_seconds=None, upload_folder=None, read_token=None):
         if speech_model is None and signature_model is None:
             raise ParameterError("give a speech model, a signature model or both")
         self.token = token or None
+        self.read_token = read_token or None
         self.test_copies = test_copies
         if busy_seconds is None:
             from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS as busy_seconds
@@ -165,6 +175,8 @@ class Service:
         """
         import io
 
+        import numpy as np
+
         if self.speech is not None:
             import soundfile
 
@@ -196,8 +208,8 @@ class Service:
     # --- plumbing ------------------------------------------------------------------------
 
     def public(self, message):
-        """``message`` with every server path replaced by what a client may see."""
-        text = str(message)
+        """``message`` with every server path replaced by what a client may see, and no command-line option."""
+        text = _OPTION_HINT.sub("", str(message))
         text = re.sub(re.escape(str(self._uploads)) + r"[/\\][^/\\]+[/\\]", "", text)
         for secret, shown in sorted(self._secrets, key=lambda pair: -len(pair[0])):
             text = text.replace(secret, shown)
@@ -232,9 +244,9 @@ class Service:
 
     def _need(self, pipeline):
         if pipeline == "speech" and self.speech is None:
-            raise ServiceError(404, "this server has no speech model (start it with --speech-model)")
+            raise ServiceError(404, "this server has no speech model")
         if pipeline == "signature" and self.verifier is None:
-            raise ServiceError(404, "this server has no signature model (start it with --signature-model)")
+            raise ServiceError(404, "this server has no signature model")
 
     @contextlib.contextmanager
     def _store(self, create):
@@ -259,9 +271,11 @@ class Service:
 
     # --- jobs ------------------------------------------------------------------------------
 
-    def health(self):
-        """The service's version and each loaded model's name and version."""
-        return {"status": "ok", "version": __version__, "models": self.models}
+    def health(self, status="ready"):
+        """The service's ``status`` (starting or ready), version, each loaded model's name and version,
+        and whether enrolment is on (the server has an enrolment token)."""
+        return {"status": status, "version": __version__, "models": self.models,
+                "enrolment": self.token is not None}
 
     def predict_speech(self, upload, top_k=DEFAULT_TOP_K):
         """The label heard in one uploaded audio file, its confidence and the ``top_k`` best labels.
@@ -323,7 +337,7 @@ class Service:
         from inkvoice.signature.enrollment import DEFAULT_MIN_REFERENCES, StoreBusyError, StoreDamagedError
 
         self._need("signature")
-        writer = check_writer(writer)
+        writer = check_writer(writer, new=True)
         if not uploads:
             raise ServiceError(400, "no reference images: send them as multipart fields named 'files'")
         minimum = DEFAULT_MIN_REFERENCES if min_references is None else min_references
@@ -425,11 +439,21 @@ class Service:
                                          **explanation}
         return answer
 
-    def authorise(self, token):
-        """Check a bearer token for enrolment and deletion: 401 without one, 403 for a wrong one."""
-        if self.token is None:
-            raise ServiceError(403, "enrolment and deletion are turned off: the server was started without --token")
+    def authorise(self, token, read=False):
+        """Check a bearer token: 401 without one, 403 for a wrong one or when the server has none.
+
+        ``read``: for listing writers and their references' pictures, which the read-only
+        token opens too; otherwise for enrolment and deletion, which only the enrolment token opens.
+        """
+        tokens = [self.token, self.read_token] if read else [self.token]
+        tokens = [known for known in tokens if known is not None]
+        if not tokens:
+            raise ServiceError(403, "the list of writers and their references are private on this server, which has "
+                                    "no token to open them" if read else
+                                    "enrolment and removal are turned off on this server (it has no enrolment token)")
         if not token:
             raise ServiceError(401, "this needs the header 'Authorization: Bearer TOKEN'")
-        if not hmac.compare_digest(str(token).encode(), self.token.encode()):
+        # Every token is compared, so that the time taken does not tell which one came close.
+        matches = [hmac.compare_digest(str(token).encode(), known.encode()) for known in tokens]
+        if not any(matches):
             raise ServiceError(403, "the token is wrong")

@@ -9,10 +9,13 @@ request came on.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from inkvoice.core.errors import ProjectError
@@ -22,6 +25,8 @@ from inkvoice.serve.service import ServiceError
 MAX_DEFAULT_WORKERS = 8
 # How long the workers may take to load the models and warm up, in seconds.
 START_SECONDS = 300
+# How often a start that may be called off looks whether it is, in seconds.
+_STOP_POLL_SECONDS = 0.1
 _log = logging.getLogger("inkvoice.serve")
 
 
@@ -55,12 +60,14 @@ class WorkerPool:
     Every worker has loaded the models and answered a warm-up request of each kind before the
     constructor returns. ``await pool(job, *args)`` runs ``Service.job(*args)`` in the first free
     worker; a worker that dies (killed, out of memory) costs its requests a 503, and the pool is
-    started afresh for the next ones.
+    started afresh for the next ones. Setting the event ``stop`` calls a start off: the workers
+    are ended at once and the constructor raises :class:`StartCancelled`.
     """
 
-    def __init__(self, settings, n_workers):
+    def __init__(self, settings, n_workers, stop=None):
         self.settings = dict(settings)
         self.n_workers = int(n_workers)
+        self._stop = stop if stop is not None else threading.Event()
         self._executor = self._start()
         self._restarting = None  # an asyncio.Lock, made in the event loop that first needs it
 
@@ -69,16 +76,28 @@ class WorkerPool:
 
         # Spawned, not forked: the serving process runs threads, which a fork would copy mid-step.
         context = multiprocessing.get_context("spawn")
-        ready = context.Barrier(self.n_workers)
-        executor = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_start_worker,
-                                       initargs=(self.settings, ready))
-        # n jobs that each wait for all n workers: every worker has started, loaded and warmed up.
+        # The workers start with Ctrl-C held back (a signal mask survives exec) until they ignore it:
+        # Ctrl-C reaches the whole process group, and the serving process stops them itself.
+        with _sigint_blocked():
+            ready = context.Barrier(self.n_workers)
+            executor = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_start_worker,
+                                           initargs=(self.settings, ready))
+            # n jobs that each wait for all n workers: every worker has started, loaded and warmed up.
+            futures = [executor.submit(_wait, START_SECONDS) for _ in range(self.n_workers)]
+        deadline = time.monotonic() + START_SECONDS + 10
         try:
-            for future in [executor.submit(_wait, START_SECONDS) for _ in range(self.n_workers)]:
-                future.result(timeout=START_SECONDS + 10)
+            pending = futures
+            while pending:
+                if self._stop.is_set():
+                    raise StartCancelled()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {START_SECONDS} s")
+                done, pending = wait(pending, timeout=_STOP_POLL_SECONDS, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()
         except BaseException as error:
-            executor.shutdown(wait=False, cancel_futures=True)
-            if isinstance(error, Exception):
+            _end(executor)
+            if isinstance(error, Exception) and not isinstance(error, StartCancelled):
                 raise ProjectError(f"the worker processes did not start: {error}") from None
             raise
         return executor
@@ -99,6 +118,31 @@ class WorkerPool:
     def close(self):
         """Stop the workers (after the jobs they are running)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class StartCancelled(Exception):
+    """The start of the worker processes was called off (the server is stopping)."""
+
+
+def _end(executor):
+    """End an executor's processes now, whatever they are doing, and wait for them."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked on this thread, and so in the processes it starts, until the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on POSIX: nothing to hold back
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 _SERVICE = None

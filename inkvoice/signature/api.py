@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inkvoice.core.errors import ProjectError
-from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS, DEFAULT_MIN_REFERENCES, writer_name
+from inkvoice.core.errors import DataError, ProjectError
+from inkvoice.signature.enrollment import DEFAULT_BUSY_SECONDS, DEFAULT_MIN_REFERENCES, new_writer_name, writer_name
 from inkvoice.signature.features import extract_files
 from inkvoice.signature.images import DEFAULT_MAX_PIXELS
 from inkvoice.signature.verifier import DEFAULT_MODE
@@ -67,8 +67,10 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     Returns
     -------
     dict: ``writer``, ``enrolled`` (bool), ``added`` and ``total`` references (None when
-    nothing was enrolled), and ``images``, one record per path (with ``error`` for a file
-    that could not be used).
+    nothing was enrolled), ``already`` (names of the images that were already enrolled for
+    the writer, so not added again; None when nothing was enrolled) and ``images``, one record
+    per path (with ``error`` for a file that could not be used, or that the verifier refuses
+    as a reference: see ``Verifier.reference_problems``).
 
     Raises
     ------
@@ -77,21 +79,51 @@ def enroll_files(model_path, writer, paths, store=None, *, extraction=None, max_
     """
     from inkvoice.signature.enrollment import file_digest, reference_thumbnail
 
-    name = writer_name(writer)
+    name = new_writer_name(writer)
     verifier = _verifier(model_path, verifier)
     paths = [Path(p) for p in paths]
     results = extract_files(paths, verifier.feature_parameters, extraction, max_pixels, progress)
     records = _records(paths, results)
-    answer = {"writer": name, "enrolled": False, "added": None, "total": None, "images": records}
+    answer = {"writer": name, "enrolled": False, "added": None, "total": None, "already": None, "images": records}
     if any("error" in record for record in records):
         return answer
     model_digest = file_digest(model_path)[:16]
     entries = [(path.name, file_digest(path), vector, reference_thumbnail(path, max_pixels))
                for path, vector in zip(paths, results)]
     location = default_store(model_path) if store is None else store
-    with open_enrollment_store(location, verifier, create=True, busy_seconds=busy_seconds) as database:
-        added, total = database.add(name, entries, model_digest, min_references)
-    return {**answer, "enrolled": True, "added": int(added), "total": int(total)}
+    by_name = {path.name: record for path, record in zip(paths, records)}
+    try:
+        with open_enrollment_store(location, verifier, create=True, busy_seconds=busy_seconds) as database:
+            added, total, already = database.add(name, entries, model_digest, min_references,
+                                                 check=lambda sources, vectors: _trust(verifier, name, sources,
+                                                                                       vectors))
+    except _Refused as refusal:
+        if not all(source in by_name for source, _ in refusal.problems):  # one enrolled earlier
+            raise DataError(f"nothing enrolled: {refusal}; remove the writer and enrol it again") from None
+        for source, reason in refusal.problems:
+            by_name[source]["error"] = reason
+        return answer
+    return {**answer, "enrolled": True, "added": int(added), "total": int(total), "already": already}
+
+
+class _Refused(DataError):
+    """References the verifier will not trust; ``problems`` lists (source name, reason)."""
+
+    def __init__(self, message, problems):
+        super().__init__(message)
+        self.problems = problems
+
+
+def _trust(verifier, writer, sources, references):
+    """Raise _Refused naming each of ``references`` (with their ``sources``) that cannot be trusted.
+
+    A poisoned set (a reference that is not a signature, or departs far beyond genuine
+    variation) would accept what it should refuse, so it is refused whole.
+    """
+    problems = [(str(sources[i]), f"{sources[i]}: refused as a reference of {writer!r}: {reason}")
+                for i, reason in verifier.reference_problems(references)]
+    if problems:
+        raise _Refused("; ".join(reason for _, reason in problems), problems)
 
 
 def writer_references(model_path, writer, store=None, verifier=None, pictures=False):
@@ -116,6 +148,11 @@ def verify_features(verifier, paths, results, references, mode=DEFAULT_MODE, thr
     """
     records = _records(paths, results)
     good = [i for i, record in enumerate(records) if "error" not in record]
+    problems = verifier.reference_problems(references)
+    if problems:
+        raise DataError("the references cannot be trusted, so nothing is verified: "
+                        + "; ".join(f"reference {i + 1}: {reason}" for i, reason in problems)
+                        + "; enrol the writer again")
     if good:
         queries = np.stack([results[i] for i in good])
         verdicts = verifier.verify(queries, references, mode, threshold)
@@ -178,9 +215,13 @@ def compare_files(verifier, reference_paths, query_path, *, threshold=None, max_
     paths = [Path(p) for p in [*reference_paths, query_path]]
     results = extract_files(paths, verifier.feature_parameters, ExtractionSettings(n_jobs=1, cache=False),
                             max_pixels)
-    failed = [record for record in _records(paths, results) if "error" in record]
+    records = _records(paths, results)
+    failed = [record for record in records if "error" in record]
     if failed:
         return failed
+    problems = verifier.reference_problems(np.stack(results[:-1]))
+    if problems:
+        return [{**records[i], "error": f"{paths[i]}: refused as a reference: {reason}"} for i, reason in problems]
     pictures = None
     if explain is not None:
         from inkvoice.signature.enrollment import reference_thumbnail

@@ -16,6 +16,8 @@ from inkvoice.core.command import (
     ProjectGroup,
     extraction_options,
     json_line,
+    input_files,
+    printable,
     progress_reporter,
     quiet_option,
     version_option,
@@ -51,15 +53,22 @@ def _cell(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value)
+    return printable(value)
 
 
 def _report_errors(records):
     """Print each record's error as one line on stderr; returns how many there were."""
     failed = [record for record in records if "error" in record]
     for record in failed:
-        click.echo(f"Error: {record['error']}", err=True)
+        click.echo(f"Error: {printable(record['error'])}", err=True)
     return len(failed)
+
+
+def _image_files(inputs):
+    """The images named and the image files under the folders named (``core.command.input_files``)."""
+    from inkvoice.signature.dataset import IMAGE_SUFFIXES, is_image
+
+    return input_files(inputs, is_image, "image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
 
 
 def _load(model):
@@ -84,7 +93,7 @@ def _load_table(data, writers, parameters, extraction, max_pixels, quiet):
     with bar:
         table = load_features(signatures, parameters, extraction, max_pixels, advance)
     for path, error in table.failures:
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {printable(error)}", err=True)
     return table, signatures
 
 
@@ -183,9 +192,15 @@ _ENROLL_COLUMNS = [("image", "image"), ("status", "status")]
 @_pixels_option
 @quiet_option
 def enroll(model, images, writer, min_references, store, as_json, extraction, max_pixels, quiet):
-    """Enroll reference IMAGES of a writer (all of them or, if any is unusable, none)."""
+    """Enroll reference IMAGES of a writer (all of them or, if any is unusable, none).
+
+    A folder among IMAGES stands for the image files under it.
+    """
     from inkvoice.signature.api import enroll_files
 
+    images, empty_folder = _image_files(images)
+    if empty_folder:
+        raise DataError(f"nothing enrolled for writer {shorten(writer)!r}: a folder named holds no images")
     bar, advance = _progress(len(images), "features", quiet or as_json)
     with bar:
         answer = enroll_files(model, writer, images, store, extraction=extraction, max_pixels=max_pixels,
@@ -198,16 +213,18 @@ def enroll(model, images, writer, min_references, store, as_json, extraction, ma
         raise DataError(f"nothing enrolled for writer {shorten(answer['writer'])!r}: "
                         f"fix or leave out the {failed} image(s) above")
     if not as_json:
-        click.echo(f"writer {shorten(answer['writer'])}: {answer['added']} reference(s) added, "
-                   f"{answer['total']} in total")
+        already = answer["already"]
+        note = f" ({len(already)} already enrolled: {', '.join(already)})" if already else ""
+        click.echo(printable(f"writer {shorten(answer['writer'])}: {answer['added']} reference(s) added{note}, "
+                             f"{answer['total']} in total"))
 
 
 _VERDICT_COLUMNS = [("image", "image"), ("verdict", "verdict"), ("score", "score"), ("threshold", "threshold")]
 
 
-def _print_verdicts(records, as_json):
+def _print_verdicts(records, as_json, failed=False):
     """Errors on stderr, answers on stdout (with --json every record, errors included); exits 1 on errors."""
-    failed = _report_errors(records)
+    failed = _report_errors(records) or failed
     if as_json:
         _emit(records, True, None)
     else:
@@ -215,9 +232,12 @@ def _print_verdicts(records, as_json):
         if answered:
             _emit(answered, False, _VERDICT_COLUMNS)
         for record in answered:
+            if "reason" in record:
+                click.echo(f"{printable(record['image'])}: {record['verdict']}: {record['reason']}", err=True)
             explanation = record.get("explanation")
             if explanation:
-                click.echo(f"{record['image']}: {explanation['summary']} -> {explanation['png']}", err=True)
+                click.echo(f"{printable(record['image'])}: {explanation['summary']} -> "
+                           f"{printable(explanation['png'])}", err=True)
     if failed:
         sys.exit(1)
 
@@ -241,14 +261,18 @@ _explain_option = click.option(
 @_pixels_option
 @quiet_option
 def verify(model, images, writer, mode, threshold, explain, store, as_json, extraction, max_pixels, quiet):
-    """Say whether each of IMAGES is a genuine signature of an enrolled writer."""
+    """Say whether each of IMAGES is a genuine signature of an enrolled writer.
+
+    A folder among IMAGES stands for the image files under it.
+    """
     from inkvoice.signature.api import verify_files
 
+    images, empty_folder = _image_files(images)
     bar, advance = _progress(len(images), "features", quiet or as_json)
     with bar:
         records = verify_files(model, writer, images, store, mode=mode, threshold=threshold, extraction=extraction,
-                               max_pixels=max_pixels, explain=explain, progress=advance)
-    _print_verdicts(records, as_json)
+                               max_pixels=max_pixels, explain=explain, progress=advance) if images else []
+    _print_verdicts(records, as_json, failed=empty_folder)
 
 
 @main.command()
@@ -344,4 +368,6 @@ def info(model, store, as_json):
         click.echo(json_line(document))
         return
     for key, value in document.items():
-        click.echo(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+        # names print as written (not as JSON escapes); control characters are escaped
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+        click.echo(printable(f"{key}: {text}"))

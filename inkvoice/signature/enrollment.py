@@ -147,6 +147,31 @@ def writer_name(name):
     return text
 
 
+# Names a web address cannot carry in one of its steps: every client reads them as "this folder"
+# and "the folder above", so the service could never reach such a writer.
+_DOT_SEGMENTS = (".", "..")
+
+
+def new_writer_name(name):
+    """``name`` checked as :func:`writer_name` does, and fit to enrol: usable by every command and endpoint.
+
+    Any text a writer name may hold works in the service's web addresses (``team/alice``,
+    spaces, any script) except "." and "..", which browsers and HTTP clients remove from an
+    address; they are refused here, at enrolment, so that no writer is enrolled whom the
+    service cannot reach.
+
+    Raises
+    ------
+    ParameterError
+        What :func:`writer_name` refuses, and the names "." and "..".
+    """
+    text = writer_name(name)
+    if text in _DOT_SEGMENTS:
+        raise ParameterError(f"writer name {text!r} cannot be enrolled: web addresses read '.' and '..' as steps "
+                             "between folders, so the service could not reach this writer; choose another name")
+    return text
+
+
 def open_store(location, feature_parameters, create=True, busy_seconds=DEFAULT_BUSY_SECONDS):
     """The enrolment store at ``location``: an SQLite file path or a ``postgresql://`` URL.
 
@@ -170,6 +195,12 @@ def open_store(location, feature_parameters, create=True, busy_seconds=DEFAULT_B
         unreachable, busy (StoreBusyError) or damaged (StoreDamagedError).
     """
     if is_store_url(location):
+        try:
+            _ = urlsplit(str(location)).port  # reading the port parses it: out of range or not a number raises
+        except ValueError as error:
+            scheme = str(location).split("://", 1)[0]
+            raise ParameterError(f"enrolment store URL {scheme}://... is malformed ({error}); expected "
+                                 f"{scheme}://user[:password]@host[:port]/database") from None
         return PostgresStore(str(location), feature_parameters, create, busy_seconds)
     return SqliteStore(Path(location), feature_parameters, create, busy_seconds)
 
@@ -221,6 +252,7 @@ class EnrollmentStore:
                 self._prepare(feature_parameters, create)
             except BaseException:
                 self.close()
+                self._discard_unprepared()
                 raise
 
     # -- what an engine supplies -------------------------------------------------------------
@@ -238,6 +270,9 @@ class EnrollmentStore:
 
     def _has_tables(self):
         raise NotImplementedError
+
+    def _discard_unprepared(self):
+        """Remove what opening created if its tables could not be made (a new store on a full disk)."""
 
     def _upgrade(self):
         """Bring tables of schema version 1 up to version 2 (inside a transaction)."""
@@ -340,7 +375,7 @@ class EnrollmentStore:
             ).fetchall()
         return self._typed(rows, (str, int))
 
-    def add(self, writer, entries, model_digest, min_references=DEFAULT_MIN_REFERENCES):
+    def add(self, writer, entries, model_digest, min_references=DEFAULT_MIN_REFERENCES, check=None):
         """Add references to ``writer`` in one transaction (creating the writer if new).
 
         Parameters
@@ -353,19 +388,25 @@ class EnrollmentStore:
             Fingerprint of the model file that computed the features.
         min_references : int >= 1
             The writer must have at least this many references afterwards, else nothing is added.
+        check : callable or None
+            Called inside the transaction with the sources and feature vectors (n, n_features)
+            of the writer's references afterwards; an exception it raises rolls everything back.
 
         Returns
         -------
-        (added, total) : number of new references (an image already enrolled is skipped) and
-        the writer's total afterwards.
+        (added, total, already) : number of new references, the writer's total afterwards, and
+        the source names of the entries skipped because the same image was already enrolled
+        for the writer (or given twice).
 
         Raises
         ------
         DataError
             Too few references (nothing is added), vectors that are not finite or not of one
             length, or the writer's existing references fail the integrity check.
+        ParameterError
+            A name :func:`new_writer_name` refuses.
         """
-        writer = writer_name(writer)
+        writer = new_writer_name(writer)
         vectors = [_vector(entry[2], entry[0]) for entry in entries]
         thumbnails = [check_thumbnail(entry[3] if len(entry) > 3 else None, entry[0]) for entry in entries]
         if len({vector.size for vector in vectors}) > 1:
@@ -394,9 +435,17 @@ class EnrollmentStore:
                 # Raised inside the transaction, which rolls back: nothing is enrolled.
                 raise DataError(f"writer {writer!r} would have {len(rows)} reference(s); at least {min_references} "
                                 "are needed (nothing was enrolled)")
+            if check is not None:
+                check([row[0] for row in rows], np.stack([np.frombuffer(row[3], dtype=np.float32) for row in rows]))
             self._execute("UPDATE writers SET digest = ? WHERE name = ?", (references_digest(writer, self.digest, rows),
                                                                           writer))
-        return added, len(rows)
+        seen = {row[1] for row in existing}
+        already = []
+        for entry in entries:
+            if str(entry[1]) in seen:
+                already.append(str(entry[0]))
+            seen.add(str(entry[1]))
+        return added, len(rows), already
 
     def references(self, writer):
         """The feature vectors of ``writer``'s references, shape (n_references, n_features).
@@ -485,6 +534,22 @@ class EnrollmentStore:
                                     "are not finite vectors of one length; enrol the writer again")
 
 
+def disk_full_message(name, text):
+    """What a write that failed for want of space means: the transaction rolled back, nothing changed."""
+    return (f"enrolment store {name}: the disk is full ({text}); nothing was written and the store is as it was: "
+            "free some space and enrol again")
+
+
+def _disk_is_full(folder, least=1 << 20):
+    """Whether the file system of ``folder`` has less than ``least`` bytes free (False when unknown)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < least
+    except OSError:
+        return False
+
+
 def _one_line(error, limit=200):
     """An engine's error message on one line (a damaged schema's text can span several), cut when long."""
     text = " ".join(str(error).split()) or type(error).__name__
@@ -533,6 +598,7 @@ class SqliteStore(EnrollmentStore):
     def _connect(self, create):
         if not create and not self.location.is_file():
             raise DataError(f"enrolment store {self.location} does not exist: enrol a writer first")
+        self._created = create and not self.location.exists()
         if create:
             self.location.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: transactions are begun explicitly, writes with BEGIN IMMEDIATE.
@@ -547,12 +613,23 @@ class SqliteStore(EnrollmentStore):
         try:
             yield
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            # SQLite rolls back by itself after some failures (a full disk): rolling back again
+            # would raise, and hide why the transaction failed.
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
             raise
         self.connection.execute("COMMIT")
 
     def _has_tables(self):
-        return True  # _connect has checked that the file exists; what it holds is checked next
+        # An empty file (a first enrolment that failed before making the tables) holds no
+        # enrolments; any other content is checked next.
+        return self.location.stat().st_size > 0
+
+    def _discard_unprepared(self):
+        if getattr(self, "_created", False):
+            for path in (self.location, self.location.with_name(self.location.name + "-journal")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def _columns(self, table):
         return [row[1] for row in self._execute(f"PRAGMA table_info({table})").fetchall()]
@@ -580,8 +657,11 @@ class SqliteStore(EnrollmentStore):
         if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
             return StoreBusyError(f"enrolment store {self.name} is busy: another process has held it for more than "
                                   f"{self.busy_seconds:g} s; try again later")
+        if isinstance(error, sqlite3.OperationalError) and ("full" in text or (
+                "disk I/O" in text and _disk_is_full(self.location.parent))):
+            return DataError(disk_full_message(self.name, text))
         if isinstance(error, sqlite3.OperationalError) and any(
-                word in text for word in ("unable to open", "readonly", "disk I/O", "full")):
+                word in text for word in ("unable to open", "readonly", "disk I/O")):
             return DataError(f"enrolment store {self.name} cannot be used: {text}")
         if isinstance(error, sqlite3.DatabaseError):
             return StoreDamagedError(f"enrolment store {self.name} is damaged ({text}): restore it from a backup or "
@@ -661,6 +741,8 @@ class PostgresStore(EnrollmentStore):
         if isinstance(error, (errors.LockNotAvailable, errors.QueryCanceled, errors.DeadlockDetected)):
             return StoreBusyError(f"enrolment store {self.name} is busy: another process has held it for more than "
                                   f"{self.busy_seconds:g} s; try again later")
+        if isinstance(error, errors.DiskFull):
+            return DataError(disk_full_message(self.name, text))
         if isinstance(error, errors.InsufficientPrivilege):
             return DataError(f"enrolment store {self.name} cannot be used: {text}")
         if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):

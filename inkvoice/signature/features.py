@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inkvoice.core.errors import DataError, ParameterError, ProjectError, with_defaults
-from inkvoice.signature.images import DEFAULT_MAX_PIXELS
+from inkvoice.signature.images import DEFAULT_MAX_PIXELS, READER_VERSION
 from inkvoice.signature.preprocess import preprocess
 
 #: Default feature parameters; a model file keeps its own copy.
@@ -153,8 +153,11 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
 
 
 def extract(path, height=128, width=256, pen_radius=None, cells=(16, 32), orientations=9, block=2,
-            profile_bins=16, lbp_radius=1, max_pixels=DEFAULT_MAX_PIXELS):
+            profile_bins=16, lbp_radius=1, max_pixels=DEFAULT_MAX_PIXELS, reader_version=READER_VERSION):
     """Feature vector of one signature image file (see ``preprocess`` and ``canvas_features``).
+
+    ``reader_version`` only keys the feature cache, so that features an older image reader
+    cached (before EXIF orientation, say) are never served to this one.
 
     Raises DataError for a file that is not a usable signature image.
     """
@@ -182,7 +185,8 @@ def extract_files(paths, parameters, extraction=None, max_pixels=DEFAULT_MAX_PIX
     from inkvoice.core.extraction import ExtractionSettings
 
     extraction = ExtractionSettings() if extraction is None else extraction
-    return extraction.extract(extract, list(paths), {**parameters, "max_pixels": max_pixels}, progress=progress)
+    return extraction.extract(extract, list(paths), {**parameters, "max_pixels": max_pixels,
+                                                     "reader_version": READER_VERSION}, progress=progress)
 
 
 @dataclass

@@ -11,12 +11,16 @@ def _schema():
 
     writer_model = {"hidden_sizes": [int], "l2": NUMBER, "max_epochs": int, "weight": NUMBER}
     calibration = {"weight": NUMBER, "centre": NUMBER, "min_references": int}
+    domain = {"signature_limits": [NUMBER], "input_limits": [NUMBER], "reference_limits": [[NUMBER]],
+              "score_floor": NUMBER, "margin": NUMBER, "reference_margin": NUMBER}
     return ModelSchema(
         fields={"features": dict, "training": OptionalField(dict), "figures": OptionalField(dict),
                 "verifier": {"threshold": NUMBER, "dependent_threshold": OptionalField(NUMBER), "spread_floor": NUMBER,
                              "grid": [int], "statistics": OptionalField([str]),
                              "writer_model": OptionalField(writer_model),
-                             "calibration": OptionalField(calibration)}},
+                             "calibration": OptionalField(calibration),
+                             # files written before the domain existed have none; they are refused below
+                             "domain": OptionalField(domain)}},
         arrays={"feature_mean": ArraySpec(ndim=1), "feature_scale": ArraySpec(ndim=1, positive=True),
                 "background": ArraySpec(ndim=2, required=False)},
     )
@@ -73,6 +77,13 @@ def load_verifier(path):
     except (KeyError, TypeError, ValueError, AttributeError, ProjectError) as error:
         raise ModelFileError(f"{name} is not a complete signature model: {error}") from None
     n_groups = len(verifier.groups)
+    if config.domain is None:
+        raise ModelFileError(f"{name} was written before models recorded what their training covered, without "
+                             "which the verifier cannot refuse what it was not taught to judge: train it again")
+    try:
+        config.domain.check_sizes(n_groups, n_groups * len(config.statistics))
+    except ProjectError as error:
+        raise ModelFileError(f"{name}: {error}") from None
     if mean.shape != (verifier.n_features,) or scale.shape != (verifier.n_features,):
         raise ModelFileError(f"{name}: feature statistics do not match its feature settings")
     if background is not None and (background.ndim != 2 or background.shape[1] != verifier.n_features):

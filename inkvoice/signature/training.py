@@ -24,6 +24,7 @@ from inkvoice.signature.comparison import (
     Comparison,
     feature_groups,
 )
+from inkvoice.signature.domain import Domain
 from inkvoice.signature.evaluation import DEFAULT_RANDOM_FORGERIES, DEFAULT_REFERENCES, equal_error_threshold
 from inkvoice.signature.verifier import (
     DEFAULT_CALIBRATION_WEIGHT,
@@ -198,11 +199,12 @@ def _fit(network, features, labels):
 
 
 def _fit_network(X, writers, genuine, settings, rng, compare):
+    """A network learnt from comparisons of ``writers``, with those comparisons: (network, inputs)."""
     features, labels, _, _ = draw_training_set(
         X, writers, genuine, settings.n_references, settings.n_draws, rng, compare, settings.n_random,
         settings.min_references,
     )
-    return _fit(_network(settings, int(rng.integers(2**31))), features, labels)
+    return _fit(_network(settings, int(rng.integers(2**31))), features, labels), features
 
 
 def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=None, progress=None):
@@ -248,12 +250,14 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
 
     n_folds = int(min(settings.n_folds, len(names)))
     members = []
+    seen_inputs = []  # every training comparison, for the domain
     held = []  # (scores, kinds, median of the references' leave-one-out scores or None) per held-out writer
     folds = np.array_split(rng.permutation(names), n_folds)
     for fold in folds:
         inside = ~np.isin(writers, fold)
-        network = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, compare)
+        network, inputs = _fit_network(X_std[inside], writers[inside], genuine[inside], settings, rng, compare)
         members.append(network)
+        seen_inputs.append(inputs)
         for writer in fold:
             plan = _held_out_queries(writers, genuine, writer, settings.n_references, settings.n_random)
             if plan is None:
@@ -274,6 +278,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         for kind in held_scores:
             held_scores[kind].append(scores[kinds == kind])
     threshold, figures = choose_threshold(held_scores, settings.threshold_rule, "development")
+    held_all = np.concatenate([np.concatenate(parts) for parts in held_scores.values() if parts])
     threshold = 0.0 if threshold is None else threshold
     figures["development_folds"] = n_folds
     # A few genuine signatures per development writer: negatives for writer-dependent models.
@@ -291,8 +296,11 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
             dependent_scores, settings.threshold_rule, "development_dependent"
         )
         figures.update(dependent_figures)
+    # drawn last, from a generator of its own, so that recording it changes nothing else of the training
+    domain = Domain.measure(X_std, writers, genuine, compare, np.concatenate(seen_inputs), held_all,
+                            settings.n_references, np.random.default_rng(int(rng.integers(2**31))))
     config = VerifierConfig(feature_parameters, threshold, dependent_threshold, settings.spread_floor,
-                            settings.grid, settings.statistics, settings.writer_model, calibration)
+                            settings.grid, settings.statistics, settings.writer_model, calibration, domain)
     verifier = Verifier(config, standardizer, members, background=X[background_rows])
     return verifier, figures, settings
 

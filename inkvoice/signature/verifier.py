@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from inkvoice.core.errors import DataError, ParameterError, check_choice, check_number
+from inkvoice.core.errors import DataError, ModelFileError, ParameterError, check_choice, check_number
 from inkvoice.signature.comparison import (
     DEFAULT_GRID,
     DEFAULT_SPREAD_FLOOR,
@@ -28,6 +28,7 @@ from inkvoice.signature.comparison import (
     feature_groups,
     feature_length,
 )
+from inkvoice.signature.domain import Domain
 
 #: Verification modes: the writer-independent verifier alone, or with a per-writer network added.
 MODES = ("independent", "dependent")
@@ -37,6 +38,13 @@ DEFAULT_MODE = "independent"
 #: (0 turns calibration off). Chosen on development writers' held-out scores of the CEDAR k-fold:
 #: their equal error rate was lowest, and flat, from 0.5 to 0.75.
 DEFAULT_CALIBRATION_WEIGHT = 0.65
+# Bounds of the settings a model file brings: far beyond any useful value, small enough that a
+# damaged or crafted file cannot make verification run for days, take gigabytes or overflow.
+MAX_WRITER_UNITS = 1024
+MAX_WRITER_LAYERS = 4
+MAX_WRITER_EPOCHS = 5000
+MAX_WEIGHT = 1000.0
+MAX_SCORE = 1e6
 #: Fewest references for calibration: below it each leave-one-out score would compare a
 #: reference with a single other one, whose spread is unknown, and such scores misled (see the
 #: README's figures); those writers' scores are left as they are.
@@ -58,20 +66,23 @@ class WriterModelSettings:
 
     def __post_init__(self):
         sizes = tuple(self.hidden_sizes)
-        if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
-            raise ParameterError(f"writer_model.hidden_sizes must be positive integers; got {self.hidden_sizes!r}")
+        if not sizes or len(sizes) > MAX_WRITER_LAYERS or not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_WRITER_UNITS for s in sizes):
+            raise ParameterError(f"writer_model.hidden_sizes must be 1 to {MAX_WRITER_LAYERS} integers in "
+                                 f"[1, {MAX_WRITER_UNITS}]; got {str(self.hidden_sizes)[:80]}")
         object.__setattr__(self, "hidden_sizes", sizes)
-        check_number("writer_model.l2", self.l2, low=0)
-        check_number("writer_model.max_epochs", self.max_epochs, low=1, integer=True)
-        check_number("writer_model.weight", self.weight, low=0)
+        check_number("writer_model.l2", self.l2, low=0, high=MAX_WEIGHT)
+        check_number("writer_model.max_epochs", self.max_epochs, low=1, high=MAX_WRITER_EPOCHS, integer=True)
+        check_number("writer_model.weight", self.weight, low=0, high=MAX_WEIGHT)
 
 
 def _finite(name, value, optional=False):
+    """``value`` as a float if it is a number in [-MAX_SCORE, MAX_SCORE] (a score's scale), else ParameterError."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(float(value)):
-        raise ParameterError(f"{name} must be a finite number; got {value!r}")
+            or not math.isfinite(float(value)) or abs(float(value)) > MAX_SCORE:
+        raise ParameterError(f"{name} must be a finite number in [-{MAX_SCORE:g}, {MAX_SCORE:g}]; got {value!r}")
     return float(value)
 
 
@@ -97,9 +108,9 @@ class CalibrationSettings:
     min_references: int = MIN_CALIBRATION_REFERENCES
 
     def __post_init__(self):
-        check_number("calibration.weight", self.weight, low=0)
+        check_number("calibration.weight", self.weight, low=0, high=MAX_WEIGHT)
         object.__setattr__(self, "centre", _finite("calibration.centre", self.centre))
-        check_number("calibration.min_references", self.min_references, low=3, integer=True)
+        check_number("calibration.min_references", self.min_references, low=3, high=10**6, integer=True)
 
     def offset(self, median):
         """What is subtracted from the scores of a writer whose references' leave-one-out median is ``median``."""
@@ -154,6 +165,9 @@ class VerifierConfig:
     calibration : CalibrationSettings or None
         Per-writer calibration (None: scores are not calibrated, as in model files written
         before it existed, whose thresholds were chosen on uncalibrated scores).
+    domain : Domain or None
+        What training covered (``signature.domain``). None only while training: a verifier
+        without it refuses to score, since it could not tell what it was not taught to judge.
     """
 
     feature_parameters: dict
@@ -164,21 +178,24 @@ class VerifierConfig:
     statistics: tuple = DEFAULT_STATISTICS
     writer_model: WriterModelSettings = field(default_factory=WriterModelSettings)
     calibration: CalibrationSettings | None = None
+    domain: Domain | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "threshold", _finite("threshold", self.threshold))
         object.__setattr__(self, "dependent_threshold",
                            _finite("dependent_threshold", self.dependent_threshold, optional=True))
-        check_number("spread_floor", self.spread_floor, low=0, low_open=True)
+        check_number("spread_floor", self.spread_floor, low=0, low_open=True, high=MAX_SCORE)
         grid = tuple(self.grid)
-        if len(grid) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid):
-            raise ParameterError(f"grid must be two integers >= 1; got {self.grid!r}")
+        if len(grid) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and 1 <= g <= 64 for g in grid):
+            raise ParameterError(f"grid must be two integers in [1, 64]; got {str(self.grid)[:80]}")
         object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "statistics", tuple(self.statistics))
         if isinstance(self.writer_model, dict):
             object.__setattr__(self, "writer_model", WriterModelSettings(**self.writer_model))
         if isinstance(self.calibration, dict):
             object.__setattr__(self, "calibration", CalibrationSettings(**self.calibration))
+        if isinstance(self.domain, dict):
+            object.__setattr__(self, "domain", Domain(**self.domain))
 
     def to_dict(self):
         """JSON-able form (feature parameters are stored apart, under "features")."""
@@ -187,6 +204,7 @@ class VerifierConfig:
         document["grid"] = list(self.grid)
         document["statistics"] = list(self.statistics)
         document["writer_model"]["hidden_sizes"] = list(self.writer_model.hidden_sizes)
+        document["domain"] = None if self.domain is None else self.domain.to_dict()
         return document
 
     @classmethod
@@ -266,11 +284,22 @@ class Verifier:
         return self.standardizer.transform(X)
 
     def comparison(self, queries, references):
-        """The networks' inputs (n_queries, n_inputs) for raw ``queries`` against raw ``references``."""
+        """The networks' inputs (n_queries, n_inputs) for raw ``queries`` against raw ``references``.
+
+        Each input is clipped to the largest value training held (``domain.Domain.clip``), so
+        the networks are never asked to extrapolate; ``assess`` accounts for what lay beyond.
+        """
         references = np.atleast_2d(references)
         if len(references) < 1:
             raise DataError("at least one reference signature is needed")
-        return self.compare(self.standardize(queries), self.standardize(references))
+        inputs = self.compare(self.standardize(queries), self.standardize(references))
+        return inputs if self.config.domain is None else self.config.domain.clip(inputs)
+
+    def _domain(self):
+        if self.config.domain is None:
+            raise ModelFileError("this verifier holds no record of what its training covered, so it cannot tell a "
+                                 "signature it was not taught to judge: train the model again")
+        return self.config.domain
 
     def calibration_offset(self, references):
         """What calibration subtracts from every score against raw ``references`` (0 when it does not apply).
@@ -292,18 +321,61 @@ class Verifier:
         raw = _decision(self.networks, self.comparison(queries, references))
         return raw - self.calibration_offset(references) if calibrated else raw
 
+    def assess(self, queries, references, mode=DEFAULT_MODE, rng=None):
+        """Scores (n_queries,) of raw ``queries`` against raw ``references`` and why any query is outside.
+
+        The networks see inputs clipped to what training held; what lies beyond is subtracted
+        from the score (``Domain.judge``), so beyond them a larger departure never scores higher. Returns
+        (scores, reasons): ``reasons[i]`` is None for a query inside what training covered,
+        else a sentence saying how it lies outside; such a query is scored below every score
+        training gave (at most ``Domain.outside_score``) and is forged at any threshold.
+        """
+        check_choice("mode", mode, MODES)
+        domain = self._domain()
+        if mode == "dependent":
+            from inkvoice.signature.writer_model import WriterModel
+
+            scores = WriterModel(self, references, rng=rng).scores(queries)
+        else:
+            scores = self.independent_scores(queries, references)
+        standard = self.standardize(queries)
+        inputs = self.compare(standard, self.standardize(np.atleast_2d(references)))
+        penalty, reasons = domain.judge(standard, inputs, self.compare.averaging)
+        outside = np.array([reason is not None for reason in reasons], dtype=bool)
+        scores = scores - penalty
+        scores = np.where(outside, np.minimum(scores, domain.outside_score(penalty)), scores)
+        return scores, reasons
+
     def scores(self, queries, references, mode=DEFAULT_MODE, rng=None):
         """Scores (n_queries,) of raw ``queries`` against raw ``references``; higher = more genuine.
 
         ``mode="dependent"`` learns a per-writer network from the references first (``rng``
-        seeds it; the same references and seed give the same scores).
+        seeds it; the same references and seed give the same scores). A query outside what
+        training covered scores below anything training scored (see ``assess``).
         """
-        check_choice("mode", mode, MODES)
-        if mode == "dependent":
-            from inkvoice.signature.writer_model import WriterModel
+        return self.assess(queries, references, mode, rng)[0]
 
-            return WriterModel(self, references, rng=rng).scores(queries)
-        return self.independent_scores(queries, references)
+    def reference_problems(self, references):
+        """Why any of raw ``references`` cannot be trusted as one writer's references: [(index, reason)].
+
+        A reference is refused when it is not like any signature training saw, or when it
+        departs from the writer's other references further than genuine signatures of
+        training departed from as many of their writers' others (times ``reference_margin``):
+        a poisoned set would accept what it should refuse. With fewer than
+        ``MIN_CALIBRATION_REFERENCES`` only the first test applies (one reference's spread is
+        unknown, as for calibration).
+        """
+        domain = self._domain()
+        standard = self.standardize(np.atleast_2d(references))
+        signature = domain.signature_departure(standard, self.compare.averaging)
+        problems = [(int(i), f"not like any signature the model was trained on ({signature[i]:.1f} times the largest "
+                             "departure training saw)") for i in np.flatnonzero(signature > domain.margin)]
+        if len(standard) >= MIN_CALIBRATION_REFERENCES and not problems:
+            departure = domain.reference_ratios(self.compare.leave_one_out(standard))
+            problems = [(int(i), f"departs from the writer's other references {departure[i]:.1f} times further than "
+                                 "genuine signatures did in training")
+                        for i in np.flatnonzero(departure > domain.reference_margin)]
+        return problems
 
     def threshold_for(self, mode=DEFAULT_MODE):
         """The stored threshold of ``mode`` ("independent" or "dependent")."""
@@ -312,20 +384,30 @@ class Verifier:
             return self.dependent_threshold
         return self.threshold
 
-    def decide(self, scores, threshold=None, mode=DEFAULT_MODE):
-        """Boolean verdicts (True = genuine) at ``threshold`` (default: the one stored for ``mode``)."""
+    def decide(self, scores, threshold=None, mode=DEFAULT_MODE, reasons=None):
+        """Boolean verdicts (True = genuine) at ``threshold`` (default: the one stored for ``mode``).
+
+        A query with a reason (outside what training covered, see ``assess``) is never genuine.
+        """
         threshold = self.threshold_for(mode) if threshold is None else _finite("threshold", threshold)
-        return np.asarray(scores) >= threshold
+        accepted = np.asarray(scores) >= threshold
+        if reasons is not None:
+            accepted &= np.array([reason is None for reason in reasons], dtype=bool)
+        return accepted
 
     def verify(self, queries, references, mode=DEFAULT_MODE, threshold=None, rng=None):
         """Verdicts of raw ``queries`` against raw ``references``: one plain dict per query.
 
-        Each dict holds ``verdict`` ("genuine" or "forged"), ``score`` and ``threshold``.
+        Each dict holds ``verdict`` ("genuine" or "forged"), ``score`` and ``threshold``, and
+        ``reason`` for a query forged because it lies outside what training covered.
         """
         threshold = self.threshold_for(mode) if threshold is None else _finite("threshold", threshold)
-        scores = self.scores(queries, references, mode, rng=rng)
-        return [
-            {"verdict": "genuine" if accepted else "forged", "score": round(float(score), 4),
-             "threshold": round(float(threshold), 4)}
-            for score, accepted in zip(scores, self.decide(scores, threshold))
-        ]
+        scores, reasons = self.assess(queries, references, mode, rng=rng)
+        records = []
+        for score, accepted, reason in zip(scores, self.decide(scores, threshold, reasons=reasons), reasons):
+            record = {"verdict": "genuine" if accepted else "forged", "score": round(float(score), 4),
+                      "threshold": round(float(threshold), 4)}
+            if reason is not None:
+                record["reason"] = reason
+            records.append(record)
+        return records

@@ -11,6 +11,9 @@ DEFAULT_SAMPLE_RATE = 8000
 DEFAULT_MAX_SECONDS = 10.0
 # Below this peak amplitude (about -66 dBFS) a clip holds no speech, only silence or hiss.
 SILENCE_PEAK = 5e-4
+# A clip whose sound, offset and drift removed, stays everywhere within this many steps of its
+# encoding holds nothing but the rounding of a constant or slowly changing level.
+QUANTISATION_STEPS = 1.5
 # The shortest clip that can hold a word (the shortest FSDD recording lasts 144 ms).
 MIN_CLIP_SECONDS = 0.1
 
@@ -183,6 +186,19 @@ def normalise_level(samples):
 
 
 
+def resolution(samples):
+    """The encoding's step at each sample's level: the wider gap to the neighbouring values the clip takes.
+
+    8-bit files step by 1/128 everywhere, mu-law and A-law by more the louder the sample; a
+    float file's steps are too fine to matter.
+    """
+    values, where = np.unique(samples, return_inverse=True)
+    if values.size < 2:
+        return np.zeros_like(samples)
+    gaps = np.diff(values)
+    return np.maximum(np.append(gaps, gaps[-1]), np.insert(gaps, 0, gaps[0]))[where].astype(samples.dtype)
+
+
 def remove_offset(samples):
     """``samples`` less their DC offset and linear drift (the least-squares line through them).
 
@@ -213,8 +229,11 @@ def load_audio(path, *, sample_rate=DEFAULT_SAMPLE_RATE, max_seconds=DEFAULT_MAX
     check_number("sample_rate", sample_rate, low=1000, high=192000, integer=True)
     check_number("max_seconds", max_seconds, low=0, low_open=True)
     samples, source_rate = read_audio(path, max_seconds=max_seconds)
+    steps = resolution(samples)
     samples = remove_offset(samples)
-    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+    # What is left once the offset and drift are gone must stand out from the encoding's own
+    # steps: an 8-bit or mu-law ramp leaves a staircase a step high, which normalising would make loud.
+    if float(np.max(np.abs(samples))) < SILENCE_PEAK or np.all(np.abs(samples) <= QUANTISATION_STEPS * steps):
         raise NoSpeechError(f"{path}: the clip is silent (no speech found)")
     samples = resample(samples, source_rate, int(sample_rate))
     return normalise_level(samples).astype(np.float32, copy=False)

@@ -11,6 +11,8 @@ from inkvoice.core.command import (
     ProjectGroup,
     extraction_options,
     json_line,
+    input_files,
+    printable,
     progress_reporter,
     quiet_option,
     version_option,
@@ -41,7 +43,7 @@ min_confidence_option = click.option(
 
 def _report_failures(failures):
     for _, error in failures:
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {printable(error)}", err=True)
 
 
 def _progress(total, label, quiet):
@@ -52,17 +54,7 @@ def _audio_files(inputs):
     """The files named and the audio files under the folders named; an empty folder is reported."""
     from inkvoice.speech.dataset import is_audio
 
-    paths, empty = [], False
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio(p))
-            if not found:
-                click.echo(f"Error: {item}: the folder holds no .wav, .flac or .ogg files", err=True)
-                empty = True
-            paths.extend(found)
-        else:
-            paths.append(item)
-    return paths, empty
+    return input_files(inputs, is_audio, ".wav, .flac or .ogg files")
 
 
 @click.group(cls=ProjectGroup)
@@ -169,7 +161,8 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
         else:
             extra = "  ".join(f"{row['label']}:{row['probability']:.3f}" for row in record["top"][1:])
             reason = f"\t({record['reason']})" if "reason" in record else ""
-            click.echo(f"{record['file']}\t{record['label']}\t{record['confidence']:.3f}" + (f"\t{extra}" if extra else "") + reason)
+            click.echo(f"{printable(record['file'])}\t{record['label']}\t{record['confidence']:.3f}"
+                       + (f"\t{extra}" if extra else "") + printable(reason))
     if empty_folder or any("error" in record for record in records):
         sys.exit(1)
 
@@ -178,7 +171,7 @@ def _echo_error(record, as_json):
     """A file that could not be used: its record on stdout with --json, and one Error line on stderr."""
     if as_json:
         click.echo(json_line(record))
-    click.echo(f"Error: {record['error']}", err=True)
+    click.echo(f"Error: {printable(record['error'])}", err=True)
 
 
 @main.command()
@@ -208,7 +201,7 @@ def transcribe(model_path, inputs, min_confidence, test_copies, as_json, max_sec
         if "error" in record:
             _echo_error(record, as_json)
         else:
-            click.echo(json_line(record) if as_json else f"{record['file']}\t{record['digits']}")
+            click.echo(json_line(record) if as_json else f"{printable(record['file'])}\t{record['digits']}")
     if empty_folder or any("error" in record for record in records):
         sys.exit(1)
 

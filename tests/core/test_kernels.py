@@ -182,3 +182,34 @@ def test_training_falls_back_to_numpy_where_numba_cannot_cache():
     assert lines[0] == "2 numpy"
     assert "training uses numpy: the compiled kernels are unavailable" in lines[1]
     assert "no locator available" in lines[1]
+
+
+def test_installing_the_project_installs_numba():
+    """``pip install`` gives users the compiled kernels: numba is a dependency of its own."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    names = [requirement.split(">")[0].split("=")[0].split("<")[0].strip() for requirement in
+             pyproject["project"]["dependencies"]]
+    assert "numba" in names
+
+
+@pytest.mark.parametrize("epochs, compiled", [(2, False), (1000, True)])
+def test_auto_loads_the_compiled_kernels_only_for_trainings_that_repay_them(epochs, compiled):
+    """A fresh process's default fit: a small training never imports numba (loading it would
+    cost more than it saves), a long one trains with the compiled kernels (the choice is made
+    from the planned epochs; the callback stops after the first)."""
+    script = (
+        "import sys, numpy as np\n"
+        "from inkvoice.core.estimator import MlpClassifier\n"
+        "X = np.random.default_rng(0).normal(size=(2000, 20))\n"
+        f"MlpClassifier(hidden_sizes=(128, 64), max_epochs={epochs}, early_stopping=False, random_state=0)"
+        ".fit(X, X[:, 0] > 0, callback=lambda record: False)\n"
+        "print('numba' in sys.modules)\n"
+    )
+    n_updates = 32 * epochs * (21 * 128 + 129 * 64 + 65)  # batch steps x parameters
+    assert (n_updates >= kernels.SMALL_TRAINING) == compiled
+    env = {**os.environ, kernels.ENVIRONMENT_VARIABLE: "auto"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == [str(compiled and COMPILED is not None)]

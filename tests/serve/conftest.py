@@ -1,5 +1,6 @@
 """Fixtures of the service tests: small models trained on the project's sample data, a running server, a browser."""
 
+import json
 import os
 import re
 import shutil
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +22,6 @@ SPEECH_SAMPLES = ROOT / "data" / "speech"
 SIGNATURE_SAMPLES = ROOT / "data" / "signatures"
 TRAINING_WRITERS = ("writer1", "writer2", "writer3", "writer4")
 TOKEN = "test-token"
-START_SECONDS = 60
 
 
 @pytest.fixture(scope="session")
@@ -98,40 +99,62 @@ def clearest_forgery(signature_model_path):
 
 
 class RunningServer:
-    """``inkvoice serve`` in a child process on a free loopback port; its output goes to files in ``folder``."""
+    """``inkvoice serve`` in a child process on a free loopback port; its output goes to files in ``folder``.
 
-    def __init__(self, arguments, folder, env=None):
+    Waits until the server says it is ready (``/healthz`` 200), however long its workers take
+    to start on a busy machine: only the server's ending (it gives up by itself on workers
+    that do not start) ends the wait. ``wait`` "address" returns as soon as the address is
+    known, "nothing" at once; ``new_session`` starts the server in a session of its own.
+    """
+
+    def __init__(self, arguments, folder, env=None, wait="ready", new_session=False):
         command = [sys.executable, "-c", "from inkvoice.cli import main; main()", "serve", "--port", "0", *arguments]
         self.log = folder / "server.log"
         self.output = folder / "server.out"
         with open(self.output, "w") as out, open(self.log, "w") as log:
-            self.process = subprocess.Popen(command, stdout=out, stderr=log, env={**os.environ, **(env or {})})
+            self.process = subprocess.Popen(command, stdout=out, stderr=log, env={**os.environ, **(env or {})},
+                                            start_new_session=new_session)
         self.url = None
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline and self.url is None:
-            found = re.search(r"(http://\S+?)/? ", self.output.read_text())
-            if found:
-                self.url = found.group(1)
-            elif self.process.poll() is not None:
-                break
-            else:
-                time.sleep(0.1)
-        while self.url and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the server did not start: {self.output.read_text()[-500:]} {self.log.read_text()[-2000:]}")
+        if wait == "nothing":
+            return
+        while self.address() is None and self.process.poll() is None:
+            time.sleep(0.05)
+        while wait == "ready" and self.url and self.process.poll() is None and not self.is_ready():
+            time.sleep(0.1)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the server did not start: {self.output.read_text()[-500:]} {self.log.read_text()[-2000:]}")
 
-    def stop(self):
-        """Interrupt the server as Ctrl-C would; kill it if it has not ended within 10 s."""
+    def address(self):
+        """The server's URL once it has printed it, else None."""
+        if self.url is None:
+            found = re.search(r"(http://\S+?)/? ", self.output.read_text())
+            self.url = found.group(1) if found else None
+        return self.url
+
+    def health(self):
+        """(status, JSON body) of ``/healthz``; (None, None) while nothing answers."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=30) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+        except OSError:
+            return None, None
+
+    def is_ready(self):
+        return self.health()[0] == 200
+
+    def children(self):
+        """Process ids of the server's child processes (its workers and the resource tracker)."""
+        return [int(pid) for pid in
+                Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()]
+
+    def stop(self, signal_number=signal.SIGINT):
+        """Stop the server with ``signal_number`` (Ctrl-C by default); kill it if it has not ended within 60 s."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal_number)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)

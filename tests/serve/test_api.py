@@ -65,7 +65,7 @@ def files_of(field, paths):
 
 def test_health_names_both_models_and_their_versions(client, speech_model_path, signature_model_path):
     body = client.get("/healthz").json()
-    assert body["status"] == "ok"
+    assert body["status"] == "ready"
     assert body["models"]["speech"]["name"] == speech_model_path.name
     assert body["models"]["signature"]["name"] == signature_model_path.name
     assert len(body["models"]["speech"]["version"]) == 16
@@ -146,7 +146,7 @@ def test_enrolment_needs_the_token(client):
     assert response.status_code == 401
     assert client.delete("/api/signature/writers/writer6").status_code == 401
     assert client.delete("/api/signature/writers/writer6", headers={"Authorization": "Bearer no"}).status_code == 403
-    assert "writer6" not in [w["writer"] for w in client.get("/api/signature/writers").json()]
+    assert "writer6" not in [w["writer"] for w in client.get("/api/signature/writers", headers=AUTH).json()]
 
 
 def test_enrol_verify_and_remove_a_writer(client, clearest_forgery):
@@ -154,7 +154,7 @@ def test_enrol_verify_and_remove_a_writer(client, clearest_forgery):
                            files=files_of("files", genuine("writer5", range(1, 7))), headers=AUTH)
     assert response.status_code == 200
     assert response.json() == {"writer": "writer5", "added": 6, "references": 6}
-    assert {"writer": "writer5", "references": 6} in client.get("/api/signature/writers").json()
+    assert {"writer": "writer5", "references": 6} in client.get("/api/signature/writers", headers=AUTH).json()
 
     for number in (7, 8, 9, 10):
         response = client.post("/api/signature/writers/writer5/verify",
@@ -196,10 +196,10 @@ def test_enrolment_is_all_or_nothing(client):
     assert response.status_code == 400
     message = response.json()["error"]
     assert message.startswith("nothing enrolled for writer 'writer6': scan-4.png: ") and "not an image" in message
-    assert "writer6" not in [w["writer"] for w in client.get("/api/signature/writers").json()]
+    assert "writer6" not in [w["writer"] for w in client.get("/api/signature/writers", headers=AUTH).json()]
     too_few = client.post("/api/signature/writers/writer6/references", headers=AUTH, files=good[:2])
     assert too_few.status_code == 400 and "at least 3 are needed" in too_few.json()["error"]
-    assert "writer6" not in [w["writer"] for w in client.get("/api/signature/writers").json()]
+    assert "writer6" not in [w["writer"] for w in client.get("/api/signature/writers", headers=AUTH).json()]
     no_files = client.post("/api/signature/writers/writer6/references", headers=AUTH, data={"other": "1"})
     assert no_files.status_code == 400
 
@@ -251,7 +251,7 @@ def test_a_busy_store_is_503(client, service):
     blocker = sqlite3.connect(service.store_location)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        response = client.get("/api/signature/writers")
+        response = client.get("/api/signature/writers", headers=AUTH)
         assert response.status_code == 503 and "busy" in response.json()["error"]
         response = client.post("/api/signature/writers/writer2/references", headers=AUTH,
                                files=files_of("files", genuine("writer2", range(1, 4))))
@@ -259,7 +259,7 @@ def test_a_busy_store_is_503(client, service):
     finally:
         blocker.rollback()
         blocker.close()
-    assert client.get("/api/signature/writers").status_code == 200
+    assert client.get("/api/signature/writers", headers=AUTH).status_code == 200
 
 
 def test_unexpected_failures_reach_the_client_as_internal_error(client, service, monkeypatch):
@@ -267,7 +267,7 @@ def test_unexpected_failures_reach_the_client_as_internal_error(client, service,
         raise RuntimeError(f"{service._uploads}/secret state")
 
     monkeypatch.setattr(service, "writers", broken)
-    response = client.get("/api/signature/writers")
+    response = client.get("/api/signature/writers", headers=AUTH)
     assert response.status_code == 500
     assert response.json() == {"error": "internal error; the server's log has the details"}
 
@@ -329,7 +329,8 @@ def test_a_server_without_token_refuses_enrolment(speech_model_path, signature_m
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
             response = client.post("/api/signature/writers/w/references", headers=AUTH,
                                    files=files_of("files", genuine("writer6", range(1, 4))))
-            assert response.status_code == 403 and "without --token" in response.json()["error"]
+            assert response.status_code == 403 and response.json()["error"] == (
+                "enrolment and removal are turned off on this server (it has no enrolment token)")
             assert client.get("/healthz").json()["models"].keys() == {"signature"}
             speech = client.post("/api/speech/predict",
                                  files=files_of("file", [SPEECH_SAMPLES / "1" / "gb_130_35.wav"]))
@@ -345,26 +346,28 @@ def test_reference_pictures_of_a_writer(client, service):
     response = client.post("/api/signature/writers/writer6/references", headers=AUTH,
                            files=files_of("files", genuine("writer6", range(1, 5))))
     assert response.status_code == 200
-    listing = client.get("/api/signature/writers/writer6/references")  # no token needed to read
+    assert client.get("/api/signature/writers/writer6/references").status_code == 401  # private
+    listing = client.get("/api/signature/writers/writer6/references", headers=AUTH)
     assert listing.status_code == 200
     body = listing.json()
     assert body["writer"] == "writer6"
     assert [(r["number"], r["source"]) for r in body["references"]] == [(n, f"0{n}.png") for n in range(1, 5)]
     for reference in body["references"]:
         assert reference["thumbnail"] == f"/api/signature/writers/writer6/references/{reference['number']}/thumbnail"
-        picture = client.get(reference["thumbnail"])
+        picture = client.get(reference["thumbnail"], headers=AUTH)
         assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
-        assert picture.headers["cache-control"] == "no-cache"
+        assert picture.headers["cache-control"] == "private, no-cache"
+        assert client.get(reference["thumbnail"]).status_code == 401
         image = Image.open(io.BytesIO(picture.content))
         assert image.width <= 200 and image.height <= 100 and len(picture.content) < 8192
-    assert client.get("/api/signature/writers/writer6/references/5/thumbnail").status_code == 404
-    assert client.get("/api/signature/writers/writer6/references/0/thumbnail").status_code == 400
-    assert client.get("/api/signature/writers/nobody/references").status_code == 404
-    assert client.get("/api/signature/writers/nobody/references/1/thumbnail").status_code == 404
+    assert client.get("/api/signature/writers/writer6/references/5/thumbnail", headers=AUTH).status_code == 404
+    assert client.get("/api/signature/writers/writer6/references/0/thumbnail", headers=AUTH).status_code == 400
+    assert client.get("/api/signature/writers/nobody/references", headers=AUTH).status_code == 404
+    assert client.get("/api/signature/writers/nobody/references/1/thumbnail", headers=AUTH).status_code == 404
     # Pictures removed behind inkvoice's back are damage, as changed features are.
     sqlite3.connect(service.store_location, isolation_level=None).execute(
         "UPDATE refs SET thumbnail = NULL WHERE writer = 'writer6'")
-    damaged = client.get("/api/signature/writers/writer6/references")
+    damaged = client.get("/api/signature/writers/writer6/references", headers=AUTH)
     assert damaged.status_code == 500 and "damaged" in damaged.json()["error"]  # changed behind inkvoice's back
     client.delete("/api/signature/writers/writer6", headers=AUTH)
 
@@ -381,9 +384,9 @@ def test_a_store_made_before_pictures_were_kept_lists_references_without_them(si
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as raw:
             client = ApiClient(raw, service)
-            body = client.get("/api/signature/writers/writer4/references").json()
+            body = client.get("/api/signature/writers/writer4/references", headers=AUTH).json()
             assert [(r["number"], r["thumbnail"]) for r in body["references"]] == [(1, None), (2, None), (3, None)]
-            missing = client.get("/api/signature/writers/writer4/references/2/thumbnail")
+            missing = client.get("/api/signature/writers/writer4/references/2/thumbnail", headers=AUTH)
             assert missing.status_code == 404
             assert "enrolled before the store kept pictures" in missing.json()["error"]
             verdict = client.post("/api/signature/writers/writer4/verify", files=files_of("file", genuine("writer4", [7])))

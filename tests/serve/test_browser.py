@@ -7,7 +7,8 @@ import soundfile
 from tests.serve.conftest import SPEECH_SAMPLES, TOKEN, RunningServer, genuine
 from tests.serve.test_api import digit_string
 
-WAIT_SECONDS = 30
+# How long an answer may take to show; the servers themselves are waited for until ready.
+WAIT_SECONDS = 120
 
 
 def wait_for(driver, css, text_present=True):
@@ -65,7 +66,6 @@ def test_uploaded_wav_shows_its_digit(both_models, browser_factory, tmp_path):
 @pytest.mark.parametrize("digit", ["3", "8"])
 def test_recording_through_the_microphone_shows_the_digit(both_models, browser_factory, tmp_path, digit):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     # Chromium's fake microphone plays this file in a loop: the word, then silence, so that a
     # recording of about two seconds holds the word once.
@@ -151,12 +151,13 @@ def test_a_store_without_pictures_says_so_beside_the_verdict(signature_model_pat
     from tests.serve.conftest import store_without_pictures
 
     store = store_without_pictures(signature_model_path, tmp_path / "old.sqlite", "writer6", range(1, 5))
-    server = RunningServer(["--signature-model", str(signature_model_path), "--store", str(store), "--workers", "1"],
-                           tmp_path)
+    server = RunningServer(["--signature-model", str(signature_model_path), "--store", str(store), "--workers", "1",
+                            "--read-token", TOKEN], tmp_path)
     try:
         driver = browser_factory()
         driver.get(server.url + "/")
         wait_for(driver, "#status")
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
         driver.find_element(By.ID, "writer").send_keys("writer6")
         driver.find_element(By.ID, "signature-file").send_keys(str(genuine("writer6", [8])[0]))
         wait_for(driver, "[data-testid=verdict]")

@@ -79,7 +79,7 @@ def test_two_servers_share_one_postgresql_store(serve, signature_model_path, pos
     status, body = _call(f"{first.url}/api/signature/writers/writer6/references", "POST",
                          genuine("writer6", range(1, 5)), token=TOKEN)
     assert status == 200 and body["references"] == 4
-    assert _call(f"{second.url}/api/signature/writers")[1] == [{"writer": "writer6", "references": 4}]
+    assert _call(f"{second.url}/api/signature/writers", token=TOKEN)[1] == [{"writer": "writer6", "references": 4}]
     status, body = _call(f"{second.url}/api/signature/writers/writer6/verify", "POST", genuine("writer6", [9]),
                          field="file")
     assert status == 200 and body["genuine"] is True
@@ -99,7 +99,7 @@ def test_several_worker_processes_answer_and_stop(serve, signature_model_path, t
                       genuine("writer6", range(1, 4)), token=TOKEN)
     assert status == 200
     for _ in range(6):  # whichever worker answers sees the enrolment
-        assert _call(f"{server.url}/api/signature/writers")[1] == [{"writer": "writer6", "references": 3}]
+        assert _call(f"{server.url}/api/signature/writers", token=TOKEN)[1] == [{"writer": "writer6", "references": 3}]
     assert len(list(temporary.glob("inkvoice-serve-*/inkvoice-serve-*"))) == 2  # a folder for each worker's uploads
     assert server.stop() == 0
     assert "Traceback" not in server.log.read_text()

@@ -8,6 +8,7 @@ import pytest
 from inkvoice.core.errors import ModelFileError, ParameterError
 from inkvoice.core.scaling import Standardizer
 from inkvoice.signature.comparison import DEFAULT_SPREAD_FLOOR, feature_groups, feature_length
+from inkvoice.signature.domain import Domain
 from inkvoice.signature.features import check_parameters
 from inkvoice.signature.model_file import load_verifier, save_verifier
 from inkvoice.signature.training import TrainingSettings, train_verifier
@@ -36,7 +37,10 @@ class MeanDeparture:
 
 def _toy_verifier(calibration, threshold=0.0):
     n_features = feature_length(PARAMETERS)
-    config = VerifierConfig(PARAMETERS, threshold, calibration=calibration)
+    n_groups = len(feature_groups(PARAMETERS))
+    # a domain wide enough that only calibration moves these scores
+    wide = Domain([1e6] * n_groups, [1e6] * n_groups, [[1e6] * n_groups], score_floor=-1e3)
+    config = VerifierConfig(PARAMETERS, threshold, calibration=calibration, domain=wide)
     standardizer = Standardizer.from_arrays(np.zeros(n_features), np.ones(n_features))
     return Verifier(config, standardizer, [MeanDeparture(len(feature_groups(PARAMETERS)))])
 

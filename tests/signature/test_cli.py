@@ -115,20 +115,22 @@ def _nan_tiff(path):
 def test_missing_file_folder_and_nan_image_each_cost_one_record(enrolled, samples_dir, tmp_path):
     model, store = enrolled
     good = [samples_dir / "writer5" / "genuine" / "09.png", samples_dir / "writer5" / "forged" / "01.png"]
-    missing, folder, nan = tmp_path / "absent.png", tmp_path, _nan_tiff(tmp_path / "nan.tif")
+    # a folder stands for the images in it (as in speech predict); this one holds none
+    missing, folder, nan = tmp_path / "absent.png", tmp_path / "no-images", _nan_tiff(tmp_path / "nan.tif")
+    folder.mkdir()
     images = [good[0], missing, folder, nan, good[1]]
     table = run("verify", model, "--writer", "writer5", "--store", store, "--no-cache", *images)
     assert table.exit_code == 1 and "Traceback" not in table.output
     errors = table.stderr.splitlines()
     assert len(errors) == 3 and all(line.startswith("Error: ") for line in errors)
-    assert "absent.png: no such image file" in errors[0] and ": a folder, not an image file" in errors[1]
+    assert "no-images: the folder holds no image files" in errors[0] and "absent.png: no such image file" in errors[1]
     assert "nan.tif: image holds 1 NaN or infinite pixel value(s)" in errors[2]
     assert len(table.stdout.splitlines()) == 1 + 2
     result = run("verify", model, "--writer", "writer5", "--store", store, "--no-cache", "--json", *images)
     assert result.exit_code == 1
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["image"] for r in records] == [str(p) for p in images]
-    assert ["error" in r for r in records] == [False, True, True, True, False]
+    assert [r["image"] for r in records] == [str(p) for p in images if p != folder]
+    assert ["error" in r for r in records] == [False, True, True, False]
     assert all(r["verdict"] in ("genuine", "forged") for r in records if "error" not in r)
 
 
@@ -177,7 +179,7 @@ def test_a_nan_threshold_is_refused_and_never_printed(sample_model, samples_dir,
             result = run(*command)
             _one_line_error(result, message)
             assert result.stdout == ""
-    with pytest.raises(ParameterError, match="threshold must be a finite number; got nan"):
+    with pytest.raises(ParameterError, match=r"threshold must be a finite number in \[-1e\+06, 1e\+06\]; got nan"):
         VerifierConfig(check_parameters({}), threshold=float("nan"))
 
 
@@ -335,3 +337,62 @@ def test_verify_scores_are_calibrated_to_the_enrolled_writer_in_the_cli_and_the_
     info = json.loads(run("info", model, "--json").output)
     assert info["verifier"]["calibration"]["weight"] == verifier.config.calibration.weight
     assert info["verifier"]["calibration"]["min_references"] == 3
+
+
+@pytest.mark.parametrize("url, problem", [("postgresql://u:p@[::1/db", "Invalid IPv6 URL"),
+                                          ("postgresql://u:p@host:99999/db", "Port out of range"),
+                                          ("postgres://u@host:port/db", "Port could not be cast")])
+def test_a_malformed_store_url_is_one_error_line(enrolled, samples_dir, url, problem):
+    model, _ = enrolled
+    image = samples_dir / "writer5" / "genuine" / "07.png"
+    for command in (["verify", model, "--writer", "writer5", "--store", url, image],
+                    ["enroll", model, "--writer", "writer5", "--store", url, image]):
+        result = run(*command)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.output.startswith("Error: enrolment store URL") and problem in result.output
+        assert len(result.output.splitlines()) == 1 and ":p@" not in result.output
+
+
+def test_names_print_as_written_and_control_characters_escaped(enrolled, sample_model, samples_dir, tmp_path):
+    import shutil
+
+    model, _ = sample_model
+    store = tmp_path / "names.sqlite"
+    references = sorted((samples_dir / "writer5" / "genuine").iterdir())[:6]
+    assert run("enroll", model, "--writer", "José", "--store", store, "--no-cache", *references).exit_code == 0
+    info = run("info", model, "--store", store)
+    assert info.exit_code == 0 and 'enrolled: {"José": 6}' in info.output
+    forged = tmp_path / "a.png\tgenuine\t9.000\nfake.png"
+    shutil.copy(samples_dir / "writer5" / "forged" / "03.png", forged)
+    result = run("verify", model, "--writer", "José", "--store", store, forged, tmp_path / "gone\x1b.png")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "a.png\\tgenuine\\t9.000\\nfake.png" in lines[1] and " forged " in lines[1]
+    assert result.stderr.count("\n") == 1 and "gone\\x1b.png" in result.stderr
+
+
+def test_re_enrolment_says_which_images_were_already_there(enrolled, samples_dir):
+    model, store = enrolled
+    images = sorted((samples_dir / "writer5" / "genuine").iterdir())[5:7]
+    result = run("enroll", model, "--writer", "writer5", "--store", store, "--no-cache", *images)
+    assert result.exit_code == 0, result.output
+    assert "1 reference(s) added (1 already enrolled: 06.png), 7 in total" in result.output
+
+
+def test_verify_and_enroll_read_folders_as_speech_predict_does(enrolled, sample_model, samples_dir, tmp_path):
+    model, store = enrolled
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--no-cache",
+                 samples_dir / "writer5" / "forged")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert [record["image"].split("/")[-1] for record in records] == [f"0{i}.png" for i in range(1, 7)]
+    (tmp_path / "empty").mkdir()
+    empty = run("verify", model, "--writer", "writer5", "--store", store, tmp_path / "empty")
+    assert empty.exit_code == 1 and "empty: the folder holds no image files" in empty.output
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for path in sorted((samples_dir / "writer6" / "genuine").iterdir())[:4]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    enrolled_folder = run("enroll", model, "--writer", "writer6", "--store", store, "--no-cache", folder)
+    assert enrolled_folder.exit_code == 0 and "4 reference(s) added, 4 in total" in enrolled_folder.output

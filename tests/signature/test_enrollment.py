@@ -43,8 +43,8 @@ def _alter(store_location, statement):
 
 def test_add_and_read_back(store_location):
     with open_store(store_location, PARAMETERS) as store:
-        assert store.add("ann", _entries(3), "model1") == (3, 3)
-        assert store.add("ann", _entries(2, start=3), "model1") == (2, 5)
+        assert store.add("ann", _entries(3), "model1") == (3, 3, [])
+        assert store.add("ann", _entries(2, start=3), "model1") == (2, 5, [])
         assert store.writers() == [("ann", 5)]
     with open_store(store_location, PARAMETERS, create=False) as store:
         references = store.references("ann")
@@ -55,7 +55,27 @@ def test_add_and_read_back(store_location):
 def test_same_image_is_not_enrolled_twice(store_location):
     with open_store(store_location, PARAMETERS) as store:
         store.add("ann", _entries(3), "model1")
-        assert store.add("ann", _entries(3), "model1") == (0, 3)
+        assert store.add("ann", _entries(3), "model1") == (0, 3, ["s0.png", "s1.png", "s2.png"])
+        # which images were already there is said, also when some are new
+        assert store.add("ann", _entries(2, start=2), "model1") == (1, 4, ["s2.png"])
+
+
+def test_a_check_that_refuses_rolls_the_whole_add_back(store_location):
+    seen = []
+
+    def refuse(sources, vectors):
+        seen.append((sources, vectors.shape))
+        raise DataError("refused")
+
+    with open_store(store_location, PARAMETERS) as store:
+        store.add("ann", _entries(3), "model1")
+        with pytest.raises(DataError, match="refused"):
+            store.add("ann", _entries(2, start=3), "model1", check=refuse)
+        assert store.writers() == [("ann", 3)]
+        with pytest.raises(DataError, match="refused"):
+            store.add("bob", _entries(3), "model1", check=refuse)
+        assert store.writers() == [("ann", 3)]
+    assert seen[0] == (["s0.png", "s1.png", "s2.png", "s3.png", "s4.png"], (5, 5))
 
 
 def test_too_few_references_enrols_nothing(store_location):
@@ -177,7 +197,7 @@ def test_a_lock_held_elsewhere_ends_as_busy_after_the_wait(tmp_path):
         other.execute("ROLLBACK")
         other.close()
     with open_store(path, PARAMETERS) as store:
-        assert store.add("ann", _entries(1, start=5), "model1") == (1, 4)
+        assert store.add("ann", _entries(1, start=5), "model1") == (1, 4, [])
 
 
 def test_damaged_pages_end_as_damaged(tmp_path):
@@ -301,3 +321,43 @@ def test_values_of_the_wrong_type_are_damage(tmp_path, statement):
         with pytest.raises(StoreDamagedError, match="is damaged"):
             store.references("ann")
             store.references("zoe")
+
+
+def test_a_full_disk_says_so_and_leaves_the_store_as_it_was(tmp_path, monkeypatch):
+    location = tmp_path / "store.sqlite"
+    with open_store(location, PARAMETERS) as store:
+        store.add("ann", _entries(3, size=64), "model1")
+    big = [(f"b{i}.png", f"big{i}", np.full(20_000, i, dtype=np.float32)) for i in range(8)]
+    with open_store(location, PARAMETERS) as store:
+        pages = store.connection.execute("PRAGMA page_count").fetchone()[0]
+        store.connection.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk fills up during the add
+        with pytest.raises(DataError, match="the disk is full .*nothing was written and the store is as it was"):
+            store.add("bob", big, "model1")
+
+        def rolled_back_by_sqlite(sources, vectors):  # what SQLite does itself after some failed writes
+            store.connection.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+
+        with pytest.raises(DataError, match="the disk is full"):
+            store.add("bob", _entries(3, start=10, size=64), "model1", check=rolled_back_by_sqlite)
+    with open_store(location, PARAMETERS, create=False) as store:
+        assert store.writers() == [("ann", 3)] and store.check() == []
+
+
+def test_a_first_enrolment_on_a_full_disk_leaves_no_store_behind(tmp_path, monkeypatch):
+    location = tmp_path / "new.sqlite"
+    connect = sqlite3.connect
+
+    def full(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        connection.execute("PRAGMA max_page_count = 1")
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", full)
+    with pytest.raises(DataError, match="the disk is full"):
+        open_store(location, PARAMETERS)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    assert not location.exists()
+    location.write_bytes(b"")  # as an earlier version left it
+    with pytest.raises(DataError, match="holds no enrolments yet"):
+        open_store(location, PARAMETERS, create=False)

@@ -73,4 +73,62 @@ def test_pixel_limit_is_checked_before_decoding_and_can_be_raised(tmp_path):
     assert path.stat().st_size < 200_000
     with pytest.raises(DataError, match="bomb.png: image of 8000x8000 = 64000000 pixels is over the limit"):
         read_grey(path, max_pixels=10_000_000)
-    assert read_grey(path, max_pixels=64_000_000).shape == (8000, 8000)
+    # read reduced, each side divided alike (see the decode-cost tests below)
+    assert read_grey(path, max_pixels=64_000_000).shape == (2000, 2000)
+
+
+def test_a_file_of_another_format_is_never_decoded_whatever_its_name(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", lambda self, *a, **k: opened.append(self))
+    path = tmp_path / "scan.png"
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 300 120\nnewpath 10 10 moveto 290 110 lineto "
+                     b"stroke showpage\n%%EOF\n")
+    with pytest.raises(DataError, match="scan.png: not an image file"):
+        read_grey(path)
+    assert not opened
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    grey = page(stroke_mask(), noise=0.0)
+    stored = Image.fromarray((np.rot90(grey) * 255).round().astype(np.uint8), "L")  # held sideways
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    path = tmp_path / "phone.png"
+    stored.save(path, exif=exif)
+    read = read_grey(path)
+    assert read.shape == grey.shape
+    assert np.mean(np.abs(read - grey)) < 0.01
+
+
+@pytest.mark.parametrize("mode", ["RGB", "I;16"])
+def test_a_large_scan_is_read_reduced_within_bounded_memory(tmp_path, mode):
+    import subprocess
+    import sys
+
+    from PIL import ImageDraw
+
+    side = 6324  # under the 40-megapixel limit; an RGBA one once took 1.9 GB and 17 s, a 16-bit one 1 GB
+    image = Image.new(mode, (side, side), (255, 255, 255) if mode == "RGB" else 65535)
+    ImageDraw.Draw(image).line([(500, 3000), (5800, 3400)], fill=(0, 0, 0) if mode == "RGB" else 0, width=40)
+    path = tmp_path / "scan.png"
+    image.save(path)
+    del image
+    script = ("import resource, sys; from inkvoice.signature.images import read_grey; "
+              "grey = read_grey(sys.argv[1]); "
+              "print(grey.shape[0], grey.shape[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    output = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    rows, columns, peak_kb = map(int, output.stdout.split())
+    assert rows == columns and rows * columns <= 4_000_000
+    assert peak_kb < 500_000, f"reading took {peak_kb / 1000:.0f} MB"
+
+
+def test_decode_cost_is_bounded_from_the_header(tmp_path):
+    side = 6324  # 40 megapixels of 4 channels: 160 MB decoded, over 3 bytes per allowed pixel
+    path = tmp_path / "deep.png"
+    Image.new("RGBA", (side, side), (255, 255, 255, 255)).save(path)
+    with pytest.raises(DataError, match=f"deep.png: decoding this {side}x{side} RGBA image would take "
+                                        f"{side * side * 4} bytes, over the limit of 120000000"):
+        read_grey(path)
+    assert read_grey(path, max_pixels=side * side * 2).shape == (1581, 1581)  # a raised limit reads it, reduced

@@ -9,7 +9,6 @@ has never seen (2 references each). The floors sit a little above the error rate
 this way with seed 0 (independent mode: the README's k-fold table, seed 0, fold 1-9).
 """
 
-import numpy as np
 import pytest
 
 from inkvoice.core.extraction import ExtractionSettings

@@ -34,10 +34,10 @@ def test_a_writer_locked_elsewhere_ends_as_busy_after_the_wait(postgres_url):
             with pytest.raises(StoreBusyError, match="is busy: another process has held it for more than 0.5 s"):
                 store.add("ann", _entries(1, start=3), "model1")
             assert time.monotonic() - started < 5
-            assert store.add("bob", _entries(3), "model1") == (3, 3)  # other writers are not held up
+            assert store.add("bob", _entries(3), "model1") == (3, 3, [])  # other writers are not held up
         other.rollback()
     with open_store(postgres_url, PARAMETERS) as store:
-        assert store.add("ann", _entries(1, start=3), "model1") == (1, 4)
+        assert store.add("ann", _entries(1, start=3), "model1") == (1, 4, [])
 
 
 def test_an_unreachable_server_is_one_clear_error_without_the_password():

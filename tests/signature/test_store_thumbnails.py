@@ -58,7 +58,7 @@ def test_a_thumbnail_is_a_small_png_of_the_cleaned_signature(pictures, tmp_path)
 def test_thumbnails_are_kept_in_order_and_covered_by_the_integrity_check(store_location, pictures):
     with open_store(store_location, PARAMETERS) as store:
         entries = _with_pictures(_entries(3), pictures) + _entries(1, start=3)  # the last one without a picture
-        assert store.add("ann", entries, "model1") == (4, 4)
+        assert store.add("ann", entries, "model1") == (4, 4, [])
     with open_store(store_location, PARAMETERS, create=False) as store:
         assert store.thumbnails_of("ann") == [("s0.png", pictures[0]), ("s1.png", pictures[1]),
                                               ("s2.png", pictures[2]), ("s3.png", None)]
@@ -103,8 +103,8 @@ def test_a_store_made_before_thumbnails_opens_and_its_first_enrolment_upgrades_i
     assert _schema(store_location) == "2"  # reading changes nothing
     with open_store(store_location, PARAMETERS) as store:
         assert store.thumbnails
-        assert store.add("bob", _with_pictures(_entries(3, start=5), pictures), "model1") == (3, 3)
-        assert store.add("ann", _with_pictures(_entries(1, start=3), pictures), "model1") == (1, 4)
+        assert store.add("bob", _with_pictures(_entries(3, start=5), pictures), "model1") == (3, 3, [])
+        assert store.add("ann", _with_pictures(_entries(1, start=3), pictures), "model1") == (1, 4, [])
     assert _schema(store_location) == str(SCHEMA_VERSION)
     with open_store(store_location, PARAMETERS, create=False) as store:
         assert [picture for _, picture in store.thumbnails_of("ann")] == [None, None, None, pictures[0]]

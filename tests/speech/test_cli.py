@@ -424,3 +424,30 @@ def test_fine_tuning_uses_every_recording_unless_a_split_is_asked_for(demo_model
                 "--copies", "1", "--quiet")
     assert asked.exit_code == 0, asked.output
     assert "held-out clips" in asked.output and "trained on 20 clips" not in asked.output
+
+
+def test_a_name_that_is_not_utf8_is_answered_alike_with_and_without_the_cache(demo_model, demo_dir, tmp_path, monkeypatch):
+    import os
+
+    model, _ = demo_model
+    path = tmp_path / os.fsdecode(b"d\xe9mo-\xff.wav")
+    path.write_bytes((demo_dir / "3" / "gb_130_35.wav").read_bytes())
+    monkeypatch.setenv("INKVOICE_CACHE", str(tmp_path / "cache"))
+    answers = [run("predict", model, path, "--json", *extra) for extra in (["--no-cache"], [], [])]
+    assert [result.exit_code for result in answers] == [0, 0, 0], answers[0].output
+    assert _answers(answers[0]) == _answers(answers[1]) == _answers(answers[2])
+    assert _answers(answers[0])[0]["label"] == "3"
+
+
+def test_a_file_name_with_control_characters_cannot_forge_a_line(demo_model, demo_dir, tmp_path):
+    import shutil
+
+    model, _ = demo_model
+    forged = tmp_path / "x.wav\t9\t1.000\nfake.wav"
+    shutil.copy(demo_dir / "7" / "us_165_50.wav", forged)
+    result = run("predict", model, forged, tmp_path / "gone\x1b[2J.wav")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("x.wav\\t9\\t1.000\\nfake.wav".join([str(tmp_path) + "/", ""]))
+    assert lines[0].count("\t") == 2
+    assert result.stderr.count("\n") == 1 and "gone\\x1b[2J.wav" in result.stderr

@@ -10,7 +10,7 @@ from inkvoice.core.extraction import ExtractionSettings
 from inkvoice.speech.dataset import load_dataset, split_indices
 from inkvoice.speech.evaluation import evaluate
 from inkvoice.speech.model import SpeechModel, train, train_folder
-from tests.speech.conftest import tone, word, write
+from tests.speech.conftest import word, write
 
 FAST = {"epochs": 30, "hidden_sizes": [32], "seed": 0}
 ONE = ExtractionSettings(n_jobs=1)

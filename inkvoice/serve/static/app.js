@@ -3,18 +3,14 @@
 const MAX_RECORD_SECONDS = 8;   // the server refuses clips over 10 s
 const WAV_RATE = 16000;         // recordings are sent as 16-bit mono WAV at this rate
 const HISTORY_LENGTH = 12;
+const HEALTH_SECONDS = 5;       // how often the header asks the server how it is
 
 const $ = (selector) => document.querySelector(selector);
 
 // --- talking to the API -------------------------------------------------------------------
 
 async function api(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, options);
-  } catch (error) {
-    throw new Error("the server cannot be reached");
-  }
+  const response = await reach(path, options);
   let body = null;
   try {
     body = await response.json();
@@ -28,6 +24,27 @@ async function api(path, options = {}) {
     throw failure;
   }
   return body;
+}
+
+async function reach(path, options) {
+  try {
+    return await fetch(path, options);
+  } catch (error) {
+    throw new Error("the server cannot be reached: is it still running?");
+  }
+}
+
+// The token typed in the page, as the header that opens the writer list and the references.
+function authorisation() {
+  const token = $("#token").value.trim();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// A reference picture, fetched with the token (an <img> cannot send one), as a URL for an <img>.
+async function picture(path) {
+  const response = await reach(path, { headers: authorisation() });
+  if (!response.ok) throw new Error(`the picture could not be loaded (${response.status})`);
+  return URL.createObjectURL(await response.blob());
 }
 
 function upload(path, file, name, extra = {}) {
@@ -222,40 +239,72 @@ async function sendSpeech(file, name, source) {
 }
 
 function renderPrediction(answer, elapsed, source) {
-  const unsure = answer.label === "unknown" || answer.confidence < 0.6;
+  const unknown = answer.label === "unknown";
+  const guess = unknown && answer.top.length ? answer.top[0] : null;
+  const unsure = unknown || answer.confidence < 0.6;
   const gauge = element("div", { class: "bar-gauge" }, element("div"));
   gauge.firstChild.style.width = percent(answer.confidence).replace(" ", "");
   const top = element("div", { class: "top" });
   for (const entry of answer.top.slice(1)) {
     top.append(element("span", {}, element("b", { text: entry.label }), ` ${percent(entry.probability)}`));
   }
-  const facts = element("div", { class: "facts" },
-    element("div", { class: "confidence", text: `${percent(answer.confidence)} confident${unsure ? " — check it" : ""}` }),
-    gauge);
-  if (answer.reason) facts.append(element("div", { class: "detail", text: answer.reason }));
+  const facts = element("div", { class: "facts" });
+  if (unknown) {
+    facts.append(element("div", { class: "confidence", "data-testid": "guess",
+      text: guess ? `Not sure it is a digit. Best guess: ${guess.label} (${percent(guess.probability)})`
+        : "No digit heard" }));
+    if (answer.reason) facts.append(element("div", { class: "detail", text: `Why: ${answer.reason}` }));
+  } else {
+    facts.append(element("div", { class: "confidence",
+      text: `${percent(answer.confidence)} confident${unsure ? " — check it" : ""}` }));
+  }
+  if (!unknown || guess) facts.append(gauge);
   if (answer.top.length > 1) facts.append(element("div", { class: "detail" }, "next most likely: ", top));
   facts.append(element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · answered in ${Math.round(elapsed)} ms` }));
-  const card = element("div", { class: `answer${unsure ? " unsure" : ""}`, "data-testid": "speech-answer" },
-    element("div", { class: "value", id: "speech-label", text: answer.label }), facts);
+  const value = unknown
+    ? element("div", { class: "value guess", id: "speech-label", title: "unknown: the digit shown is a guess" },
+      guess ? guess.label : "?", element("span", { class: "guess-mark", text: "?" }))
+    : element("div", { class: "value", id: "speech-label", text: answer.label });
+  const card = element("div", { class: `answer${unsure ? " unsure" : ""}`, "data-testid": "speech-answer" }, value, facts);
   $("#speech-result").replaceChildren(card);
-  remember(answer.label, answer.confidence, source === "recording" ? "recording" : answer.file);
+  remember(unknown ? `${guess ? guess.label : ""}?` : answer.label, answer.confidence,
+    source === "recording" ? "recording" : answer.file);
 }
 
+const ORDINALS = ["1st", "2nd", "3rd"];
+const ordinal = (n) => ORDINALS[n - 1] || `${n}th`;
+
 function renderDigits(answer, elapsed, source) {
-  const digits = answer.digits || "";
+  const found = answer.segments || [];
+  const unread = found.map((segment, index) => segment.label === "unknown" ? index + 1 : 0).filter(Boolean);
+  // Each stretch of speech in its place: a digit, or "?" where one could not be read.
+  const value = element("div", { class: "value long", id: "speech-label" });
+  if (!found.length) value.textContent = "—";
+  for (const segment of found) {
+    value.append(segment.label === "unknown" ? element("span", { class: "unread", text: "?" }) : segment.label);
+  }
   const segments = element("div", { class: "segments" });
-  for (const segment of answer.segments || []) {
-    segments.append(element("span", {
-      text: `${segment.label} ${percent(segment.confidence)} · ${segment.start.toFixed(2)}–${segment.end.toFixed(2)} s`,
+  for (const segment of found) {
+    const label = segment.label === "unknown" ? "not read" : segment.label;
+    segments.append(element("span", { class: segment.label === "unknown" ? "unread" : "",
+      text: `${label} ${percent(segment.confidence)} · ${segment.start.toFixed(2)}–${segment.end.toFixed(2)} s`,
     }));
   }
-  const facts = element("div", { class: "facts" },
-    element("div", { class: "confidence", text: `${(answer.segments || []).length} digit(s)` }),
-    element("div", { class: "detail", text: `${source === "recording" ? "recording" : answer.file} · answered in ${Math.round(elapsed)} ms` }));
-  const card = element("div", { class: "answer", "data-testid": "speech-answer" },
-    element("div", { class: "value long", id: "speech-label", text: digits || "—" }), facts, segments);
+  const facts = element("div", { class: "facts" });
+  if (unread.length) {
+    const which = unread.map(ordinal).join(", ");
+    facts.append(element("div", { class: "confidence warning", "data-testid": "incomplete",
+      text: `Incomplete: ${found.length} digits heard, the ${which} could not be read (shown as ?). ` +
+        `Only ${answer.digits || "nothing"} is certain; say it again or check it.` }));
+  } else {
+    facts.append(element("div", { class: "confidence", text: `${found.length} digit${found.length === 1 ? "" : "s"}` }));
+  }
+  facts.append(element("div", { class: "detail",
+    text: `${source === "recording" ? "recording" : answer.file} · answered in ${Math.round(elapsed)} ms` }));
+  const card = element("div", { class: `answer${unread.length ? " unsure" : ""}`, "data-testid": "speech-answer" },
+    value, facts, segments);
   $("#speech-result").replaceChildren(card);
-  remember(digits || "—", null, source === "recording" ? "recording" : answer.file);
+  remember(value.textContent, null, source === "recording" ? "recording" : answer.file);
 }
 
 function remember(what, confidence, source) {
@@ -276,13 +325,20 @@ function addHistory(list, ...cells) {
 let writers = [];
 
 async function loadWriters() {
-  try {
-    writers = await api("/api/signature/writers");
-  } catch (error) {
-    $("#writer-info").textContent = error.message;
+  writers = null;
+  const list = $("#writer-list");
+  if (!$("#token").value.trim()) {
+    list.replaceChildren();
+    describeWriter();
     return;
   }
-  const list = $("#writer-list");
+  try {
+    writers = await api("/api/signature/writers", { headers: authorisation() });
+  } catch (error) {
+    list.replaceChildren();
+    $("#writer-info").textContent = `no list of writers: ${error.message}`;
+    return;
+  }
   list.replaceChildren(...writers.map((entry) =>
     element("option", { value: entry.writer, label: `${entry.references} references` })));
   describeWriter();
@@ -290,8 +346,12 @@ async function loadWriters() {
 
 function describeWriter() {
   const name = $("#writer").value.trim();
-  const entry = writers.find((candidate) => candidate.writer === name);
   const info = $("#writer-info");
+  if (writers === null) {  // the list is private: without the token, the name is typed
+    info.textContent = name ? "" : "type the name (the token shows the list)";
+    return;
+  }
+  const entry = writers.find((candidate) => candidate.writer === name);
   if (!name) info.textContent = writers.length ? `${writers.length} writer(s) enrolled` : "no writer enrolled yet";
   else if (entry) info.textContent = `${entry.references} references`;
   else info.textContent = "not enrolled";
@@ -310,10 +370,11 @@ async function verifySignature(file) {
   const base = `/api/signature/writers/${encodeURIComponent(writer)}`;
   try {
     // The references are fetched alongside the verdict; the verdict does not wait for them to fail.
+    const listing = $("#token").value.trim()
+      ? api(`${base}/references`, { headers: authorisation() }).catch((error) => ({ error: error.message }))
+      : Promise.resolve({ error: "enter the token to see them" });
     const [answer, references] = await Promise.all([
-      upload(`${base}/verify${explain ? "?explain=1" : ""}`, file, file.name || "signature.png"),
-      api(`${base}/references`).catch((error) => ({ error: error.message })),
-    ]);
+      upload(`${base}/verify${explain ? "?explain=1" : ""}`, file, file.name || "signature.png"), listing]);
     renderVerdict(answer, file, references);
   } catch (error) {
     showError(result, error.message);
@@ -338,9 +399,14 @@ function referenceFigure(writer, listing) {
   const grid = element("div", { class: "references" });
   for (const reference of listing.references) {
     const label = `reference ${reference.number}: ${reference.source}`;
-    grid.append(reference.thumbnail
-      ? element("img", { src: reference.thumbnail, alt: label, title: label })
-      : element("span", { class: "missing", title: label, text: "no picture" }));
+    if (reference.thumbnail) {
+      const image = element("img", { alt: label, title: label });
+      picture(reference.thumbnail).then((url) => { image.src = url; })
+        .catch((error) => image.replaceWith(element("span", { class: "missing", title: label, text: error.message })));
+      grid.append(image);
+    } else {
+      grid.append(element("span", { class: "missing", title: label, text: "no picture" }));
+    }
   }
   figure.append(grid);
   if (kept.length < listing.references.length) {
@@ -358,8 +424,10 @@ function renderVerdict(answer, file, references) {
   scale.querySelector(".point").style.left = position(answer.score);
   const card = element("div", { class: `verdict ${answer.verdict}`, "data-testid": "verdict" },
     element("div", { class: "word", id: "verdict-word", text: answer.verdict }),
-    element("div", { class: "detail",
-      text: `score ${answer.score.toFixed(2)}, threshold ${answer.threshold.toFixed(2)} · ${answer.writer}, ${answer.references} references` }),
+    element("div", { class: "detail" },
+      element("span", { class: "score", "data-testid": "score",
+        text: `score ${answer.score.toFixed(2)} (threshold ${answer.threshold.toFixed(2)})` }),
+      " ", element("span", { class: "who", text: `${answer.writer}, ${answer.references} references` })),
     scale,
     element("div", { class: "scale-labels" }, element("span", { text: "forged" }), element("span", { text: "threshold" }),
       element("span", { text: "genuine" })),
@@ -370,8 +438,14 @@ function renderVerdict(answer, file, references) {
   const parts = [card, compare];
   if (answer.explanation) {
     const explanation = element("div", { class: "explanation", "data-testid": "explanation" });
+    if (answer.explanation.summary) {
+      explanation.append(element("p", { class: "summary", text: answer.explanation.summary }));
+    }
     if (answer.explanation.image) {
-      explanation.append(element("img", { src: answer.explanation.image, alt: "the signature checked beside its nearest reference, the regions that depart most boxed on both" }));
+      // At its own size in a box of its own, so that its labels stay readable on a small screen.
+      const image = element("img", { src: answer.explanation.image, alt: "the signature checked beside its nearest reference, the regions that depart most boxed on both" });
+      explanation.append(element("div", { class: "picture", tabindex: "0", role: "group",
+        "aria-label": "explanation picture (scrolls sideways on a small screen)" }, image));
     }
     if (answer.explanation.groups && answer.explanation.groups.length) {
       const list = element("ul");
@@ -396,15 +470,13 @@ async function enrol(event) {
   const message = $("#enrol-result");
   const writer = $("#enrol-writer").value.trim();
   const files = $("#enrol-files").files;
-  const token = $("#token").value;
-  sessionStorage.setItem("inkvoice-token", token);
   const form = new FormData();
   for (const file of files) form.append("files", file, file.name);
   message.className = "message";
   message.textContent = `enrolling ${files.length} image(s)…`;
   try {
     const answer = await api(`/api/signature/writers/${encodeURIComponent(writer)}/references`, {
-      method: "POST", body: form, headers: { Authorization: `Bearer ${token}` },
+      method: "POST", body: form, headers: authorisation(),
     });
     message.className = "message ok";
     message.textContent = `${answer.writer}: ${answer.added} reference(s) added, ${answer.references} in total`;
@@ -427,11 +499,9 @@ async function removeWriter() {
     return;
   }
   if (!confirm(`Remove ${writer} and all their references?`)) return;
-  const token = $("#token").value;
-  sessionStorage.setItem("inkvoice-token", token);
   try {
     const answer = await api(`/api/signature/writers/${encodeURIComponent(writer)}`, {
-      method: "DELETE", headers: { Authorization: `Bearer ${token}` },
+      method: "DELETE", headers: authorisation(),
     });
     message.className = "message ok";
     message.textContent = `${answer.writer} removed (${answer.removed} references)`;
@@ -491,21 +561,46 @@ function toggleHelp() {
   $("#help-button").setAttribute("aria-expanded", String(!help.hidden));
 }
 
-async function start() {
+// The header follows the server: its models when ready, "starting" while they load, and
+// plainly "not reachable" (with no models listed) when it has gone away.
+let serverState = null;
+
+async function watchServer() {
+  let health = null;
+  let state = "gone";
   try {
-    const health = await api("/healthz");
-    const names = Object.entries(health.models).map(([pipeline, model]) => `${pipeline}: ${model.name}`);
-    $("#status").textContent = `${names.join(" · ")} · inkvoice ${health.version}`;
-    for (const pipeline of ["speech", "signature"]) {
-      const available = pipeline in health.models;
-      document.querySelector(`#${pipeline} .work`).hidden = !available;
-      document.querySelector(`#${pipeline} .unavailable`).hidden = available;
-    }
-    if ("signature" in health.models) loadWriters();
+    const response = await fetch("/healthz", { cache: "no-store" });
+    health = await response.json();
+    state = health && health.status === "ready" && response.ok ? "ready" : "starting";
   } catch (error) {
-    $("#status").textContent = `server not available: ${error.message}`;
-    $("#status").classList.add("down");
+    state = "gone";
   }
+  const status = $("#status");
+  status.classList.toggle("down", state === "gone");
+  status.classList.toggle("starting", state === "starting");
+  if (state === "gone") {
+    status.textContent = "Server not reachable: answers will fail until it is back.";
+  } else if (state === "starting") {
+    status.textContent = "Server starting: the models are loading…";
+  } else {
+    const names = Object.entries(health.models).map(([pipeline, model]) => `${pipeline}: ${model.name}`);
+    status.textContent = `${names.join(" · ")} · inkvoice ${health.version}`;
+  }
+  if (health && state !== serverState) showModels(health);
+  serverState = state;
+  setTimeout(watchServer, HEALTH_SECONDS * 1000);
+}
+
+function showModels(health) {
+  for (const pipeline of ["speech", "signature"]) {
+    const available = pipeline in health.models;
+    document.querySelector(`#${pipeline} .work`).hidden = !available;
+    document.querySelector(`#${pipeline} .unavailable`).hidden = available;
+  }
+  const enrolment = health.enrolment !== false;
+  $("#enrol-fields").disabled = !enrolment;
+  $("#enrol-off").hidden = enrolment;
+  if ("signature" in health.models) loadWriters();
 }
 
 $("#record").addEventListener("click", toggleRecording);
@@ -514,6 +609,7 @@ $("#audio-file").addEventListener("change", (event) => {
   if (file) sendSpeech(file, file.name, "file");
   event.target.value = "";
 });
+$("#audio-button").addEventListener("click", () => $("#audio-file").click());
 dropZone($("#speech-drop"), (file) => file.type.startsWith("audio/") || /\.(wav|flac|ogg)$/i.test(file.name),
   (file) => sendSpeech(file, file.name, "file"));
 $("#speech-drop").addEventListener("click", () => $("#audio-file").click());
@@ -550,6 +646,10 @@ $("#writer").addEventListener("keydown", (event) => {
 $("#enrol-form").addEventListener("submit", enrol);
 $("#remove").addEventListener("click", removeWriter);
 $("#token").value = sessionStorage.getItem("inkvoice-token") || "";
+$("#token").addEventListener("change", () => {
+  sessionStorage.setItem("inkvoice-token", $("#token").value.trim());
+  loadWriters();
+});
 $("#help-button").addEventListener("click", toggleHelp);
 document.addEventListener("keydown", shortcuts);
-start();
+watchServer();
