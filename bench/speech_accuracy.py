@@ -2,7 +2,8 @@
 
     python bench/speech_accuracy.py [--data FOLDER] [--speakers george,theo] [--copies 8] [--test-copies 8]
                                     [--epochs 40] [--extra data/speech] [--oov data/speech_oov]
-                                    [--sentences data/speech_strings] [--official] [--fine-tune-takes 5]
+                                    [--sentences data/speech_strings] [--voices data/speech] [--official]
+                                    [--fine-tune-takes 5]
 
 FOLDER defaults to $INKVOICE_DATA/fsdd. For every left-out speaker, a model trained on the
 others (with the product's defaults unless told otherwise) is tested on that speaker's clips:
@@ -12,7 +13,9 @@ others (with the product's defaults unless told otherwise) is tested on that spe
 - rejection: the share of clean digit clips answered ``unknown`` (should be tiny), of made
   non-speech sounds (every family of ``speech.sounds.NON_SPEECH``, with other seeds than
   training's) and of spoken words outside the vocabulary (``--oov``, e.g. the project's
-  synthetic voices saying other words) answered ``unknown``;
+  synthetic voices saying other words) answered ``unknown``; ``--voices``: digits said by voices
+  that never train (e.g. the project's synthetic voices, when ``--extra`` is not given): their
+  accuracy and the share answered ``unknown`` (should be tiny too);
 - digit strings: 3-10 of the speaker's clips with 100-500 ms pauses, clean and with test noise
   at 10 dB, through ``transcribe``: digit error rate (edit distance / length) and the share of
   strings with the right number of digits; ``--sentences``: synthetic voices reading digit
@@ -42,7 +45,7 @@ from inkvoice.speech.sounds import CONDITIONS, NON_SPEECH, apply_condition, digi
 from real_data import data_folder  # noqa: E402
 
 RATE = 8000
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
 def edit_distance(a, b):
@@ -121,6 +124,19 @@ def accuracy(model, probabilities, labels):
     return float(np.mean([a == t for a, t in zip(answers, labels)]))
 
 
+def accuracy_by_threshold(model, probabilities, labels):
+    """{threshold: accuracy} had the rejection threshold been each of ``THRESHOLDS``."""
+    classes = model.classes
+    words = [i for i, label in enumerate(classes) if label != REJECT_CLASS]
+    column = classes.index(REJECT_CLASS) if REJECT_CLASS in classes else None
+    result = {}
+    for threshold in THRESHOLDS:
+        right = [p is not None and classes[words[int(np.argmax(p[words]))]] == str(t)
+                 and (column is None or p[column] < threshold) for p, t in zip(probabilities, labels)]
+        result[threshold] = float(np.mean(right))
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="FSDD folder (default: $INKVOICE_DATA/fsdd).")
@@ -140,6 +156,8 @@ def main():
     parser.add_argument("--non-speech", type=int, default=20, help="Non-speech sounds per family.")
     parser.add_argument("--oov", help="A folder of out-of-vocabulary words (any audio files) that must be rejected.")
     parser.add_argument("--sentences", help="A folder of digit strings read without pauses, named <voice>_<digits>.wav.")
+    parser.add_argument("--voices", help="A labelled folder of digits by voices that never train (accuracy and "
+                        "share rejected).")
     parser.add_argument("--jobs", type=int, default=None, help="Worker processes for extraction.")
     parser.add_argument("--extra", help="A folder of more labelled clips added to every training set (never tested).")
     arguments = parser.parse_args()
@@ -156,6 +174,7 @@ def main():
     oov = sorted(p for p in Path(arguments.oov).rglob("*") if is_audio(p)) if arguments.oov else []
     sentences = sorted(p for p in Path(arguments.sentences).rglob("*") if is_audio(p)) if arguments.sentences else []
     sentence_truths = [p.stem.rsplit("_", 1)[1] for p in sentences]
+    voices = load_dataset(arguments.voices) if arguments.voices else None
 
     def fit(train_indices, init=None, settings=None):
         data, indices = dataset, train_indices
@@ -186,6 +205,7 @@ def main():
             for condition, (paths, labels) in made.items():
                 probabilities, _ = model.predict_proba_files(paths, extraction=extraction)
                 row[condition] = accuracy(model, probabilities, labels)
+                row.setdefault("by_threshold", {})[condition] = accuracy_by_threshold(model, probabilities, labels)
                 if condition == "clean":
                     row["digit_rejects"] = {t: reject_share(model, probabilities, t) for t in THRESHOLDS}
             probabilities, _ = model.predict_proba_files(non_speech_paths, extraction=extraction)
@@ -193,6 +213,11 @@ def main():
             if oov:
                 probabilities, _ = model.predict_proba_files(oov, extraction=extraction)
                 row["oov"] = {t: reject_share(model, probabilities, t) for t in THRESHOLDS}
+            if voices is not None:
+                probabilities, _ = model.predict_proba_files(voices.paths, extraction=extraction)
+                row["voices"] = accuracy(model, probabilities, voices.labels)
+                row.setdefault("by_threshold", {})["voices"] = accuracy_by_threshold(model, probabilities, voices.labels)
+                row["voice_rejects"] = {t: reject_share(model, probabilities, t) for t in THRESHOLDS}
             if arguments.strings:
                 paths, truths = write_strings(dataset, test_indices, folder / speaker, arguments.strings, arguments.seed + number)
                 row["strings_clean"] = string_scores(model, paths[0::2], truths[0::2], extraction)
@@ -210,10 +235,10 @@ def main():
                 row["fine_tuning"] = (before, after)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    report(rows, official, arguments, dataset, extra, oov, sentences)
+    report(rows, official, arguments, dataset, extra, oov, sentences, voices)
 
 
-def report(rows, official, arguments, dataset, extra, oov, sentences):
+def report(rows, official, arguments, dataset, extra, oov, sentences, voices=None):
     extra_note = f"; {len(extra)} extra training clips from {arguments.extra}" if extra is not None else ""
     print(f"FSDD, {len(dataset)} clips{extra_note}; augmentation copies={arguments.copies}, test-time copies="
           f"{arguments.test_copies}, epochs={arguments.epochs}, ensemble={arguments.ensemble}, seed={arguments.seed}")
@@ -226,7 +251,7 @@ def report(rows, official, arguments, dataset, extra, oov, sentences):
     print(f"| **mean ({len(rows)} speakers)** | " + " | ".join(f"**{100 * np.mean([r[c] for r in rows]):.1f}%**" for c in CONDITIONS) + " | |")
 
     # The threshold for each fold is chosen on the other folds: the lowest that rejects at most 1% of their digits.
-    kinds = ["digit_rejects", "non_speech"] + (["oov"] if oov else [])
+    kinds = ["digit_rejects"] + (["voice_rejects"] if voices is not None else []) + ["non_speech"] + (["oov"] if oov else [])
     print("\nRejection (share answered unknown) by threshold on the rejection class's probability, mean over folds:")
     print("\n| threshold | " + " | ".join(kinds) + " |")
     print("|---:|" + "---:|" * len(kinds))
@@ -236,11 +261,23 @@ def report(rows, official, arguments, dataset, extra, oov, sentences):
         chosen = []
         for index, row in enumerate(rows):
             others = [r for j, r in enumerate(rows) if j != index]
-            fitting = [t for t in THRESHOLDS if np.mean([r["digit_rejects"][t] for r in others]) <= 0.01]
+            fitting = [t for t in THRESHOLDS if all(np.mean([r[k][t] for r in others]) <= 0.01
+                                                    for k in ("digit_rejects", "voice_rejects") if k in row)]
             chosen.append((min(fitting) if fitting else max(THRESHOLDS), row))
-        print("\nWith each fold's threshold chosen on the other folds (lowest rejecting <= 1% of their digits): "
+        print("\nWith each fold's threshold chosen on the other folds (lowest rejecting <= 1% of their digits, "
+              "and of the held-out voices' digits with --voices): "
               + ", ".join(f"{k} {100 * np.mean([row[k][t] for t, row in chosen]):.1f}%" for k in kinds)
               + f" (thresholds {', '.join(str(t) for t, _ in chosen)})")
+
+    conditions = list(CONDITIONS) + (["voices"] if voices is not None else [])
+    print("\nAccuracy (unknown counts as an error) by rejection threshold, mean over folds:")
+    print("\n| threshold | " + " | ".join(conditions) + " |")
+    print("|---:|" + "---:|" * len(conditions))
+    for t in THRESHOLDS:
+        print(f"| {t} | " + " | ".join(f"{100 * np.mean([r['by_threshold'][c][t] for r in rows]):.1f}%" for c in conditions) + " |")
+    if voices is not None:
+        print(f"\nDigits by voices that never trained ({arguments.voices}, {len(voices)} clips): accuracy "
+              f"{100 * np.mean([r['voices'] for r in rows]):.1f}% (mean over folds; unknown counts as an error)")
 
     if "strings_clean" in rows[0]:
         single = 1 - np.mean([r["clean"] for r in rows])

@@ -400,6 +400,15 @@ def _run_chunk(jobs):
     return [_run_one(job) for job in jobs]
 
 
+def _run_chunk_in_worker(jobs):
+    """:func:`_run_chunk` in a worker process, with one BLAS thread: the workers already hold
+    every core, and BLAS threads on top of them spin waiting for a core (see core.threads)."""
+    from inkvoice.core.threads import blas_threads
+
+    with blas_threads(1):
+        return _run_chunk(jobs)
+
+
 def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, progress=None, chunk_size=32,
                  scheduler=None, send_files=False):
     """Apply ``function(path, **parameters)`` to every path, in parallel and through the cache.
@@ -469,7 +478,7 @@ def extract_many(function, paths, parameters, *, cache_dir=None, n_jobs=None, pr
         _collect(zip(chunks, outputs), results, keys, cache, progress)
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-            outputs = pool.map(_run_chunk, [[(function, paths[i], parameters) for i in chunk] for chunk in chunks])
+            outputs = pool.map(_run_chunk_in_worker, [[(function, paths[i], parameters) for i in chunk] for chunk in chunks])
             _collect(zip(chunks, outputs), results, keys, cache, progress)
     if not any(isinstance(result, ProjectError) for result in results):
         cache.put_set(keys, results)

@@ -31,13 +31,15 @@ DEFAULT_AUGMENTATION = {
     "phone_probability": 0.1,
     "gain_db": 6.0,
     "negatives": 3,
+    "speech_negatives": 0.5,
 }
 # Test-time augmentation: speed and pitch only. Adding noise or rooms to a clip that is already
 # noisy makes it worse, while other speeds stand in for the voices a model has not heard.
 TEST_AUGMENTATION = {"reverb_probability": 0.0, "window_probability": 0.0, "noise_probability": 0.0,
                      "phone_probability": 0.0, "negatives": 0}
 
-_PROBABILITIES = ("reverb_probability", "window_probability", "noise_probability", "babble_share", "phone_probability")
+_PROBABILITIES = ("reverb_probability", "window_probability", "noise_probability", "babble_share", "phone_probability",
+                  "speech_negatives")
 _RANGES = {"speed": (0.5, 2.0), "window_seconds": (0.0, 5.0), "snr_db": (-10.0, 60.0)}
 
 
@@ -99,14 +101,16 @@ def perturb(samples, sample_rate, settings, generator):
 def negative(samples, sample_rate, settings, generator):
     """An example of what is not one of the model's words, made with ``generator``.
 
-    About a third are the clip played backwards (speech-like, yet no word), a sixth the word
-    said twice without a pause (so that two words are not read as one), half synthetic
-    non-speech sounds (:data:`speech.sounds.NON_SPEECH`); all then go through :func:`perturb`.
+    A share ``settings["speech_negatives"]`` is speech-like: seven tenths of it the clip played
+    backwards (speech, yet no word), three tenths the word said twice without a pause (so that
+    two words are not read as one); the rest synthetic non-speech sounds
+    (:data:`speech.sounds.NON_SPEECH`). All then go through :func:`perturb`.
     """
     choice = generator.random()
-    if choice < 0.35:
+    share = settings.get("speech_negatives", DEFAULT_AUGMENTATION["speech_negatives"])
+    if choice < 0.7 * share:
         source = samples[::-1].copy()
-    elif choice < 0.5:
+    elif choice < share:
         gap = np.zeros(int(sample_rate * generator.uniform(0.0, 0.08)), dtype=np.float32)
         source = np.concatenate([samples, gap, change_speed(samples, float(generator.uniform(0.8, 1.25)))])
     else:

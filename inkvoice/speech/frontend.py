@@ -39,12 +39,14 @@ MAX_GAP_SECONDS = 0.06
 PITCH_HZ = (70.0, 400.0)
 VOICING = 0.45
 VOICING_WINDOW_MS = 40.0
+VOICING_BLOCK = 512
 MIN_VOICED_SECONDS = 0.03
 # The longest unvoiced sound before or after the vowels of a word (the "s" of "six", the "f" of "five").
 UNVOICED_EDGE_SECONDS = 0.15
 # Stretches of speech at least this long may hold several words said without pauses; their
-# possible word boundaries are energy dips this deep (at most this many per stretch).
-LONG_STRETCH_SECONDS = 0.6
+# possible word boundaries are energy dips this deep (at most this many per stretch); two
+# digits read at pace without a pause last about half a second.
+LONG_STRETCH_SECONDS = 0.4
 BOUNDARY_DIP_DB = 1.5
 MAX_BOUNDARIES = 24
 # What is kept around the detected speech, so weak onsets and endings stay.
@@ -105,9 +107,14 @@ def power_spectrogram(samples, window, parameters):
 
 
 def _band_bins(parameters):
+    """The bins of ``VAD_BAND_HZ`` as a slice (a slice is a view, where a mask would copy)."""
     n_bins = int(parameters["n_fft"]) // 2 + 1
-    frequencies = np.linspace(0.0, parameters["sample_rate"] / 2, n_bins)
-    return (frequencies >= VAD_BAND_HZ[0]) & (frequencies <= VAD_BAND_HZ[1])
+    return _band_slice(np.linspace(0.0, parameters["sample_rate"] / 2, n_bins))
+
+
+def _band_slice(frequencies):
+    inside = np.flatnonzero((frequencies >= VAD_BAND_HZ[0]) & (frequencies <= VAD_BAND_HZ[1]))
+    return slice(int(inside[0]), int(inside[-1]) + 1)
 
 
 def _starts(counts):
@@ -163,13 +170,17 @@ def voicing(clips, parameters, selected):
     n_frames = [1 + (max(np.size(clip) + 2 * (length // 2), length) - length) // hop for clip in clips]
     chosen = [frames[frames < n] for frames, n in zip((np.asarray(f, dtype=np.intp) for f in selected), n_frames)]
     frames, _ = frames_of(clips, length, hop, 0.0, chosen)
-    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
-    spectrum = np.fft.rfft(frames * window.astype(np.float64), n=n_fft, axis=1)[:, band]
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    # The autocorrelation at lag 0 and over the pitch periods only: the inverse transform's
-    # cosines at those lags, applied to the band's bins.
-    correlation = power @ basis
-    peaks = correlation[:, 1:].max(axis=1, initial=-np.inf) / np.maximum(correlation[:, 0], 1e-20)
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32).astype(np.float64)
+    peaks = np.empty(frames.shape[0], dtype=np.float32)
+    # In blocks of frames, so that the long transforms stay in the processor's cache.
+    for start in range(0, frames.shape[0], VOICING_BLOCK):
+        block = slice(start, start + VOICING_BLOCK)
+        spectrum = np.fft.rfft(frames[block] * window, n=n_fft, axis=1)[:, band]
+        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+        # The autocorrelation at lag 0 and over the pitch periods only: the inverse transform's
+        # cosines at those lags, applied to the band's bins.
+        correlation = power @ basis
+        peaks[block] = correlation[:, 1:].max(axis=1, initial=-np.inf) / np.maximum(correlation[:, 0], 1e-20)
     voiced, position = [], 0
     for frames_of_clip, n in zip(chosen, n_frames):
         flags = np.zeros(n, dtype=bool)
@@ -186,13 +197,13 @@ def _correlation_basis(rate, length, n_fft):
     """The cosines that turn a band's power spectrum into its autocorrelation at lag 0 and the pitch lags."""
     key = (rate, length, n_fft)
     if key not in _CORRELATION:
-        frequencies = np.linspace(0.0, rate / 2, n_fft // 2 + 1)
-        band = np.flatnonzero((frequencies >= VAD_BAND_HZ[0]) & (frequencies <= VAD_BAND_HZ[1]))
+        band = _band_slice(np.linspace(0.0, rate / 2, n_fft // 2 + 1))
+        bins = np.arange(band.start, band.stop)
         low, high = int(rate / PITCH_HZ[1]), int(rate / PITCH_HZ[0])
         lags = np.concatenate([[0], np.arange(low, min(high, n_fft - 1) + 1)])
         # irfft's weights: the zero and Nyquist bins once, the others twice (their mirror images).
-        weights = np.where((band == 0) | (band == n_fft // 2), 1.0, 2.0) / n_fft
-        basis = weights[:, None] * np.cos(2 * np.pi * np.outer(band, lags) / n_fft)
+        weights = np.where((bins == 0) | (bins == n_fft // 2), 1.0, 2.0) / n_fft
+        basis = weights[:, None] * np.cos(2 * np.pi * np.outer(bins, lags) / n_fft)
         _CORRELATION[key] = (basis.astype(np.float32), band)
     return _CORRELATION[key]
 

@@ -283,3 +283,17 @@ def test_the_size_limit_trims_only_the_caches_own_files(files, tmp_path):
     os.utime(planted, (0, 0))  # the oldest file there
     enforce_cache_limit(cache, limit=100)
     assert planted.exists()
+
+
+def blas_threads_in_use(path):
+    """A stand-in feature function: the number of threads numpy's BLAS would use here."""
+    from threadpoolctl import threadpool_info
+
+    return np.array([min([pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] or [1])])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: BLAS has one thread anyway")
+def test_worker_processes_use_one_blas_thread_each(files):
+    # The workers already hold every core; BLAS threads on top of them spin waiting for one.
+    results = extract_many(blas_threads_in_use, files, {}, n_jobs=2, chunk_size=4)
+    assert [int(r[0]) for r in results] == [1] * len(files)

@@ -5,7 +5,7 @@ import pytest
 
 from inkvoice.core.errors import ParameterError
 from inkvoice.speech import sounds
-from inkvoice.speech.augment import augmentation_parameters, change_speed, perturb
+from inkvoice.speech.augment import augmentation_parameters, change_speed, negative, perturb
 from inkvoice.speech.features import (
     analyse,
     deltas,
@@ -16,7 +16,7 @@ from inkvoice.speech.features import (
     mfcc,
     segment_means,
 )
-from inkvoice.speech.frontend import speech_span
+from inkvoice.speech.frontend import speech_span, word_boundaries
 from tests.speech.conftest import RATE, tone, write
 
 
@@ -128,7 +128,8 @@ def test_perturb_stays_in_range():
 @pytest.mark.parametrize(
     "overrides, message",
     [({"copies": -1}, "copies"), ({"speed": [1.2, 0.9]}, "speed"), ({"snr_db": 3}, "snr_db"), ({"pitch": 1}, "unknown"),
-     ({"noise_probability": 1.5}, "noise_probability"), ({"negatives": -1}, "negatives")],
+     ({"noise_probability": 1.5}, "noise_probability"), ({"negatives": -1}, "negatives"),
+     ({"speech_negatives": 1.5}, "speech_negatives")],
 )
 def test_bad_augmentation_settings_are_refused(overrides, message):
     with pytest.raises(ParameterError, match=message):
@@ -171,3 +172,22 @@ def test_the_second_pass_leaves_a_word_in_steady_noise_as_it_was(kind):
             spans.append(speech_span(samples, power, noise, parameters))
         assert abs(spans[1][0] - spans[0][0]) + abs(spans[1][1] - spans[0][1]) <= 2
         assert abs(spans[1][0] - start) + abs(spans[1][1] - stop) <= 10
+
+
+@pytest.mark.parametrize("share, depends_on_the_word", [(0.0, False), (1.0, True)])
+def test_speech_negatives_sets_how_many_rejection_examples_are_made_from_the_word(share, depends_on_the_word):
+    settings = augmentation_parameters(speech_negatives=share)
+    low, high = tone(140.0, 0.4), tone(300.0, 0.4)
+    for seed in range(5):
+        made = [negative(word, RATE, settings, np.random.default_rng(seed)) for word in (low, high)]
+        same = made[0].shape == made[1].shape and np.array_equal(made[0], made[1])
+        assert same != depends_on_the_word
+
+
+def test_two_words_said_without_a_pause_in_half_a_second_may_be_cut():
+    # Digits read at pace last 0.2-0.3 s each: a stretch of two of them is shorter than 0.6 s.
+    words = np.concatenate([tone(140.0, 0.25, harmonics=8), tone(220.0, 0.25, harmonics=8)])
+    parameters = feature_parameters()
+    power, _ = analyse(words, parameters)
+    cuts = word_boundaries(power, parameters)
+    assert len(cuts) >= 3 and any(abs(cut - 25) <= 3 for cut in cuts[1:-1])

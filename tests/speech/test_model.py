@@ -211,3 +211,21 @@ def test_describe_gives_the_true_layers_and_activations(tone_folders):
     description = model.describe()
     assert description["layers"] == [model.networks[0].n_features_in_, 32, 1]
     assert (description["activation"], description["output"]) == ("relu", "sigmoid")
+
+
+def test_a_word_the_rejection_class_only_half_claims_keeps_its_digit():
+    # Unfamiliar voices and words in noise give the rejection class 0.5-0.7 where non-speech
+    # gives it nearly 1: the default threshold (chosen on leave-one-speaker-out folds) answers them.
+    from inkvoice.speech.features import feature_parameters
+    from inkvoice.speech.model import DEFAULT_REJECT_THRESHOLD, REJECT_CLASS
+
+    network = MlpClassifier(hidden_sizes=(4,), max_epochs=1, random_state=np.random.default_rng(0))
+    network.fit(np.random.default_rng(0).normal(size=(6, 3)), np.array(["0", "1", REJECT_CLASS] * 2))
+    model = SpeechModel([network], feature_parameters(), {"prediction": {"reject_threshold": DEFAULT_REJECT_THRESHOLD}})
+    column = model.classes.index(REJECT_CLASS)
+    half_claimed = np.full(3, 0.0)
+    half_claimed[column], half_claimed[model.classes.index("0")] = 0.65, 0.35
+    assert model.decide(half_claimed)["label"] == "0"
+    claimed = np.full(3, 0.0)
+    claimed[column], claimed[model.classes.index("1")] = 0.95, 0.05
+    assert model.decide(claimed)["label"] == "unknown"
