@@ -16,7 +16,8 @@ def _schema():
                 "verifier": {"threshold": NUMBER, "dependent_threshold": OptionalField(NUMBER), "spread_floor": NUMBER,
                              "grid": [int], "statistics": OptionalField([str]),
                              "writer_model": OptionalField(writer_model),
-                             "calibration": OptionalField(calibration)}},
+                             "calibration": OptionalField(calibration),
+                             "keypoint_weight": OptionalField(NUMBER)}},
         arrays={"feature_mean": ArraySpec(ndim=1), "feature_scale": ArraySpec(ndim=1, positive=True),
                 "background": ArraySpec(ndim=2, required=False)},
     )
@@ -55,8 +56,8 @@ def load_verifier(path):
     bundle = load_model(path, PIPELINE, _schema())
     name = str(path)
     try:
-        # files written before stroke texture existed have none
-        parameters = check_parameters({"lbp_radius": None, **bundle.metadata["features"]})
+        # files written before stroke texture or keypoints existed have none
+        parameters = check_parameters({"lbp_radius": None, "keypoints": 0, **bundle.metadata["features"]})
         config = VerifierConfig.from_dict(parameters, bundle.metadata["verifier"])
         names = sorted((key for key in bundle.models if key.startswith("verifier")), key=lambda n: int(n[8:] or 0))
         if not names:
