@@ -42,6 +42,10 @@ DEFAULT_CALIBRATION_WEIGHT = 0.65
 #: reference with a single other one, whose spread is unknown, and such scores misled (see the
 #: README's figures); those writers' scores are left as they are.
 MIN_CALIBRATION_REFERENCES = 3
+#: Fewest references for keypoint evidence: with two, the references' own level of matching
+#: rests on one pair, and CEDAR-trained weights took the Dutch writers' EER (2 references) from
+#: 18.6% to 27.9%; such writers are scored without it.
+MIN_KEYPOINT_REFERENCES = 3
 
 
 @dataclass(frozen=True)
@@ -296,10 +300,11 @@ class Verifier:
 
         ``keypoint_weight`` times how well each query's keypoints match the references over how
         well the references match one another (``keypoints.evidence``); 0 for a model without
-        keypoint features.
+        keypoint features or with fewer than ``MIN_KEYPOINT_REFERENCES`` references.
         """
         queries = np.atleast_2d(queries)
-        if self.keypoint_columns is None or self.config.keypoint_weight == 0:
+        if (self.keypoint_columns is None or self.config.keypoint_weight == 0
+                or len(np.atleast_2d(references)) < MIN_KEYPOINT_REFERENCES):
             return np.zeros(len(queries))
         from inkvoice.signature.keypoints import KEYPOINT_EVIDENCE, evidence
 

@@ -103,6 +103,8 @@ def test_keypoints_add_to_the_features_and_a_model_weighs_them(tmp_path):
     if verifier.config.keypoint_weight:
         term = verifier.keypoint_scores(queries, own[:6])
         assert np.all(term[:2] > term[2:])
+    # two references match each other once: too little to know the writer's level, so no term
+    assert np.array_equal(verifier.keypoint_scores(queries, own[:2]), np.zeros(len(queries)))
 
 
 def test_a_store_made_before_keypoints_existed_keeps_its_digest():
