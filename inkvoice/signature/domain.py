@@ -18,13 +18,14 @@ records, in the model file:
   count matters, since a spread measured on few references is small.
 - ``score_floor``: the lowest score of the held-out development comparisons.
 - ``genuine_floor``: the lowest score a held-out development writer's genuine signature got.
-  A reference scoring below it against the writer's other references is refused: a
-  poisoned reference (a picture of no signature, another writer's signature) scores far
-  below anything genuine.
+  A reference scoring more than ``score_margin`` below it against the writer's other
+  references is refused: a poisoned reference (a picture of no signature) scores far below
+  anything genuine.
 
-A query outside is scored below everything training scored (``score_floor`` minus how far
-out it is, so the score still falls as the departure grows) and is forged whatever the
-threshold; the networks only ever see inputs clipped to ``input_limits``.
+The networks only ever see inputs clipped to ``input_limits``, and what lies beyond is
+subtracted from the score. A query beyond ``margin`` times a limit is outside: scored below
+everything training scored (at most ``score_floor`` less one and the log of its excess) and
+forged whatever the threshold.
 """
 
 from dataclasses import dataclass
@@ -128,24 +129,29 @@ class Domain:
             rows.append(np.maximum(np.concatenate(parts).max(axis=0), floor))
         if not rows:
             rows = [np.maximum(inputs.max(axis=0), floor)]  # no writer has two genuine signatures
+        # with no held-out score at all (every held-out writer had a single genuine signature)
+        # the floors fall back to 0, near where thresholds lie: stricter, never looser
+        score_floor = float(np.min(held_scores)) if np.size(held_scores) else 0.0
+        genuine_floor = float(np.min(held_genuine)) if np.size(held_genuine) else 0.0
         return cls(signature_limits=np.maximum(signature, floor), input_limits=np.maximum(inputs.max(axis=0), floor),
-                   reference_limits=rows, score_floor=float(np.min(held_scores)),
-                   genuine_floor=float(np.min(held_genuine)))
+                   reference_limits=rows, score_floor=score_floor, genuine_floor=genuine_floor)
 
     def to_dict(self):
+        """JSON-able form (stored under the verifier's settings in the model file)."""
         return {"signature_limits": list(self.signature_limits), "input_limits": list(self.input_limits),
                 "reference_limits": [list(row) for row in self.reference_limits], "score_floor": self.score_floor,
-                "genuine_floor": self.genuine_floor, "score_margin": self.score_margin, "margin": self.margin, "reference_margin": self.reference_margin}
+                "genuine_floor": self.genuine_floor, "margin": self.margin,
+                "reference_margin": self.reference_margin, "score_margin": self.score_margin}
 
     def check_sizes(self, n_groups, n_inputs):
-        """Raise ParameterError unless the limits fit a verifier of ``n_groups`` feature groups and ``n_inputs`` inputs."""
+        """Raise ParameterError unless the limits fit ``n_groups`` feature groups and ``n_inputs`` network inputs."""
         if len(self.signature_limits) != n_groups or len(self.input_limits) != n_inputs:
             raise ParameterError(
                 f"domain limits cover {len(self.signature_limits)} feature groups and {len(self.input_limits)} "
                 f"network inputs; the model has {n_groups} and {n_inputs}")
 
     def signature_departure(self, standardised, averaging):
-        """Per row, the largest ratio of a group's mean absolute standardised value to its limit (> 1: beyond training)."""
+        """Per row, the largest ratio of a group's mean absolute standardised value to its limit (> 1: beyond)."""
         groups = np.abs(np.atleast_2d(standardised)) @ averaging
         return (groups / np.asarray(self.signature_limits)).max(axis=1)
 

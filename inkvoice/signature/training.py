@@ -6,9 +6,11 @@ genuine signatures, its skilled forgeries and other writers' signatures are quer
 networks of a cross-validation over the development writers, each trained without one fifth of
 them, decide together (mean logit), and the threshold is the equal-error point of their scores
 on the writers each did not see, after per-writer calibration (``verifier.calibration_offset``),
-whose centre is the held-out writers' typical leave-one-out median. The writer-dependent mode gets its own threshold the same way:
-per-writer models are learnt for the held-out writers on top of the fold network that did not
-see them.
+whose centre is the held-out writers' typical leave-one-out median. The writer-dependent mode
+gets its own threshold the same way: per-writer models are learnt for the held-out writers on
+top of the fold network that did not see them. What the training covered (the largest
+departures of its comparisons, the lowest held-out scores) is recorded with the verifier
+(``signature.domain``), which refuses to judge beyond it.
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -301,7 +303,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         for kind in held_scores:
             held_scores[kind].append(scores[kinds == kind])
     threshold, figures = choose_threshold(held_scores, settings.threshold_rule, "development")
-    held_all = np.concatenate([np.concatenate(parts) for parts in held_scores.values() if parts])
+    held_all = np.concatenate([np.concatenate(parts) for parts in held_scores.values() if parts] or [[]])
     threshold = 0.0 if threshold is None else threshold
     figures["development_folds"] = n_folds
     if columns is not None:
@@ -323,7 +325,7 @@ def train_verifier(X, writers, genuine, feature_parameters, settings=None, rng=N
         figures.update(dependent_figures)
     # drawn last, from a generator of its own, so that recording it changes nothing else of the training
     domain = Domain.measure(X_std, writers, genuine, compare, np.concatenate(seen_inputs), held_all,
-                            np.concatenate(held_scores["genuine"]), settings.n_references,
+                            np.concatenate(held_scores["genuine"] or [[]]), settings.n_references,
                             np.random.default_rng(int(rng.integers(2**31))))
     config = VerifierConfig(feature_parameters, threshold, dependent_threshold, settings.spread_floor,
                             settings.grid, settings.statistics, settings.writer_model, calibration, domain,

@@ -353,8 +353,8 @@ class Verifier:
         """Scores (n_queries,) of raw ``queries`` against raw ``references`` and why any query is outside.
 
         The networks see inputs clipped to what training held; what lies beyond is subtracted
-        from the score (``Domain.judge``), so beyond them a larger departure never scores higher. Returns
-        (scores, reasons): ``reasons[i]`` is None for a query inside what training covered,
+        from the score (``Domain.judge``), so past it a larger departure never scores higher.
+        Returns (scores, reasons): ``reasons[i]`` is None for a query inside what training covered,
         else a sentence saying how it lies outside; such a query is scored below every score
         training gave (at most ``Domain.outside_score``) and is forged at any threshold.
         """

@@ -224,3 +224,19 @@ def test_a_signature_like_picture_among_references_is_refused_by_its_score(sampl
         references = np.stack([extract(path, **PARAMETERS) for path in
                                sorted((samples_dir / "writer6" / "genuine").iterdir())[:count]])
         assert verifier.reference_problems(references) == []
+
+
+def test_the_domain_is_measured_even_without_held_out_scores():
+    from inkvoice.signature.comparison import Comparison
+
+    groups = feature_groups(PARAMETERS)
+    compare = Comparison(groups, feature_length(PARAMETERS))
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (6, feature_length(PARAMETERS)))
+    writers = np.array(["a", "a", "a", "b", "b", "b"])
+    inputs = compare(X[:2], X[2:5])
+    domain = Domain.measure(X, writers, np.ones(6, bool), compare, inputs, np.array([]), np.array([]), 2, rng)
+    assert domain.score_floor == 0.0 and domain.genuine_floor == 0.0
+    assert len(domain.reference_limits) == 2 and len(domain.input_limits) == len(groups)
+    # what it records survives the model file's round trip
+    assert Domain(**domain.to_dict()) == domain
