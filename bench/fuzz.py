@@ -5,17 +5,19 @@ memory cap; prints a table of outcomes (answer, clean refusal, wrong answer, tra
 data loss) and the peak memory.
 
     python bench/fuzz.py [--per-loader 500] [--jobs 2] [--timeout 60] [--memory-mb 3000] [--seed 0]
-                         [--loaders wav,image,model,cache,names,containers,constant,outputs] [--show 5]
-                         [--models FOLDER]
+                         [--loaders wav,image,model,cache,names,containers,constant,outputs,nonsignature,
+                                    poison,bomb] [--show 5] [--models FOLDER]
 
 Needs only the project's own sample data (data/speech, data/signatures). A "wrong answer" is an
 answer where the truth is known: a file that must be refused (audio cut inside its data, a
 clip too short to hold a word, a NaN threshold, an all-zero filterbank) but was answered, a
 damaged model file answering differently from the intact one, invalid JSON on stdout, a
 damaged cache giving any other output than a run without it, the same bytes under another name
-(or from a cache another name filled) answered otherwise than under the first, or a word heard in
-a constant signal. "Data loss": a run replaced or removed a file it was reading (a model, a
-recording, a user's file in the cache folder).
+(or from a cache another name filled) answered otherwise than under the first, a word heard in
+a constant signal, a "genuine" verdict for a picture that is no signature (or a signature turned,
+tiled or set beside another's) or the enrolment of a reference set holding one. "Data loss": a
+run replaced or removed a file it was reading (a model, a recording, a user's file in the cache
+folder).
 """
 
 import argparse
@@ -51,6 +53,8 @@ class Case:
     expected: str | None = None  # the exact stdout a right answer gives
     must_refuse: bool = False
     must_be_unknown: bool = False  # answered "unknown" or refused; any other answer is wrong
+    must_not_accept: bool = False  # a "genuine" verdict or an enrolment is wrong (forged or refused is right)
+    memory_mb: int | None = None  # this run's own memory cap (default: the command line's)
     prepare: object = None  # called (in the worker thread) before the run
     answer: list | None = None  # the JSON records a right answer gives, file names aside
     victim: Path | None = None  # a file the run must leave exactly as it was
@@ -83,6 +87,7 @@ def run_case(case, timeout, memory_bytes):
 
 def _run(case, timeout, memory_bytes):
     env = {**os.environ, "MPLBACKEND": "Agg", **case.env}
+    memory_bytes = memory_bytes if case.memory_mb is None else case.memory_mb * 2**20
     process = subprocess.Popen(case.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                preexec_fn=limit_resources(memory_bytes), stdin=subprocess.DEVNULL)
     try:
@@ -129,6 +134,11 @@ def _wrong(case, stdout):
         return f"answered where a refusal is due: {stdout.strip()[:100]}"
     if case.must_be_unknown and any(json.loads(line).get("label") != "unknown" for line in stdout.splitlines()):
         return f"a word answered where no speech is: {stdout.strip()[:100]}"
+    if case.must_not_accept:
+        for line in stdout.splitlines():
+            record = json.loads(line)
+            if record.get("verdict") == "genuine" or record.get("enrolled") is True:
+                return f"accepted where it must not be: {line[:120]}"
     if case.answer is not None and _without_files(stdout) != case.answer:
         return f"another answer than the same bytes under another name: {stdout.strip()[:100]}"
     return ""
@@ -295,6 +305,180 @@ def image_mutations(base, rng, count):
             data[ihdr + 8 : ihdr + 10] = bytes([int(rng.choice([1, 2, 4, 16, 3, 0])), int(rng.choice([0, 2, 3, 4, 6, 7]))])
             out.append(("PNG bit depth / colour type changed", bytes(data)))
     return out[:count]
+
+
+# --------------------------------------------------------------------------------------------
+# what a signature verifier must never accept, and images that cost much to decode
+
+
+def _draw(size, rng, kind):
+    """A white page of ``size`` (rows, columns) holding a picture of ``kind`` that is no signature."""
+    from PIL import Image, ImageDraw
+
+    rows, columns = size
+    page = Image.new("L", (columns, rows), 255)
+    draw = ImageDraw.Draw(page)
+    width = int(rng.integers(1, 4))
+    if kind == "grid":
+        step = int(rng.integers(4, 30))
+        for x in range(0, columns, step):
+            draw.line([(x, 0), (x, rows)], fill=0, width=width)
+        for y in range(0, rows, step):
+            draw.line([(0, y), (columns, y)], fill=0, width=width)
+    elif kind == "noise":
+        return (rng.random(size) * 255).astype(np.uint8)
+    elif kind == "salt and pepper":
+        return np.where(rng.random(size) < rng.uniform(0.02, 0.5), 0, 255).astype(np.uint8)
+    elif kind == "ruled rows":
+        top = int(rng.integers(0, rows // 2))
+        for y in range(top, min(rows, top + 2 * int(rng.integers(1, 20))), 2):
+            draw.line([(0, y), (columns, y)], fill=0, width=1)
+    elif kind == "text block":
+        for y in range(5, rows - 8, int(rng.integers(8, 16))):
+            x = 5
+            while x < columns - 10:
+                w = int(rng.integers(3, 10))
+                draw.rectangle([x, y, x + w, y + int(rng.integers(3, 7))], fill=0)
+                x += w + int(rng.integers(2, 6))
+    elif kind == "solid blob":
+        box = sorted(rng.integers(0, columns, 2)), sorted(rng.integers(0, rows, 2))
+        draw.ellipse([box[0][0], box[1][0], box[0][1] + 12, box[1][1] + 12], fill=0)
+    elif kind == "checkerboard":
+        step = int(rng.integers(2, 20))
+        y, x = np.indices(size)
+        return np.where(((y // step) + (x // step)) % 2 == 0, 0, 255).astype(np.uint8)
+    elif kind == "straight lines":
+        for _ in range(int(rng.integers(1, 30))):
+            draw.line([tuple(rng.integers(0, columns, 1)) + tuple(rng.integers(0, rows, 1)),
+                       tuple(rng.integers(0, columns, 1)) + tuple(rng.integers(0, rows, 1))], fill=0, width=width)
+    elif kind == "smooth shading":
+        y, x = np.indices(size)
+        return (127 + 120 * np.sin(x / rng.uniform(3, 40)) * np.cos(y / rng.uniform(3, 40))).astype(np.uint8)
+    elif kind == "frame":
+        draw.rectangle([2, 2, columns - 3, rows - 3], outline=0, width=width)
+    return np.asarray(page)
+
+
+NON_SIGNATURES = ("grid", "noise", "salt and pepper", "ruled rows", "text block", "solid blob", "checkerboard",
+                  "straight lines", "smooth shading", "frame")
+
+
+def _transformed(rng, own, others):
+    """(description, picture): the enrolled writer's signature, or another's, changed far beyond any genuine one.
+
+    Turned sideways, in white on black, tiled, stacked, or set beside another writer's: none is
+    a genuine signature of the writer. Changes a model may judge either way, since they stay
+    within what signatures look like (a mirrored loop, another writer's single signature, a
+    genuine signature with strokes over it), are accuracy questions (bench/signature_accuracy.py
+    measures them as forgeries) and are not drawn here.
+    """
+    from PIL import Image
+
+    def load(path):
+        return np.asarray(Image.open(path).convert("L"))
+
+    base = load(own[int(rng.integers(len(own)))])
+    other = load(others[int(rng.integers(len(others)))])
+    kind = int(rng.integers(0, 6))
+    if kind == 0:
+        turns = int(rng.choice([1, 3]))
+        return f"own signature turned {90 * turns} degrees", np.rot90(base, turns)
+    if kind == 1:
+        return "own signature in white on black", 255 - base
+    if kind == 2:
+        copies = int(rng.integers(2, 4))
+        return f"own signature {copies} times side by side", np.concatenate([base] * copies, axis=1)
+    if kind == 3:
+        return "own signature twice, one above the other", np.concatenate([base, base], axis=0)
+    if kind == 4:
+        return "another writer's signature twice side by side", np.concatenate([other, other], axis=1)
+    height = min(base.shape[0], other.shape[0])
+    return "own and another's signature side by side", np.concatenate([base[:height], other[:height]], axis=1)
+
+
+def nonsignature_images(rng, count, own, others):
+    """(mutation, PNG or JPEG bytes) of pictures no verifier may call a genuine signature of the writer of ``own``."""
+    out = []
+    while len(out) < count:
+        if rng.random() < 0.5:
+            kind = NON_SIGNATURES[int(rng.integers(len(NON_SIGNATURES)))]
+            size = (int(rng.integers(60, 400)), int(rng.integers(120, 800)))
+            mutation, picture = kind, _draw(size, rng, kind)
+        else:
+            mutation, picture = _transformed(rng, own, others)
+        fmt = "JPEG" if rng.random() < 0.2 else "PNG"
+        out.append((f"{mutation} ({fmt})", image_bytes(np.ascontiguousarray(picture), fmt)))
+    return out
+
+
+def decode_bombs(rng, count):
+    """(mutation, bytes): small files of large images in every mode and format read, near and over the limits."""
+    from PIL import Image, ImageDraw
+
+    plans = [("PNG", "RGBA"), ("PNG", "RGB"), ("PNG", "L"), ("PNG", "I;16"), ("PNG", "P"), ("PNG", "1"),
+             ("TIFF", "F"), ("TIFF", "I"), ("TIFF", "RGB"), ("JPEG", "L"), ("JPEG", "RGB"), ("GIF", "L"),
+             ("WEBP", "RGB")]
+    out = []
+    while len(out) < count:
+        fmt, mode = plans[int(rng.integers(len(plans)))]
+        side = int(rng.choice([4000, 5000, 6324, 7000])) if fmt != "WEBP" else int(rng.choice([4000, 6324, 12000]))
+        white = {"RGBA": (255, 255, 255, 255), "RGB": (255, 255, 255), "F": 1.0, "I": 65535, "I;16": 65535}.get(mode, 255)
+        image = Image.new(mode, (side, side), white)
+        ImageDraw.Draw(image).line([(side // 10, side // 2), (side * 9 // 10, side // 2 + side // 20)],
+                                   fill={"RGBA": (0, 0, 0, 255), "RGB": (0, 0, 0)}.get(mode, 0), width=side // 150)
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt)
+        del image
+        out.append((f"{side}x{side} {mode} {fmt} ({len(buffer.getvalue()) // 1024} KB)", buffer.getvalue()))
+    return out
+
+
+def crafted_signature_fields():
+    """(place, value) of signature model settings out of their bounds: each must be refused at load."""
+    return [(("verifier", "writer_model", "max_epochs"), 10**9), (("verifier", "writer_model", "hidden_sizes"), [10**7]),
+            (("verifier", "calibration", "weight"), 1e308), (("verifier", "calibration", "centre"), -1e308),
+            (("verifier", "threshold"), 1e300), (("verifier", "domain"), None),
+            (("verifier", "domain", "input_limits"), [1e308]), (("verifier", "domain", "margin"), 1e9)]
+
+
+def failsafe_cases(loaders, work, per_loader, rng, signature_model, store):
+    """Cases of the "nonsignature", "poison" and "bomb" loaders (see ``main``'s help)."""
+    cases = []
+    samples = ROOT / "data/signatures"
+    genuine = sorted((samples / "writer5/genuine").glob("*.png"))
+    others = sorted(path for path in samples.glob("writer*/genuine/*.png") if path.parent.parent.name != "writer5")
+    verify = [*_command("signature"), "verify", str(signature_model), "--writer", "writer5", "--store", str(store),
+              "--json", "--no-cache"]
+    if "nonsignature" in loaders:
+        folder = work / "nonsignature"
+        folder.mkdir()
+        # the enrolled writer's own genuine signatures that are not references may be turned, mirrored, tiled
+        for index, (mutation, data) in enumerate(nonsignature_images(rng, per_loader, genuine[6:], others)):
+            path = folder / f"{index}.png"
+            path.write_bytes(data)
+            cases.append(Case("nonsignature", mutation, [*verify, str(path)], must_not_accept=True))
+    if "poison" in loaders:
+        folder = work / "poison"
+        folder.mkdir()
+        for index, (mutation, data) in enumerate(nonsignature_images(rng, 4 * per_loader, genuine, others)):
+            if " signature" in mutation:
+                continue  # transformed signatures are judged at verification; here: what is no signature at all
+            if len([case for case in cases if case.loader == "poison"]) >= per_loader:
+                break
+            path = folder / f"{index}.png"
+            path.write_bytes(data)
+            references = [genuine[int(i)] for i in rng.choice(len(genuine), size=5, replace=False)]
+            argv = [*_command("signature"), "enroll", str(signature_model), "--writer", "writer5",
+                    "--store", str(folder / f"{index}.sqlite"), "--json", "--no-cache", *map(str, references), str(path)]
+            cases.append(Case("poison", f"5 genuine references and {mutation}", argv, must_not_accept=True))
+    if "bomb" in loaders:
+        folder = work / "bomb"
+        folder.mkdir()
+        for index, (mutation, data) in enumerate(decode_bombs(rng, per_loader)):
+            path = folder / f"{index}.png"
+            path.write_bytes(data)
+            cases.append(Case("bomb", mutation, [*verify, str(path)], memory_mb=1000))
+    return cases
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,7 +688,7 @@ def build_cases(loaders, work, per_loader, rng, speech_model, signature_model, s
         half = per_loader // 2
         speech_refuse = [(("features", "n_mfcc"), "13"), (("models", "network0", "layer_sizes"), ["78", 256, 10])]
         signature_refuse = [(("verifier", "threshold"), "0.5"), (("verifier", "spread_floor"), None),
-                            (("models", "verifier0"), [])]
+                            (("models", "verifier0"), []), *crafted_signature_fields()]
         zero_mel = _pack({**_entries(speech_model.read_bytes()),
                           "array/mel_basis": np.zeros_like(_entries(speech_model.read_bytes())["array/mel_basis"])})
         nan_threshold = _with_metadata(signature_model.read_bytes(), lambda d: d["verifier"].update(threshold=float("nan")))
@@ -539,6 +723,7 @@ def build_cases(loaders, work, per_loader, rng, speech_model, signature_model, s
         verify = [*_command("signature"), "verify", str(signature_model), "--writer", "writer5", "--store", str(store),
                   *map(str, queries), "--json", "--jobs", "1"]
         cases += cache_cases(work, per_loader, rng, evaluate, verify)
+    cases += failsafe_cases(loaders, work, per_loader, rng, signature_model, store)
     return cases
 
 
@@ -783,8 +968,13 @@ def main():
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds before a run counts as a hang.")
     parser.add_argument("--memory-mb", type=int, default=3000, help="Address-space cap of each run (MB).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the mutations.")
-    parser.add_argument("--loaders", default="wav,image,model,cache,names,containers,constant,outputs",
-                        help="Which loaders to fuzz.")
+    parser.add_argument("--loaders", default="wav,image,model,cache,names,containers,constant,outputs,"
+                                              "nonsignature,poison,bomb",
+                        help="Which loaders to fuzz. nonsignature: pictures that are no signature, and signatures "
+                             "turned, tiled or set beside another's, verified against an enrolled writer (a "
+                             "'genuine' is wrong); poison: enrolment of 5 genuine references and one picture that "
+                             "is no signature (enrolling is wrong); bomb: small files of large images, run under a "
+                             "1000 MB cap.")
     parser.add_argument("--show", type=int, default=5, help="Examples listed per bad outcome.")
     parser.add_argument("--models", help="Folder keeping the two trained models between runs (default: made afresh).")
     arguments = parser.parse_args()

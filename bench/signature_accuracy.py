@@ -15,6 +15,7 @@ Evaluations (``--runs``, comma-separated):
 
     python bench/signature_accuracy.py [--runs kfold,cross,union] [--seeds 0,1,2]
         [--modes independent,dependent] [--extra dutch,hindi] [--features JSON] [--training JSON]
+        [--cedar-only] [--references 2,3,4,6,12]
 
 Data: $INKVOICE_DATA/cedar and $INKVOICE_DATA/more_signatures/{sigcomp2011_dutch,bhsig260_hindi}.
 """
@@ -40,6 +41,10 @@ SETS = {
     "dutch": ("more_signatures/sigcomp2011_dutch", 2),
     "hindi": ("more_signatures/bhsig260_hindi", 4),
 }
+#: Most references per test writer evaluated for each set (CEDAR has 24 genuine signatures per
+#: writer, Dutch 3, Hindi 8: the issue's counts, which leave at least two genuine queries where
+#: the set allows).
+MOST_REFERENCES = {"cedar": 12, "dutch": 2, "hindi": 6}
 METRICS = ("eer", "eer_per_writer_mean", "frr", "far_skilled", "far_random")
 HEADER = ("EER", "EER/writer", "FRR@thr", "FAR skilled@thr", "FAR random@thr")
 
@@ -99,6 +104,8 @@ def run_kfold(tables, args, parameters, settings):
     extra = concat([tables[name] for name in args.extra]) if args.extra else None
     folds = writer_folds(cedar.writers)
     rows = {mode: [] for mode in args.modes}
+    counts = [n for n in reference_counts("cedar", args) if n != SETS["cedar"][1]]
+    by_count = {(mode, n): [] for mode in args.modes for n in counts}
     for seed in args.seeds:
         for fold in folds:
             start = time.perf_counter()
@@ -106,38 +113,53 @@ def run_kfold(tables, args, parameters, settings):
             label = f"{fold[0].split('/')[-1]}-{fold[-1].split('/')[-1]}"
             for mode in args.modes:
                 rows[mode].append((label, seed, row(result[mode])))
+                for n in counts:
+                    if mode == "dependent" and n < 4:
+                        continue
+                    other = evaluate_writers(result["verifier"], cedar.X, cedar.writers, cedar.genuine, fold, n,
+                                             mode, rng=np.random.default_rng(seed))
+                    by_count[mode, n].append((label, seed, row(other)))
             print(f"  fold {label} seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     for mode in args.modes:
         print_table(f"k-fold over CEDAR 1-45, {mode}" + (f", + {'+'.join(args.extra)}" if args.extra else ""),
                     rows[mode])
         print_summary("CEDAR k-fold", rows[mode])
+        for n in counts:
+            if by_count[mode, n]:
+                print_table(f"k-fold over CEDAR 1-45, {mode}, {n} references per test writer", by_count[mode, n])
+                print_summary(f"CEDAR k-fold, {n} references", by_count[mode, n])
+
+
+def reference_counts(name, args):
+    """References per test writer of set ``name``: its usual count, or those of ``--references`` it allows."""
+    if not args.references:
+        return [SETS[name][1]]
+    return [n for n in args.references if n <= MOST_REFERENCES[name]]
 
 
 def run_cross(tables, args, parameters, settings):
     names = list(SETS)
     plans = [(["cedar"], other) for other in names if other != "cedar"]
-    plans += [([n for n in names if n != held], held) for held in names]
+    if not args.cedar_only:
+        plans += [([n for n in names if n != held], held) for held in names]
     for mode in args.modes:
         rows = []
         for train_sets, test_set in plans:
-            if mode == "dependent" and SETS[test_set][1] < 4:
-                continue  # the writer-dependent mode needs 4 references
             for seed in args.seeds:
                 train = concat([tables[n] for n in train_sets])
                 test = tables[test_set]
-                result = _train_and_test(train, test, parameters, settings, seed, SETS[test_set][1], mode)
-                rows.append((f"{'+'.join(train_sets)} -> {test_set}", seed, row(result)))
+                verifier, _, _ = train_verifier(train.X, train.writers, train.genuine, parameters, settings,
+                                                np.random.default_rng(seed))
+                for count in reference_counts(test_set, args):
+                    if mode == "dependent" and count < 4:
+                        continue  # the writer-dependent mode needs 4 references
+                    result = evaluate_writers(verifier, test.X, test.writers, test.genuine, None, count, mode,
+                                              rng=np.random.default_rng(seed))
+                    rows.append((f"{'+'.join(train_sets)} -> {test_set}, {count} refs", seed, row(result)))
         print_table(f"across data sets, {mode}", rows)
         for label in dict.fromkeys(r[0] for r in rows):
             mean = np.mean([r[2] for r in rows if r[0] == label], axis=0)
             print(f"| **{label}, mean over seeds** | | " + " | ".join(f"{100 * m:.1f}%" for m in mean) + " |")
-
-
-def _train_and_test(train, test, parameters, settings, seed, n_references, mode):
-    verifier, _, _ = train_verifier(train.X, train.writers, train.genuine, parameters, settings,
-                                    np.random.default_rng(seed))
-    return evaluate_writers(verifier, test.X, test.writers, test.genuine, None, n_references, mode,
-                            rng=np.random.default_rng(seed))
 
 
 def run_union(tables, args, parameters, settings):
@@ -171,6 +193,11 @@ def main():
     parser.add_argument("--modes", default="independent,dependent", help="modes to evaluate (default both)")
     parser.add_argument("--extra", default="", help="sets added to the k-fold's training writers: dutch,hindi")
     parser.add_argument("--jobs", type=int, default=2, help="extraction processes (default 2)")
+    parser.add_argument("--references", default="",
+                        help="references per test writer to evaluate, comma-separated (default: CEDAR 12, Dutch 2, "
+                             "Hindi 4); each set is evaluated with the counts it allows")
+    parser.add_argument("--cedar-only", action="store_true",
+                        help="cross: only the models trained on CEDAR (tested on Dutch and Hindi)")
     parser.add_argument("--features", default="{}",
                         help='feature parameters to change, as JSON (e.g. \'{"cells": [8, 16, 32]}\')')
     parser.add_argument("--training", default="{}",
@@ -179,6 +206,7 @@ def main():
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.modes = [m for m in args.modes.split(",") if m]
     args.extra = [e for e in args.extra.split(",") if e]
+    args.references = [int(n) for n in args.references.split(",") if n]
     runs = [r for r in args.runs.split(",") if r]
     parameters = check_parameters(json.loads(args.features))
     settings = json.loads(args.training)

@@ -140,6 +140,7 @@ class Verification(BaseModel):
     threshold: float
     mode: Literal["independent", "dependent"]
     references: int
+    reason: str | None = None  # why a query outside what the model was trained on is forged
     explanation: Explanation | None = None
 
 

@@ -432,6 +432,8 @@ class Service:
                 "mode": mode,
                 "references": count,
             }
+            if "reason" in record:
+                answer["reason"] = record["reason"]
             if explain:
                 explanation = dict(record["explanation"])
                 picture = Path(explanation.pop("png")).read_bytes()

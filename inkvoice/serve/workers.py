@@ -27,6 +27,8 @@ MAX_DEFAULT_WORKERS = 8
 START_SECONDS = 300
 # How often a start that may be called off looks whether it is, in seconds.
 _STOP_POLL_SECONDS = 0.1
+# How often a worker looks whether the serving process is still there, in seconds.
+_PARENT_POLL_SECONDS = 1.0
 _log = logging.getLogger("inkvoice.serve")
 
 
@@ -159,12 +161,24 @@ def _start_worker(settings, ready):
 
     # Ctrl-C reaches the whole process group: the serving process stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="inkvoice-parent", daemon=True).start()
     # Requests are the parallelism: BLAS threads on each request's small products only compete.
     threadpool_limits(limits=1, user_api="blas")
     _SERVICE = Service(**settings)
     _SERVICE.warm_up()
     _READY = ready
     Finalize(_SERVICE, _SERVICE.close, exitpriority=10)
+
+
+def _exit_with_parent(parent):
+    """End this worker once the serving process has gone without stopping it (SIGKILL, out of memory).
+
+    Nothing else would: each worker holds both ends of the pool's queues, so it never reads an
+    end of file, and would keep its copy of the models in memory for good.
+    """
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def _wait(seconds):

@@ -138,11 +138,15 @@ def main():
               help="HOG cell sizes in pixels, comma-separated.")
 @click.option("--pen-radius", type=click.IntRange(min=0), default=None,
               help="Redraw strokes with this pen radius (stroke-width normalisation; default: off).")
+@click.option("--keypoints", type=click.IntRange(min=0, max=1000), default=DEFAULT_PARAMETERS["keypoints"],
+              show_default=True,
+              help="ORB keypoints per signature matched against the references (0: no keypoint evidence).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @extraction_options
 @_pixels_option
 @quiet_option
-def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, extraction, max_pixels, quiet):
+def train(data, output, writers, refs, draws, hidden, cells, pen_radius, keypoints, seed, extraction, max_pixels,
+          quiet):
     """Learn a writer-independent verifier from the signatures in one or more DATA folders.
 
     Each DATA is a CEDAR folder (full_org/, full_forg/) or a folder per writer holding genuine/
@@ -152,7 +156,7 @@ def train(data, output, writers, refs, draws, hidden, cells, pen_radius, seed, e
     from inkvoice.signature.model_file import save_verifier
     from inkvoice.signature.training import train_verifier
 
-    parameters = check_parameters({"cells": cells, "pen_radius": pen_radius})
+    parameters = check_parameters({"cells": cells, "pen_radius": pen_radius, "keypoints": keypoints})
     settings = TrainingSettings(n_references=refs, n_draws=draws, hidden_sizes=tuple(hidden))
     table, _ = _load_table(data, writers, parameters, extraction, max_pixels, quiet)
     names = sorted(set(table.writers.tolist()))

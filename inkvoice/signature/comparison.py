@@ -59,8 +59,25 @@ def feature_groups(parameters, grid=DEFAULT_GRID):
     return groups
 
 
+def keypoint_columns(parameters):
+    """The slice of the feature vector that holds encoded keypoints (last), or None without keypoints.
+
+    These values are matched (``keypoints.evidence``), never averaged into a group.
+    """
+    from inkvoice.signature.keypoints import KEYPOINT_WIDTH
+
+    count = parameters.get("keypoints") or 0
+    if not count:
+        return None
+    start = int(max(indices.max() for _, indices in feature_groups(parameters))) + 1
+    return slice(start, start + count * KEYPOINT_WIDTH)
+
+
 def feature_length(parameters):
     """Length of the feature vector that ``features.extract`` gives for ``parameters``."""
+    columns = keypoint_columns(parameters)
+    if columns is not None:
+        return columns.stop
     return int(max(indices.max() for _, indices in feature_groups(parameters))) + 1
 
 

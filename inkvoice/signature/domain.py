@@ -17,10 +17,15 @@ records, in the model file:
   margin) departs from the writer's other references far beyond genuine variation; the
   count matters, since a spread measured on few references is small.
 - ``score_floor``: the lowest score of the held-out development comparisons.
+- ``genuine_floor``: the lowest score a held-out development writer's genuine signature got.
+  A reference scoring more than ``score_margin`` below it against the writer's other
+  references is refused: a poisoned reference (a picture of no signature) scores far below
+  anything genuine.
 
-A query outside is scored below everything training scored (``score_floor`` minus how far
-out it is, so the score still falls as the departure grows) and is forged whatever the
-threshold; the networks only ever see inputs clipped to ``input_limits``.
+The networks only ever see inputs clipped to ``input_limits``, and what lies beyond is
+subtracted from the score. A query beyond ``margin`` times a limit is outside: scored below
+everything training scored (at most ``score_floor`` less one and the log of its excess) and
+forged whatever the threshold.
 """
 
 from dataclasses import dataclass
@@ -41,6 +46,11 @@ DEFAULT_MARGIN = 8.0
 #: among 11 CEDAR references reached 6.2 to 10.9, ruled rows 4.6 to 13.8 (refused for 8 of 9
 #: writers), a grid of lines 2.4 to 4.4 (never refused: see docs/figures/robustness.md).
 DEFAULT_REFERENCE_MARGIN = 5.5
+#: How far below ``genuine_floor`` a reference may score against the writer's others before it
+#: is refused (logit units). The demo model's genuine floor is -3.05: writer6's genuine 01-03
+#: scored -3.14 at worst against each other, another writer's signature -2.4 to -2.7, and
+#: pictures of no signature (shaded blobs, text-like blocks, a checkerboard) -5.8 to -22.7.
+DEFAULT_SCORE_MARGIN = 2.0
 #: Random reference sets per development writer and reference count behind ``reference_limits``.
 REFERENCE_DRAWS = 5
 #: Most reference counts ``reference_limits`` holds (more references use the last).
@@ -66,8 +76,10 @@ class Domain:
     input_limits: tuple
     reference_limits: tuple
     score_floor: float
+    genuine_floor: float
     margin: float = DEFAULT_MARGIN
     reference_margin: float = DEFAULT_REFERENCE_MARGIN
+    score_margin: float = DEFAULT_SCORE_MARGIN
 
     def __post_init__(self):
         for name in ("signature_limits", "input_limits"):
@@ -80,13 +92,15 @@ class Domain:
         if any(len(row) != len(self.input_limits) for row in rows):
             raise ParameterError("domain.reference_limits and domain.input_limits must have one value per network input")
         object.__setattr__(self, "reference_limits", rows)
-        object.__setattr__(self, "score_floor", float(check_number("domain.score_floor", self.score_floor,
-                                                                   low=-1e6, high=1e6)))
+        for name in ("score_floor", "genuine_floor"):
+            object.__setattr__(self, name, float(check_number(f"domain.{name}", getattr(self, name),
+                                                              low=-1e6, high=1e6)))
         check_number("domain.margin", self.margin, low=1, high=100)
         check_number("domain.reference_margin", self.reference_margin, low=1, high=100)
+        check_number("domain.score_margin", self.score_margin, low=0, high=1e6)
 
     @classmethod
-    def measure(cls, X_std, writers, genuine, compare, inputs, held_scores, largest, rng):
+    def measure(cls, X_std, writers, genuine, compare, inputs, held_scores, held_genuine, largest, rng):
         """The domain of a training run.
 
         Parameters
@@ -96,6 +110,7 @@ class Domain:
         compare : comparison.Comparison
         inputs : ndarray (n_comparisons, n_inputs), every training comparison
         held_scores : ndarray, scores of the held-out development comparisons
+        held_genuine : ndarray, those of genuine signatures
         largest : int >= 1, the most references a training comparison used
         rng : numpy.random.Generator, draws the reference sets of ``reference_limits``
         """
@@ -114,23 +129,29 @@ class Domain:
             rows.append(np.maximum(np.concatenate(parts).max(axis=0), floor))
         if not rows:
             rows = [np.maximum(inputs.max(axis=0), floor)]  # no writer has two genuine signatures
+        # with no held-out score at all (every held-out writer had a single genuine signature)
+        # the floors fall back to 0, near where thresholds lie: stricter, never looser
+        score_floor = float(np.min(held_scores)) if np.size(held_scores) else 0.0
+        genuine_floor = float(np.min(held_genuine)) if np.size(held_genuine) else 0.0
         return cls(signature_limits=np.maximum(signature, floor), input_limits=np.maximum(inputs.max(axis=0), floor),
-                   reference_limits=rows, score_floor=float(np.min(held_scores)))
+                   reference_limits=rows, score_floor=score_floor, genuine_floor=genuine_floor)
 
     def to_dict(self):
+        """JSON-able form (stored under the verifier's settings in the model file)."""
         return {"signature_limits": list(self.signature_limits), "input_limits": list(self.input_limits),
                 "reference_limits": [list(row) for row in self.reference_limits], "score_floor": self.score_floor,
-                "margin": self.margin, "reference_margin": self.reference_margin}
+                "genuine_floor": self.genuine_floor, "margin": self.margin,
+                "reference_margin": self.reference_margin, "score_margin": self.score_margin}
 
     def check_sizes(self, n_groups, n_inputs):
-        """Raise ParameterError unless the limits fit a verifier of ``n_groups`` feature groups and ``n_inputs`` inputs."""
+        """Raise ParameterError unless the limits fit ``n_groups`` feature groups and ``n_inputs`` network inputs."""
         if len(self.signature_limits) != n_groups or len(self.input_limits) != n_inputs:
             raise ParameterError(
                 f"domain limits cover {len(self.signature_limits)} feature groups and {len(self.input_limits)} "
                 f"network inputs; the model has {n_groups} and {n_inputs}")
 
     def signature_departure(self, standardised, averaging):
-        """Per row, the largest ratio of a group's mean absolute standardised value to its limit (> 1: beyond training)."""
+        """Per row, the largest ratio of a group's mean absolute standardised value to its limit (> 1: beyond)."""
         groups = np.abs(np.atleast_2d(standardised)) @ averaging
         return (groups / np.asarray(self.signature_limits)).max(axis=1)
 

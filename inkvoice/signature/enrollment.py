@@ -67,9 +67,16 @@ class StoreDamagedError(DataError):
     """The store's file or tables are damaged, or its contents fail the integrity check."""
 
 
+#: Feature settings added after stores existed, with the value that leaves the features as they
+#: were: a setting at that value is left out of the digest, so older stores stay readable.
+LATER_SETTINGS = {"keypoints": 0}
+
+
 def settings_digest(feature_parameters):
     """A short digest of feature settings: stores and models that share it are compatible."""
-    text = json.dumps(feature_parameters, sort_keys=True, separators=(",", ":"))
+    settings = {key: value for key, value in feature_parameters.items()
+                if not (key in LATER_SETTINGS and value == LATER_SETTINGS[key])}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,13 +1,14 @@
 """Why a signature was rejected: the regions that departed most, the feature groups that weighed most, a PNG.
 
 For each query:
-- its nearest reference (in standardised features);
+- its nearest reference (in standardised features, keypoints aside);
 - the regions of the canvas that departed most from the references: per block of the finest
   HOG scale, the query's mean distance to the references' mean over their own spread;
 - the feature groups that weighed most: each of the networks' inputs in turn is set to the
   value the references themselves get (their leave-one-out median), and the change of the
   score is that input's effect; effects are summed per feature group, most negative first
-  (what pulled the score towards "forged");
+  (what pulled the score towards "forged"); the keypoint evidence is a group of its own, whose
+  effect is its term of the score (0 is how well the references match one another);
 - a PNG: the query's ink canvas beside the nearest reference's picture (the thumbnail the
   enrolment store keeps, or the reference file itself), set into the same canvas frame so the
   departing regions boxed on both point at the same place, and the main groups named
@@ -32,6 +33,7 @@ _SHAPE_NAMES = {
     "centre_column": "left-right position of the ink's centre",
     "profile_rows": "ink distribution from top to bottom",
     "profile_columns": "ink distribution from left to right",
+    "keypoints": "small stroke details (keypoints) found at the same places as in the references",
 }
 
 
@@ -195,15 +197,20 @@ def explain_queries(verifier, paths, queries, references, folder, max_pixels=Non
         typical = np.zeros(inputs.shape[1], dtype=np.float32)
     names = verifier.compare.input_names
     group_names = [name.split(":", 1)[1] for name in names]
+    local = verifier.keypoint_scores(queries, references)
+    # keypoints are matched, not compared value by value: the nearest reference is chosen on the rest
+    compared = None if verifier.keypoint_columns is None else verifier.keypoint_columns.start
     explanations = []
     for index, (path, query) in enumerate(zip(paths, standard_queries)):
-        nearest = int(np.argmin(((standard_refs - query) ** 2).sum(axis=1)))
+        nearest = int(np.argmin(((standard_refs[:, :compared] - query[:compared]) ** 2).sum(axis=1)))
         cell, offset, shape, block_map = _block_deviation(verifier, query, standard_refs)
         regions = _regions(block_map, cell, parameters["block"])
         effects = _effects(verifier, inputs[index], typical)
         per_group = {}
         for name, effect in zip(group_names, effects):
             per_group[name] = per_group.get(name, 0.0) + float(effect)
+        if verifier.keypoint_columns is not None and verifier.config.keypoint_weight:
+            per_group["keypoints"] = float(local[index])
         ranked = sorted(per_group.items(), key=lambda item: item[1])[:N_GROUPS]
         groups = [{"group": name, "description": describe_group(name, verifier.config.grid),
                    "effect": round(effect, 3)} for name, effect in ranked]

@@ -23,6 +23,7 @@ DEFAULT_PARAMETERS = {
     "block": 2,
     "profile_bins": 16,
     "lbp_radius": 1,
+    "keypoints": 150,
 }
 #: Regions (rows, columns) of the canvas with one stroke-texture histogram each (besides the whole).
 LBP_GRID = (2, 4)
@@ -33,7 +34,7 @@ LBP_CODES = 10
 # Upper bounds of the feature settings: far beyond any useful value, small enough that a
 # damaged or crafted model file cannot make one image cost gigabytes.
 LARGEST = {"height": 1024, "width": 2048, "orientations": 36, "block": 8, "profile_bins": 1024,
-           "lbp_radius": 16, "pen_radius": 16}
+           "lbp_radius": 16, "pen_radius": 16, "keypoints": 1000}
 
 
 def check_parameters(parameters):
@@ -47,9 +48,9 @@ def check_parameters(parameters):
     ):
         raise ParameterError(f"cells must be a non-empty list of integers >= 4; got {cells!r}")
     merged["cells"] = [int(c) for c in cells]
-    for name in ("orientations", "block", "profile_bins"):
+    for name in ("orientations", "block", "profile_bins", "keypoints"):
         value = merged[name]
-        least = 0 if name == "profile_bins" else 1
+        least = 0 if name in ("profile_bins", "keypoints") else 1
         most = LARGEST[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not least <= value <= most:
             raise ParameterError(f"{name} must be an integer in [{least}, {most}]; got {value!r}")
@@ -104,7 +105,8 @@ def stroke_texture(canvas, radius):
     return np.concatenate(parts)
 
 
-def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, profile_bins=16, lbp_radius=1):
+def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, profile_bins=16, lbp_radius=1,
+                    keypoints=0):
     """Feature vector of a normalised ink canvas.
 
     Parameters
@@ -120,6 +122,9 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
         Bins of the row and column ink profiles appended to the HOG.
     lbp_radius : int >= 1 or None
         With a radius, stroke-texture histograms (``stroke_texture``) are appended.
+    keypoints : int >= 0
+        With a number, up to that many ORB keypoints are appended last, encoded
+        (``keypoints.encode``): the verifier matches them, it does not compare them value by value.
 
     Returns
     -------
@@ -149,11 +154,16 @@ def canvas_features(canvas, shape, cells=(16, 32), orientations=9, block=2, prof
         (rows * canvas).sum() / total / canvas.shape[0],
         (columns * canvas).sum() / total / canvas.shape[1],
     ]))
+    if keypoints:
+        from inkvoice.signature.keypoints import detect, encode
+
+        parts.append(encode(*detect(canvas, keypoints), keypoints))
     return np.concatenate(parts).astype(np.float32)
 
 
 def extract(path, height=128, width=256, pen_radius=None, cells=(16, 32), orientations=9, block=2,
-            profile_bins=16, lbp_radius=1, max_pixels=DEFAULT_MAX_PIXELS, reader_version=READER_VERSION):
+            profile_bins=16, lbp_radius=1, keypoints=0, max_pixels=DEFAULT_MAX_PIXELS,
+            reader_version=READER_VERSION):
     """Feature vector of one signature image file (see ``preprocess`` and ``canvas_features``).
 
     ``reader_version`` only keys the feature cache, so that features an older image reader
@@ -163,7 +173,7 @@ def extract(path, height=128, width=256, pen_radius=None, cells=(16, 32), orient
     """
     canvas, shape = preprocess(path, height=height, width=width, pen_radius=pen_radius, max_pixels=max_pixels)
     return canvas_features(canvas, shape, cells=cells, orientations=orientations, block=block,
-                           profile_bins=profile_bins, lbp_radius=lbp_radius)
+                           profile_bins=profile_bins, lbp_radius=lbp_radius, keypoints=keypoints)
 
 
 def extract_files(paths, parameters, extraction=None, max_pixels=DEFAULT_MAX_PIXELS, progress=None):

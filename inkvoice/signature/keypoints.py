@@ -87,9 +87,13 @@ def hamming(first, second):
     global _POPCOUNT
     words_a = np.ascontiguousarray(first).view(np.uint64)
     words_b = np.ascontiguousarray(second).view(np.uint64)
-    differ = words_a[:, None, :] ^ words_b[None, :, :]
     if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(differ).sum(axis=2, dtype=np.int32)
+        # word by word: five times faster than one (n, m, 4) array summed over its last axis
+        distance = np.zeros((len(words_a), len(words_b)), dtype=np.int32)
+        for word in range(words_a.shape[1]):
+            distance += np.bitwise_count(words_a[:, word, None] ^ words_b[None, :, word])
+        return distance
+    differ = words_a[:, None, :] ^ words_b[None, :, :]
     if _POPCOUNT is None:
         _POPCOUNT = np.array([bin(value).count("1") for value in range(1 << 16)], dtype=np.uint8)
     return _POPCOUNT[differ.view(np.uint16)].sum(axis=2, dtype=np.int32)
@@ -122,6 +126,9 @@ def consistent_matches(first, second, tolerance=DEFAULT_KEYPOINTS["tolerance"],
 
 #: Names of the values ``evidence`` gives per query.
 EVIDENCE_NAMES = ("keypoints_mean", "keypoints_best")
+#: The one the verifier adds to its score: on CEDAR's k-fold, with weights chosen on the other
+#: folds, the three best-matching references' count got all the weight and the mean none.
+KEYPOINT_EVIDENCE = EVIDENCE_NAMES.index("keypoints_best")
 
 
 def evidence(queries, references, tolerance=DEFAULT_KEYPOINTS["tolerance"], max_ratio=DEFAULT_KEYPOINTS["max_ratio"]):

@@ -12,7 +12,8 @@ def _schema():
     writer_model = {"hidden_sizes": [int], "l2": NUMBER, "max_epochs": int, "weight": NUMBER}
     calibration = {"weight": NUMBER, "centre": NUMBER, "min_references": int}
     domain = {"signature_limits": [NUMBER], "input_limits": [NUMBER], "reference_limits": [[NUMBER]],
-              "score_floor": NUMBER, "margin": NUMBER, "reference_margin": NUMBER}
+              "score_floor": NUMBER, "genuine_floor": NUMBER, "margin": OptionalField(NUMBER),
+              "reference_margin": OptionalField(NUMBER), "score_margin": OptionalField(NUMBER)}
     return ModelSchema(
         fields={"features": dict, "training": OptionalField(dict), "figures": OptionalField(dict),
                 "verifier": {"threshold": NUMBER, "dependent_threshold": OptionalField(NUMBER), "spread_floor": NUMBER,
@@ -20,7 +21,8 @@ def _schema():
                              "writer_model": OptionalField(writer_model),
                              "calibration": OptionalField(calibration),
                              # files written before the domain existed have none; they are refused below
-                             "domain": OptionalField(domain)}},
+                             "domain": OptionalField(domain),
+                             "keypoint_weight": OptionalField(NUMBER)}},
         arrays={"feature_mean": ArraySpec(ndim=1), "feature_scale": ArraySpec(ndim=1, positive=True),
                 "background": ArraySpec(ndim=2, required=False)},
     )
@@ -59,8 +61,8 @@ def load_verifier(path):
     bundle = load_model(path, PIPELINE, _schema())
     name = str(path)
     try:
-        # files written before stroke texture existed have none
-        parameters = check_parameters({"lbp_radius": None, **bundle.metadata["features"]})
+        # files written before stroke texture or keypoints existed have none
+        parameters = check_parameters({"lbp_radius": None, "keypoints": 0, **bundle.metadata["features"]})
         config = VerifierConfig.from_dict(parameters, bundle.metadata["verifier"])
         names = sorted((key for key in bundle.models if key.startswith("verifier")), key=lambda n: int(n[8:] or 0))
         if not names:

@@ -27,6 +27,7 @@ from inkvoice.signature.comparison import (
     Comparison,
     feature_groups,
     feature_length,
+    keypoint_columns,
 )
 from inkvoice.signature.domain import Domain
 
@@ -49,6 +50,10 @@ MAX_SCORE = 1e6
 #: reference with a single other one, whose spread is unknown, and such scores misled (see the
 #: README's figures); those writers' scores are left as they are.
 MIN_CALIBRATION_REFERENCES = 3
+#: Fewest references for keypoint evidence: with two, the references' own level of matching
+#: rests on one pair, and CEDAR-trained weights took the Dutch writers' EER (2 references) from
+#: 18.6% to 27.9%; such writers are scored without it.
+MIN_KEYPOINT_REFERENCES = 3
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,9 @@ class VerifierConfig:
     domain : Domain or None
         What training covered (``signature.domain``). None only while training: a verifier
         without it refuses to score, since it could not tell what it was not taught to judge.
+    keypoint_weight : float >= 0
+        Weight of the keypoint evidence (``keypoints.evidence``) added to the networks' score,
+        chosen on held-out development writers (0: none, as without keypoint features).
     """
 
     feature_parameters: dict
@@ -179,9 +187,11 @@ class VerifierConfig:
     writer_model: WriterModelSettings = field(default_factory=WriterModelSettings)
     calibration: CalibrationSettings | None = None
     domain: Domain | None = None
+    keypoint_weight: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "threshold", _finite("threshold", self.threshold))
+        check_number("keypoint_weight", self.keypoint_weight, low=0)
         object.__setattr__(self, "dependent_threshold",
                            _finite("dependent_threshold", self.dependent_threshold, optional=True))
         check_number("spread_floor", self.spread_floor, low=0, low_open=True, high=MAX_SCORE)
@@ -253,6 +263,7 @@ class Verifier:
         self.groups = feature_groups(config.feature_parameters, config.grid)
         self.compare = Comparison(self.groups, feature_length(config.feature_parameters), config.spread_floor,
                                   config.statistics)
+        self.keypoint_columns = keypoint_columns(config.feature_parameters)
 
     @property
     def feature_parameters(self):
@@ -313,20 +324,37 @@ class Verifier:
             raise DataError("at least one reference signature is needed")
         return calibration_offset(self.networks, self.compare, self.standardize(references), self.config.calibration)
 
+    def keypoint_scores(self, queries, references):
+        """What keypoint evidence adds to the scores of raw ``queries`` against raw ``references`` (n_queries,).
+
+        ``keypoint_weight`` times how well each query's keypoints match the references over how
+        well the references match one another (``keypoints.evidence``); 0 for a model without
+        keypoint features or with fewer than ``MIN_KEYPOINT_REFERENCES`` references.
+        """
+        queries = np.atleast_2d(queries)
+        if (self.keypoint_columns is None or self.config.keypoint_weight == 0
+                or len(np.atleast_2d(references)) < MIN_KEYPOINT_REFERENCES):
+            return np.zeros(len(queries))
+        from inkvoice.signature.keypoints import KEYPOINT_EVIDENCE, evidence
+
+        columns = self.keypoint_columns
+        local = evidence(queries[:, columns], np.atleast_2d(references)[:, columns])[:, KEYPOINT_EVIDENCE]
+        return self.config.keypoint_weight * local
+
     def independent_scores(self, queries, references, calibrated=True):
         """Writer-independent scores (n_queries,) of raw ``queries`` against raw ``references``.
 
         ``calibrated=False`` leaves out per-writer calibration (the writer-dependent mode's input).
         """
-        raw = _decision(self.networks, self.comparison(queries, references))
+        raw = _decision(self.networks, self.comparison(queries, references)) + self.keypoint_scores(queries, references)
         return raw - self.calibration_offset(references) if calibrated else raw
 
     def assess(self, queries, references, mode=DEFAULT_MODE, rng=None):
         """Scores (n_queries,) of raw ``queries`` against raw ``references`` and why any query is outside.
 
         The networks see inputs clipped to what training held; what lies beyond is subtracted
-        from the score (``Domain.judge``), so beyond them a larger departure never scores higher. Returns
-        (scores, reasons): ``reasons[i]`` is None for a query inside what training covered,
+        from the score (``Domain.judge``), so past it a larger departure never scores higher.
+        Returns (scores, reasons): ``reasons[i]`` is None for a query inside what training covered,
         else a sentence saying how it lies outside; such a query is scored below every score
         training gave (at most ``Domain.outside_score``) and is forged at any threshold.
         """
@@ -355,27 +383,45 @@ class Verifier:
         """
         return self.assess(queries, references, mode, rng)[0]
 
-    def reference_problems(self, references):
+    def reference_problems(self, references, scored=True):
         """Why any of raw ``references`` cannot be trusted as one writer's references: [(index, reason)].
 
-        A reference is refused when it is not like any signature training saw, or when it
-        departs from the writer's other references further than genuine signatures of
-        training departed from as many of their writers' others (times ``reference_margin``):
-        a poisoned set would accept what it should refuse. With fewer than
-        ``MIN_CALIBRATION_REFERENCES`` only the first test applies (one reference's spread is
-        unknown, as for calibration).
+        In order, the first test that finds a problem: a reference not like any signature
+        training saw; one departing from the writer's other references further than genuine
+        signatures of training departed from as many of their writers' others (times
+        ``reference_margin``); one that the others score lower than any genuine signature of a
+        held-out development writer scored (``genuine_floor``), less ``score_margin``, since
+        fewer references than in training score lower. A poisoned set would accept what it
+        should refuse. With fewer than ``MIN_CALIBRATION_REFERENCES`` only the first test
+        applies (one reference's spread is unknown, as for calibration). ``scored=False``
+        leaves out the last test, which scores every reference against the others (for each
+        verification of enrolled references, which were scored when enrolled).
         """
         domain = self._domain()
-        standard = self.standardize(np.atleast_2d(references))
+        references = np.atleast_2d(references)
+        standard = self.standardize(references)
         signature = domain.signature_departure(standard, self.compare.averaging)
         problems = [(int(i), f"not like any signature the model was trained on ({signature[i]:.1f} times the largest "
                              "departure training saw)") for i in np.flatnonzero(signature > domain.margin)]
-        if len(standard) >= MIN_CALIBRATION_REFERENCES and not problems:
-            departure = domain.reference_ratios(self.compare.leave_one_out(standard))
-            problems = [(int(i), f"departs from the writer's other references {departure[i]:.1f} times further than "
-                                 "genuine signatures did in training")
-                        for i in np.flatnonzero(departure > domain.reference_margin)]
-        return problems
+        if problems or len(standard) < MIN_CALIBRATION_REFERENCES:
+            return problems
+        departure = domain.reference_ratios(self.compare.leave_one_out(standard))
+        problems = [(int(i), f"departs from the writer's other references {departure[i]:.1f} times further than "
+                             "genuine signatures did in training")
+                    for i in np.flatnonzero(departure > domain.reference_margin)]
+        if problems or not scored:
+            return problems
+        scores = self.leave_one_out_scores(references)
+        floor = domain.genuine_floor - domain.score_margin
+        return [(int(i), f"scores {scores[i]:.2f} against the writer's other references, far below any genuine "
+                         f"signature in training ({domain.genuine_floor:.2f})")
+                for i in np.flatnonzero(scores < floor)]
+
+    def leave_one_out_scores(self, references):
+        """The score (n_references,) of each of raw ``references`` against the others, as a query would get."""
+        references = np.atleast_2d(references)
+        return np.array([self.scores(references[i : i + 1], np.delete(references, i, axis=0))[0]
+                         for i in range(len(references))])
 
     def threshold_for(self, mode=DEFAULT_MODE):
         """The stored threshold of ``mode`` ("independent" or "dependent")."""

@@ -393,3 +393,26 @@ def test_a_store_made_before_pictures_were_kept_lists_references_without_them(si
             assert verdict.status_code == 200 and verdict.json()["references"] == 3
     finally:
         service.close()
+
+
+def test_the_service_fails_closed_as_the_cli_does(client, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rows = np.full((120, 300), 255, np.uint8)
+    rows[0:20:2, :] = 0  # ten black rows at the top of a white page: once "genuine" at 81
+    probe = tmp_path / "rows.png"
+    Image.fromarray(rows).save(probe)
+    rng = np.random.default_rng(0)
+    noise = tmp_path / "noise.png"
+    Image.fromarray((rng.random((120, 300)) * 255).astype(np.uint8)).save(noise)
+    response = client.post("/api/signature/writers/poisoned/references",
+                           files=files_of("files", [*genuine("writer6", range(1, 6)), noise]), headers=AUTH)
+    assert response.status_code in (400, 422) and "noise.png" in response.json()["error"]
+    assert "refused as a reference" in response.json()["error"]
+    response = client.post("/api/signature/writers/writer6/references",
+                           files=files_of("files", genuine("writer6", range(1, 7))), headers=AUTH)
+    assert response.status_code == 200, response.json()
+    body = client.post("/api/signature/writers/writer6/verify", files=files_of("file", [probe])).json()
+    assert body["verdict"] == "forged" and body["genuine"] is False
+    assert "not like any signature the model was trained on" in body["reason"]

@@ -79,6 +79,16 @@ def test_either_signal_stops_the_workers_and_the_tracker_and_removes_the_uploads
     assert "Traceback" not in log and "leaked" not in log and "Finished server process" in log
 
 
+def test_workers_end_when_the_server_is_killed(signature_model_path, tmp_path):
+    """SIGKILL (or the kernel's out-of-memory killer) gives the server no chance to stop its workers: they
+    notice and end by themselves, and the resource tracker with them."""
+    server = start(signature_model_path, tmp_path)
+    assert len(session_processes(server.process.pid)) == 4  # the server, two workers, the tracker
+    server.process.kill()
+    server.process.wait()
+    assert wait_until_gone(server.process.pid) == []
+
+
 def wait_for(condition):
     while not condition():
         time.sleep(0.02)

@@ -39,7 +39,8 @@ def _toy_verifier(calibration, threshold=0.0):
     n_features = feature_length(PARAMETERS)
     n_groups = len(feature_groups(PARAMETERS))
     # a domain wide enough that only calibration moves these scores
-    wide = Domain([1e6] * n_groups, [1e6] * n_groups, [[1e6] * n_groups], score_floor=-1e3)
+    wide = Domain([1e6] * n_groups, [1e6] * n_groups, [[1e6] * n_groups], score_floor=-1e3,
+                  genuine_floor=-1e3)
     config = VerifierConfig(PARAMETERS, threshold, calibration=calibration, domain=wide)
     standardizer = Standardizer.from_arrays(np.zeros(n_features), np.ones(n_features))
     return Verifier(config, standardizer, [MeanDeparture(len(feature_groups(PARAMETERS)))])
@@ -142,7 +143,9 @@ def test_model_files_without_calibration_still_score_as_before(sample_model, sam
     save_verifier(path, older)
     loaded, metadata = load_verifier(path)
     assert loaded.config.calibration is None and metadata["verifier"]["calibration"] is None
-    raw = _decision(verifier.networks, verifier.comparison(forged, references))
+    # uncalibrated: the networks' score plus the keypoint evidence, nothing per writer
+    raw = _decision(verifier.networks, verifier.comparison(forged, references)) + verifier.keypoint_scores(
+        forged, references)
     assert np.allclose(loaded.scores(forged, references), raw)
     offset = verifier.calibration_offset(references)
     assert offset != 0.0 and np.allclose(verifier.scores(forged, references), raw - offset, atol=1e-6)

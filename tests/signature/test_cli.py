@@ -330,7 +330,8 @@ def test_verify_scores_are_calibrated_to_the_enrolled_writer_in_the_cli_and_the_
     offset = verifier.calibration_offset(references)
     assert offset != 0.0
     features = np.stack([extract(q, **verifier.feature_parameters) for q in queries])
-    raw = _decision(verifier.networks, verifier.comparison(features, references))
+    raw = _decision(verifier.networks, verifier.comparison(features, references)) + verifier.keypoint_scores(
+        features, references)
     assert [row["score"] for row in rows] == pytest.approx(raw - offset, abs=1e-3)
     api = verify_files(model, "writer5", queries, store)
     assert [(r["score"], r["verdict"]) for r in api] == [(r["score"], r["verdict"]) for r in rows]

@@ -94,7 +94,7 @@ def _extrapolating_verifier():
 
     n_groups = len(feature_groups(PARAMETERS))
     n_features = feature_length(PARAMETERS)
-    domain = Domain([1.0] * n_groups, [1.0] * n_groups, [[1.0] * n_groups], score_floor=-5.0)
+    domain = Domain([1.0] * n_groups, [1.0] * n_groups, [[1.0] * n_groups], score_floor=-5.0, genuine_floor=-3.0)
     config = VerifierConfig(PARAMETERS, threshold=0.0, domain=domain)
     standardizer = Standardizer.from_arrays(np.zeros(n_features), np.ones(n_features))
     return Verifier(config, standardizer, [Extrapolating()])
@@ -206,3 +206,37 @@ def test_crafted_model_files_are_refused_at_load_with_one_error(sample_model, sa
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert result.output.startswith("Error: ") and len(result.output.splitlines()) == 1
     assert message in result.output
+
+
+def test_a_signature_like_picture_among_references_is_refused_by_its_score(sample_model, samples_dir, tmp_path):
+    # shaded blobs: like ink strokes in every statistic the other tests look at, but no signature
+    model, verifier = sample_model
+    rows, columns = np.indices((120, 300))
+    shading = tmp_path / "shading.png"
+    Image.fromarray((127 + 120 * np.sin(columns / 40) * np.cos(rows / 20)).astype(np.uint8)).save(shading)
+    genuine = sorted((samples_dir / "writer6" / "genuine").iterdir())[:5]
+    answer = enroll_files(model, "writer6", [*genuine, shading], tmp_path / "store.sqlite")
+    assert not answer["enrolled"]
+    assert "shading.png: refused as a reference of 'writer6': scores" in answer["images"][-1]["error"]
+    assert "far below any genuine signature in training" in answer["images"][-1]["error"]
+    # the writer's own references, even few, pass
+    for count in (3, 4, 10):
+        references = np.stack([extract(path, **PARAMETERS) for path in
+                               sorted((samples_dir / "writer6" / "genuine").iterdir())[:count]])
+        assert verifier.reference_problems(references) == []
+
+
+def test_the_domain_is_measured_even_without_held_out_scores():
+    from inkvoice.signature.comparison import Comparison
+
+    groups = feature_groups(PARAMETERS)
+    compare = Comparison(groups, feature_length(PARAMETERS))
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (6, feature_length(PARAMETERS)))
+    writers = np.array(["a", "a", "a", "b", "b", "b"])
+    inputs = compare(X[:2], X[2:5])
+    domain = Domain.measure(X, writers, np.ones(6, bool), compare, inputs, np.array([]), np.array([]), 2, rng)
+    assert domain.score_floor == 0.0 and domain.genuine_floor == 0.0
+    assert len(domain.reference_limits) == 2 and len(domain.input_limits) == len(groups)
+    # what it records survives the model file's round trip
+    assert Domain(**domain.to_dict()) == domain

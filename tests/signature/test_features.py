@@ -7,7 +7,7 @@ from inkvoice.core.errors import DataError, ParameterError
 from inkvoice.signature.dataset import load_signatures, parse_writer_range, writers_of
 from inkvoice.signature.features import DEFAULT_PARAMETERS, check_parameters, extract
 from inkvoice.signature.preprocess import fit_canvas, preprocess
-from inkvoice.signature.comparison import feature_groups, feature_length
+from inkvoice.signature.comparison import feature_groups, feature_length, keypoint_columns
 from tests.signature.helpers import page, save_page, stroke_mask
 
 
@@ -52,6 +52,10 @@ def test_features_have_the_length_the_groups_describe(tmp_path):
     covered = np.zeros(len(vector), dtype=bool)
     for _, indices in feature_groups(parameters):
         covered[indices] = True
+    # every value is in a compared group, except the keypoints, which are matched and come last
+    keypoints = keypoint_columns(parameters)
+    assert not covered[keypoints].any()
+    covered[keypoints] = True
     assert covered.all()
 
 

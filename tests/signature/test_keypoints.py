@@ -65,3 +65,53 @@ def test_evidence_with_one_or_two_references(tmp_path, references):
     codes = np.stack([_signature(tmp_path, f"r{i}", seed=5, wobble=0.1 * i) for i in range(references)])
     evidence = keypoints.evidence(codes[:1], codes)
     assert evidence.shape == (1, 2) and np.all(np.isfinite(evidence))
+
+
+def test_keypoints_add_to_the_features_and_a_model_weighs_them(tmp_path):
+    from inkvoice.signature.comparison import feature_length, keypoint_columns
+    from inkvoice.signature.dataset import load_signatures
+    from inkvoice.signature.features import check_parameters, extract
+    from inkvoice.signature.model_file import load_verifier, save_verifier
+    from inkvoice.signature.training import KEYPOINT_WEIGHTS, train_verifier
+    from tests.signature.conftest import SAMPLES, TRAINING_WRITERS
+
+    parameters = check_parameters({"keypoints": 60})
+    plain = check_parameters({"keypoints": 0})
+    columns = keypoint_columns(parameters)
+    assert keypoint_columns(plain) is None and columns.start == feature_length(plain)
+    assert feature_length(parameters) == feature_length(plain) + 60 * KEYPOINT_WIDTH
+    signatures = [s for s in load_signatures(SAMPLES) if s.writer in (*TRAINING_WRITERS, "writer5")]
+    X = np.stack([extract(s.path, **parameters) for s in signatures])
+    assert X.shape[1] == feature_length(parameters)
+    # the other features are those of a model without keypoints
+    assert np.array_equal(X[0, : columns.start], extract(signatures[0].path, **plain))
+    writers = np.array([s.writer for s in signatures])
+    genuine = np.array([s.genuine for s in signatures])
+    training = np.isin(writers, TRAINING_WRITERS)
+    verifier, figures, settings = train_verifier(X[training], writers[training], genuine[training], parameters,
+                                                 {"n_references": 6, "n_folds": 4, "dependent_threshold": False},
+                                                 np.random.default_rng(0))
+    assert figures["keypoint_weight"] in KEYPOINT_WEIGHTS
+    assert verifier.config.keypoint_weight == figures["keypoint_weight"]
+    path = tmp_path / "keypoints.npz"
+    save_verifier(path, verifier, settings.to_dict(), figures)
+    loaded, _ = load_verifier(path)
+    own = X[(writers == "writer5") & genuine]
+    forged = X[(writers == "writer5") & ~genuine]
+    queries = np.concatenate([own[6:8], forged[:2]])
+    assert np.allclose(loaded.scores(queries, own[:6]), verifier.scores(queries, own[:6]))
+    if verifier.config.keypoint_weight:
+        term = verifier.keypoint_scores(queries, own[:6])
+        assert np.all(term[:2] > term[2:])
+    # two references match each other once: too little to know the writer's level, so no term
+    assert np.array_equal(verifier.keypoint_scores(queries, own[:2]), np.zeros(len(queries)))
+
+
+def test_a_store_made_before_keypoints_existed_keeps_its_digest():
+    from inkvoice.signature.enrollment import settings_digest
+    from inkvoice.signature.features import check_parameters
+
+    parameters = check_parameters({"keypoints": 0})
+    before = {key: value for key, value in parameters.items() if key != "keypoints"}
+    assert settings_digest(parameters) == settings_digest(before)
+    assert settings_digest(check_parameters({"keypoints": 100})) != settings_digest(before)

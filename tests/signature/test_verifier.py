@@ -164,6 +164,28 @@ def test_explanations_show_the_nearest_references_real_picture(sample_model, sam
         explain_queries(verifier, query_paths, forged[:1], genuine[:6], tmp_path / "bad", None, pictures[:2])
 
 
+def test_explanations_name_the_keypoint_evidence_when_it_pulls_towards_forged(sample_model, sample_features,
+                                                                            tmp_path):
+    from dataclasses import replace
+
+    from inkvoice.signature.explain import explain_queries
+    from inkvoice.signature.verifier import Verifier
+
+    _, verifier = sample_model
+    signatures, X = sample_features
+    genuine, forged = _writer(signatures, X, "writer5")
+    paths = [s.path for s in signatures if s.writer == "writer5" and not s.genuine][:2]
+    # a weight large enough that the keypoint term outweighs every network input
+    heavy = Verifier(replace(verifier.config, keypoint_weight=100.0), verifier.standardizer, verifier.networks)
+    local = heavy.keypoint_scores(forged[:2], genuine[:6])
+    assert np.all(local < 0)
+    explanations = explain_queries(heavy, paths, forged[:2], genuine[:6], tmp_path / "why")
+    for explanation, term in zip(explanations, local):
+        first = explanation["groups"][0]
+        assert first["group"] == "keypoints" and first["effect"] == round(float(term), 3)
+        assert "keypoints" in first["description"]
+
+
 @pytest.mark.parametrize("png", [None, b"not a picture", b"\x89PNG\r\n\x1a\n damaged"])
 def test_a_missing_or_damaged_picture_is_not_drawn(png):
     from inkvoice.signature.explain import picture_canvas

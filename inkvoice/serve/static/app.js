@@ -295,7 +295,7 @@ function renderDigits(answer, elapsed, source) {
     const which = unread.map(ordinal).join(", ");
     facts.append(element("div", { class: "confidence warning", "data-testid": "incomplete",
       text: `Incomplete: ${found.length} digits heard, the ${which} could not be read (shown as ?). ` +
-        `Only ${answer.digits || "nothing"} is certain; say it again or check it.` }));
+        "Say the number again, or check it." }));
   } else {
     facts.append(element("div", { class: "confidence", text: `${found.length} digit${found.length === 1 ? "" : "s"}` }));
   }
@@ -438,14 +438,15 @@ function renderVerdict(answer, file, references) {
   const parts = [card, compare];
   if (answer.explanation) {
     const explanation = element("div", { class: "explanation", "data-testid": "explanation" });
-    if (answer.explanation.summary) {
-      explanation.append(element("p", { class: "summary", text: answer.explanation.summary }));
-    }
     if (answer.explanation.image) {
-      // At its own size in a box of its own, so that its labels stay readable on a small screen.
-      const image = element("img", { src: answer.explanation.image, alt: "the signature checked beside its nearest reference, the regions that depart most boxed on both" });
-      explanation.append(element("div", { class: "picture", tabindex: "0", role: "group",
-        "aria-label": "explanation picture (scrolls sideways on a small screen)" }, image));
+      // At its own size in a box of its own, so that its labels stay readable on any screen.
+      const image = element("img", { src: answer.explanation.image,
+        alt: "the signature checked beside its nearest reference, the regions that depart most boxed on both" });
+      explanation.append(
+        element("p", { class: "summary", text: "Boxes: the regions that depart most from the references " +
+          "(1 = most), on the signature checked and on its nearest reference." }),
+        element("div", { class: "picture", tabindex: "0", role: "group",
+          "aria-label": "explanation picture (scrolls sideways)" }, image));
     }
     if (answer.explanation.groups && answer.explanation.groups.length) {
       const list = element("ul");
@@ -578,6 +579,7 @@ async function watchServer() {
   const status = $("#status");
   status.classList.toggle("down", state === "gone");
   status.classList.toggle("starting", state === "starting");
+  status.classList.toggle("ready", state === "ready");
   if (state === "gone") {
     status.textContent = "Server not reachable: answers will fail until it is back.";
   } else if (state === "starting") {
