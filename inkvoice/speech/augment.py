@@ -6,9 +6,9 @@ voice activity detector as a real recording would. Every draw comes from the gen
 
 A variant is the clip, in order: sped up or slowed down (pitch and formants move with it);
 played in a synthetic room; placed at a random point of a longer stretch; mixed with noise
-(white, pink, mains hum, fan, crackle, or babble made from the clip itself; its level swelling
-slowly) at a random SNR; through a
-telephone band; at another level.
+(white, pink, mains hum, fan, crackle, or babble made from the clip itself, and with
+``more_noises`` brown noise, wind, clatter and music too; its level swelling slowly) at a random
+SNR; through a telephone band; at another level.
 """
 
 import hashlib
@@ -27,6 +27,7 @@ DEFAULT_AUGMENTATION = {
     "window_seconds": [0.0, 0.6],
     "noise_probability": 0.3,
     "snr_db": [0.0, 30.0],
+    "more_noises": False,
     "babble_share": 0.3,
     "phone_probability": 0.1,
     "gain_db": 6.0,
@@ -64,7 +65,15 @@ def augmentation_parameters(**overrides):
         check_number(name, value[0], low=low, high=value[1])
         check_number(name, value[1], low=value[0], high=high)
         settings[name] = [float(v) for v in value]
+    if not isinstance(settings["more_noises"], bool):
+        raise ParameterError(f"more_noises must be true or false; got {settings['more_noises']!r}")
     return settings
+
+
+def training_noises(settings):
+    """The noise families a variant's noise is drawn from under ``settings``, name -> function."""
+    more = settings.get("more_noises", DEFAULT_AUGMENTATION["more_noises"])
+    return {**sounds.TRAINING_NOISES, **(sounds.MORE_TRAINING_NOISES if more else {})}
 
 
 def change_speed(samples, factor):
@@ -88,8 +97,9 @@ def perturb(samples, sample_rate, settings, generator):
         if generator.random() < settings["babble_share"]:
             noise = sounds.babble_from(samples, result.size, generator)
         else:
-            kind = list(sounds.TRAINING_NOISES)[int(generator.integers(len(sounds.TRAINING_NOISES)))]
-            noise = sounds.swell(sounds.TRAINING_NOISES[kind](result.size, sample_rate, generator), sample_rate, generator)
+            families = training_noises(settings)
+            kind = list(families)[int(generator.integers(len(families)))]
+            noise = sounds.swell(families[kind](result.size, sample_rate, generator), sample_rate, generator)
         result = sounds.mix_at_snr(result, noise, float(generator.uniform(*settings["snr_db"])))
     if generator.random() < settings["phone_probability"]:
         result = sounds.phone_band(result, sample_rate)

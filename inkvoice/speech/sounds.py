@@ -2,8 +2,8 @@
 
 Every function takes its randomness from the ``np.random.Generator`` passed in and returns
 float32 samples. Training augmentation (:mod:`inkvoice.speech.augment`) draws from the
-``TRAINING_NOISES`` and the rejection class's ``NON_SPEECH`` families; the benchmarks test
-on ``TEST_NOISES``, which training never uses.
+``TRAINING_NOISES`` (and ``MORE_TRAINING_NOISES`` when asked) and the rejection class's
+``NON_SPEECH`` families; the benchmarks test on ``TEST_NOISES``, which training never uses.
 """
 
 import numpy as np
@@ -117,7 +117,39 @@ def street(n_samples, rate, generator):
     return _unit(_band(generator.standard_normal(n_samples), rate, 200.0, 2000.0) * swell)
 
 
+def brown_noise(n_samples, rate, generator):
+    """Brown (1/f**2) noise: rumble, distant traffic, a ventilation duct."""
+    return _shaped_noise(n_samples, generator, 2.0)
+
+
+def wind(n_samples, rate, generator):
+    """Wind on a microphone: low-passed noise in deep, irregular gusts."""
+    noise = _band(_shaped_noise(n_samples, generator, 1.0), rate, 20.0, generator.uniform(300, 1200))
+    t = np.arange(n_samples) / rate
+    gusts = sum(np.sin(2 * np.pi * generator.uniform(0.2, 2.0) * t + generator.uniform(0, 6.3)) for _ in range(3))
+    return _unit(noise * np.exp(generator.uniform(0.3, 1.0) * gusts))
+
+
+def clatter(n_samples, rate, generator):
+    """Dishes, keys, a keyboard: short bright hits that ring and fade, a few to many per second."""
+    result = np.zeros(n_samples)
+    t = np.arange(int(0.06 * rate)) / rate
+    for position in generator.integers(0, max(1, n_samples - t.size), int(n_samples / rate * generator.uniform(3, 30))):
+        frequency = generator.uniform(1000, 3500)
+        hit = np.sin(2 * np.pi * frequency * t) * np.exp(-t / generator.uniform(0.003, 0.02)) * generator.uniform(0.2, 1)
+        result[position : position + t.size] += hit[: n_samples - position]
+    return _unit(result + 0.02 * generator.standard_normal(n_samples))
+
+
+def music(n_samples, rate, generator):
+    """Background music: a phrase of notes with harmonics, over a soft chord."""
+    return _unit(melody(n_samples, rate, generator) + generator.uniform(0.2, 0.8) * chord(n_samples, rate, generator))
+
+
 TRAINING_NOISES = {"white": white_noise, "pink": pink_noise, "hum": hum, "fan": fan, "crackle": crackle}
+# Drawn too with the augmentation setting ``more_noises`` (docs/experiments.md: better in noise,
+# fewer other words rejected).
+MORE_TRAINING_NOISES = {"brown": brown_noise, "wind": wind, "clatter": clatter, "music": music}
 TEST_NOISES = {"car": car, "rain": rain, "street": street}
 
 

@@ -129,7 +129,7 @@ def test_perturb_stays_in_range():
     "overrides, message",
     [({"copies": -1}, "copies"), ({"speed": [1.2, 0.9]}, "speed"), ({"snr_db": 3}, "snr_db"), ({"pitch": 1}, "unknown"),
      ({"noise_probability": 1.5}, "noise_probability"), ({"negatives": -1}, "negatives"),
-     ({"speech_negatives": 1.5}, "speech_negatives")],
+     ({"speech_negatives": 1.5}, "speech_negatives"), ({"more_noises": 1}, "more_noises")],
 )
 def test_bad_augmentation_settings_are_refused(overrides, message):
     with pytest.raises(ParameterError, match=message):
@@ -172,6 +172,20 @@ def test_the_second_pass_leaves_a_word_in_steady_noise_as_it_was(kind):
             spans.append(speech_span(samples, power, noise, parameters))
         assert abs(spans[1][0] - spans[0][0]) + abs(spans[1][1] - spans[0][1]) <= 2
         assert abs(spans[1][0] - start) + abs(spans[1][1] - stop) <= 10
+
+
+def test_training_noises_are_unit_level_sounds_the_benchmarks_never_test_on():
+    from inkvoice.speech.augment import training_noises
+
+    basic = training_noises(augmentation_parameters())
+    every = training_noises(augmentation_parameters(more_noises=True))
+    assert set(basic) == set(sounds.TRAINING_NOISES) and set(every) - set(basic) == {"brown", "wind", "clatter", "music"}
+    assert not set(every) & set(sounds.TEST_NOISES)
+    generator = np.random.default_rng(3)
+    for kind, make in every.items():
+        noise = make(4000, RATE, generator)
+        assert noise.dtype == np.float32 and noise.shape == (4000,), kind
+        assert np.all(np.isfinite(noise)) and abs(float(np.sqrt(np.mean(noise.astype(np.float64) ** 2))) - 1.0) < 1e-3, kind
 
 
 @pytest.mark.parametrize("share, depends_on_the_word", [(0.0, False), (1.0, True)])
