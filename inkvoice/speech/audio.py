@@ -202,9 +202,9 @@ def resolution(samples):
 def remove_offset(samples):
     """``samples`` less their DC offset and linear drift (the least-squares line through them).
 
-    Neither carries sound: a constant or slowly drifting signal becomes the silence it is,
-    rather than steps at the clip's ends that normalising would make loud enough to pass for
-    a word. A recording's speech is left as it was (its own line is flat).
+    Neither carries sound: what is left of a constant or slowly drifting signal shows it is
+    silence, rather than steps at the clip's ends that normalising would make loud enough to
+    pass for a word.
     """
     if samples.size < 2:
         return samples
@@ -229,11 +229,15 @@ def load_audio(path, *, sample_rate=DEFAULT_SAMPLE_RATE, max_seconds=DEFAULT_MAX
     check_number("sample_rate", sample_rate, low=1000, high=192000, integer=True)
     check_number("max_seconds", max_seconds, low=0, low_open=True)
     samples, source_rate = read_audio(path, max_seconds=max_seconds)
-    steps = resolution(samples)
-    samples = remove_offset(samples)
-    # What is left once the offset and drift are gone must stand out from the encoding's own
-    # steps: an 8-bit or mu-law ramp leaves a staircase a step high, which normalising would make loud.
-    if float(np.max(np.abs(samples))) < SILENCE_PEAK or np.all(np.abs(samples) <= QUANTISATION_STEPS * steps):
+    # What is left once the offset and drift are set aside must stand out from silence and from
+    # the encoding's own steps: an 8-bit or mu-law ramp leaves a staircase a step high, which
+    # normalising would make loud. (The features keep the recording as it is unless the offset
+    # outweighs its sound: removing it from every clip cost accuracy on an unseen FSDD speaker,
+    # see docs/experiments.md.)
+    residual = remove_offset(samples)
+    if float(np.max(np.abs(residual))) < SILENCE_PEAK or np.all(np.abs(residual) <= QUANTISATION_STEPS * resolution(samples)):
         raise NoSpeechError(f"{path}: the clip is silent (no speech found)")
+    if float(np.max(np.abs(samples))) > 2 * float(np.max(np.abs(residual))):
+        samples = residual  # an offset or drift that outweighs the sound would be all normalising saw
     samples = resample(samples, source_rate, int(sample_rate))
     return normalise_level(samples).astype(np.float32, copy=False)
