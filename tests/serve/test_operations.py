@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.serve.conftest import TOKEN, RunningServer
+from tests.servers import HANG_SECONDS
 
 
 def session_processes(session):
@@ -127,7 +128,7 @@ def test_ctrl_c_at_any_moment_of_start_up_ends_cleanly(signature_model_path, tmp
     MOMENTS[moment](server, port)
     assert server.process.poll() is None, server.log.read_text()[-2000:]
     os.killpg(server.process.pid, signal.SIGINT)
-    assert server.process.wait(timeout=120) == 0
+    assert server.process.wait(timeout=HANG_SECONDS) == 0
     assert wait_until_gone(server.process.pid) == []
     assert not list((tmp_path / "tmp").iterdir())
     log = server.log.read_text()
