@@ -141,13 +141,20 @@ def writer_references(model_path, writer, store=None, verifier=None, pictures=Fa
 
 
 def verify_features(verifier, paths, results, references, mode=DEFAULT_MODE, threshold=None, explain=None,
-                    max_pixels=DEFAULT_MAX_PIXELS, reference_pictures=None):
+                    max_pixels=DEFAULT_MAX_PIXELS, reference_pictures=None, inputs=()):
     """Records of already extracted ``results`` (vectors or ProjectErrors) of ``paths`` against ``references``.
 
-    ``reference_pictures`` (one PNG or None per reference) are what explanations show.
+    ``reference_pictures`` (one PNG or None per reference) are what explanations show. An
+    explanation never replaces an image being read: ``paths`` or the other ``inputs``.
     """
     records = _records(paths, results)
     good = [i for i, record in enumerate(records) if "error" not in record]
+    if explain is not None:
+        from inkvoice.core.files import check_not_an_input
+        from inkvoice.signature.explain import explanation_paths
+
+        for png in explanation_paths(explain, [paths[i] for i in good]):
+            check_not_an_input(png, [*paths, *inputs])
     problems = verifier.reference_problems(references, scored=False)
     if problems:
         raise DataError("the references cannot be trusted, so nothing is verified: "
@@ -228,4 +235,4 @@ def compare_files(verifier, reference_paths, query_path, *, threshold=None, max_
 
         pictures = [reference_thumbnail(path, max_pixels) for path in paths[:-1]]
     return verify_features(verifier, paths[-1:], results[-1:], np.stack(results[:-1]), threshold=threshold,
-                           explain=explain, max_pixels=max_pixels, reference_pictures=pictures)
+                           explain=explain, max_pixels=max_pixels, reference_pictures=pictures, inputs=paths[:-1])

@@ -164,6 +164,11 @@ def picture_canvas(png, height, width):
     return fit_canvas(ink, height, width)
 
 
+def explanation_paths(folder, paths):
+    """Where the explanations of the queries read from ``paths`` go: one PNG each in ``folder``."""
+    return [Path(folder) / f"{index + 1:03d}-{Path(path).stem}.png" for index, path in enumerate(paths)]
+
+
 def explain_queries(verifier, paths, queries, references, folder, max_pixels=None, reference_pictures=None):
     """Explanations of raw ``queries`` (from ``paths``) against raw ``references``; one PNG each in ``folder``.
 
@@ -187,6 +192,7 @@ def explain_queries(verifier, paths, queries, references, folder, max_pixels=Non
     plt = pyplot()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    pngs = explanation_paths(folder, paths)
     parameters = verifier.feature_parameters
     standard_queries = verifier.standardize(queries)
     standard_refs = verifier.standardize(references)
@@ -215,7 +221,7 @@ def explain_queries(verifier, paths, queries, references, folder, max_pixels=Non
         groups = [{"group": name, "description": describe_group(name, verifier.config.grid),
                    "effect": round(effect, 3)} for name, effect in ranked]
         summary = "; ".join(f"{g['description']} ({g['effect']:+.2f})" for g in groups)
-        png = folder / f"{index + 1:03d}-{Path(path).stem}.png"
+        png = pngs[index]
 
         canvas, _ = preprocess(path, height=parameters["height"], width=parameters["width"],
                                pen_radius=parameters["pen_radius"],

@@ -397,3 +397,20 @@ def test_verify_and_enroll_read_folders_as_speech_predict_does(enrolled, sample_
     (folder / "notes.txt").write_text("not an image")
     enrolled_folder = run("enroll", model, "--writer", "writer6", "--store", store, "--no-cache", folder)
     assert enrolled_folder.exit_code == 0 and "4 reference(s) added, 4 in total" in enrolled_folder.output
+
+
+def test_an_explanation_never_replaces_an_image_being_read(enrolled, samples_dir, tmp_path):
+    import shutil
+
+    model, store = enrolled
+    folder = tmp_path / "cheques"
+    folder.mkdir()
+    # a query whose explanation would be named like another query of the same run
+    shutil.copy(samples_dir / "writer5" / "genuine" / "09.png", folder / "b.png")
+    shutil.copy(samples_dir / "writer5" / "forged" / "03.png", folder / "001-b.png")
+    before = (folder / "001-b.png").read_bytes()
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--explain", folder,
+                 folder / "b.png", folder / "001-b.png")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "which this command reads" in result.stderr
+    assert (folder / "001-b.png").read_bytes() == before
