@@ -204,3 +204,13 @@ def test_a_ramp_rounded_to_a_coarse_encoding_is_silence(tmp_path, subtype):
 def test_speech_in_an_8_bit_file_is_not_silence(tmp_path):
     samples = load_audio(write(tmp_path / "low.wav", 0.1 * tone(300.0), subtype="PCM_U8"))
     assert np.max(np.abs(samples)) == pytest.approx(1.0)
+
+
+def test_a_level_under_faint_hiss_is_silence_whatever_the_hiss_draws(tmp_path):
+    """Hiss at -80 dBFS now and then draws a sample past the silence level; that sample is no sound."""
+    rate = 44100
+    for seed in (31, 32, 58, 63, 77):  # draws whose loudest sample passes the silence level
+        hiss = 1e-4 * np.random.default_rng(seed).standard_normal(5 * rate)
+        path = write(tmp_path / f"hiss{seed}.wav", (0.774 + hiss).astype(np.float32), rate=rate, subtype="PCM_24")
+        with pytest.raises(NoSpeechError, match="silent"):
+            load_audio(path)
