@@ -372,6 +372,10 @@ def info(model, store, as_json):
         click.echo(json_line(document))
         return
     for key, value in document.items():
+        if key == "verifier" and isinstance(value.get("domain"), dict):
+            # the limits of what training covered are for the verifier (--json gives them whole)
+            domain = value["domain"]
+            value = {**value, "domain": {k: v for k, v in domain.items() if not isinstance(v, list)}}
         # names print as written (not as JSON escapes); control characters are escaped
         text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
         click.echo(printable(f"{key}: {text}"))

@@ -363,6 +363,9 @@ def test_names_print_as_written_and_control_characters_escaped(enrolled, sample_
     assert run("enroll", model, "--writer", "José", "--store", store, "--no-cache", *references).exit_code == 0
     info = run("info", model, "--store", store)
     assert info.exit_code == 0 and 'enrolled: {"José": 6}' in info.output
+    # a screen, not a dump: the per-input limits of what training covered are in --json only
+    assert max(len(line) for line in info.output.splitlines()) < 2000 and "input_limits" not in info.output
+    assert "input_limits" in json.loads(run("info", model, "--json").output)["verifier"]["domain"]
     forged = tmp_path / "a.png\tgenuine\t9.000\nfake.png"
     shutil.copy(samples_dir / "writer5" / "forged" / "03.png", forged)
     result = run("verify", model, "--writer", "José", "--store", store, forged, tmp_path / "gone\x1b.png")
