@@ -128,7 +128,7 @@ def test_ctrl_c_at_any_moment_of_start_up_ends_cleanly(signature_model_path, tmp
     MOMENTS[moment](server, port)
     assert server.process.poll() is None, server.log.read_text()[-2000:]
     os.killpg(server.process.pid, signal.SIGINT)
-    assert server.process.wait(timeout=HANG_SECONDS) == 0
+    assert server.process.wait(timeout=HANG_SECONDS) == 0, server.output.read_text()[-2000:] + server.log.read_text()[-3000:]
     assert wait_until_gone(server.process.pid) == []
     assert not list((tmp_path / "tmp").iterdir())
     log = server.log.read_text()
