@@ -75,11 +75,15 @@ class WorkerPool:
 
     def _start(self):
         import multiprocessing
+        from multiprocessing import resource_tracker
 
         # Spawned, not forked: the serving process runs threads, which a fork would copy mid-step.
         context = multiprocessing.get_context("spawn")
         # The workers start with Ctrl-C held back (a signal mask survives exec) until they ignore it:
-        # Ctrl-C reaches the whole process group, and the serving process stops them itself.
+        # Ctrl-C reaches the whole process group, and the serving process stops them itself. The
+        # resource tracker is started first: starting it unblocks SIGINT on the thread that does,
+        # which inside the block would let the workers start with Ctrl-C open.
+        resource_tracker.ensure_running()
         with _sigint_blocked():
             ready = context.Barrier(self.n_workers)
             executor = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_start_worker,
