@@ -70,25 +70,24 @@ def json_protocol():
 
 
 @contextlib.contextmanager
+def _stop_signals(handler):
+    """The stop signals handled by ``handler`` for the duration of the block."""
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
+
+
 def _signals_interrupt():
     """SIGTERM raises KeyboardInterrupt as SIGINT does, so that both end through the same clean-up."""
-    previous = {number: signal.signal(number, signal.default_int_handler) for number in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    return _stop_signals(signal.default_int_handler)
 
 
-@contextlib.contextmanager
 def _uninterrupted():
     """Stop signals held back while cleaning up: a second Ctrl-C must not cut the clean-up short."""
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    return _stop_signals(signal.SIG_IGN)
 
 
 def run(host=DEFAULT_HOST, port=DEFAULT_PORT, speech_model=None, signature_model=None, store=None, token=None,
