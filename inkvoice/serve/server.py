@@ -16,7 +16,8 @@ from inkvoice.core.errors import ParameterError
 from inkvoice.serve.guard import DEFAULT_CLIENT_LIMIT, DEFAULT_WRITER_LIMIT
 from inkvoice.serve.service import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
-# The signals that stop the server; both end as KeyboardInterrupt does.
+# The signals that stop the server: while it is one thread they end as KeyboardInterrupt does;
+# from the moment other threads run they only ask it to stop (see ``_StopRequest``).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -81,8 +82,33 @@ def _stop_signals(handler):
 
 
 def _signals_interrupt():
-    """SIGTERM raises KeyboardInterrupt as SIGINT does, so that both end through the same clean-up."""
+    """SIGTERM raises KeyboardInterrupt as SIGINT does, so that both end through the same clean-up
+    (while the server is still one thread, loading the models)."""
     return _stop_signals(signal.default_int_handler)
+
+
+class _StopRequest:
+    """A stop signal's handler once threads run: it asks the server, the start of the workers and
+    the caller to stop, and raises nothing.
+
+    An exception raised by a signal handler lands wherever the main thread happens to be: inside
+    an import another thread waits for (a module lock left held, a deadlock), inside an event
+    loop's finaliser (a traceback). So from the moment the starting thread runs, a signal only
+    sets flags the main thread and uvicorn look at. A second Ctrl-C skips the graceful wait for
+    open connections, as it does in uvicorn.
+    """
+
+    def __init__(self, server, stop_starting):
+        self.server = server
+        self.stop_starting = stop_starting
+        self.asked = threading.Event()
+
+    def __call__(self, number, frame):
+        if self.asked.is_set() and number == signal.SIGINT:
+            self.server.force_exit = True
+        self.asked.set()
+        self.stop_starting.set()
+        self.server.should_exit = True
 
 
 def _uninterrupted():
@@ -162,10 +188,15 @@ def _run(host, port, speech_model, signature_model, store, token, max_upload_mb,
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         announce(f"serving {' and '.join(service.models)} on http://{shown}:{bound_port}/ (API schema at "
                  f"/openapi.json); starting {running}: /healthz answers 503 until ready")
+        stop_request = _StopRequest(server, stop_starting)
+        # Replaced for good (``run`` puts the handlers it found back at the end): the clean-up
+        # below holds the signals back itself, so there is no moment for one to raise.
+        for number in STOP_SIGNALS:
+            signal.signal(number, stop_request)
         starter = threading.Thread(target=start_jobs, name="inkvoice-start", daemon=True)
         starter.start()
-        server.run(sockets=[sock])
-        if isinstance(started.get("error"), Exception):
+        server.run(sockets=[sock])  # uvicorn handles the signals while it serves, then passes them on
+        if isinstance(started.get("error"), Exception) and not stop_request.asked.is_set():
             raise started["error"]
     finally:
         with _uninterrupted():
