@@ -9,8 +9,9 @@ import numpy as np
 from inkvoice.core.errors import DataError, ParameterError
 
 #: Version of how images are read: raised whenever the same file would read differently
-#: (2: EXIF orientation applied, large images reduced), so cached features are not reused.
-READER_VERSION = 2
+#: (2: EXIF orientation applied, large images reduced; 3: shaded paper evened out), so cached
+#: features are not reused.
+READER_VERSION = 3
 #: Largest image (width x height) read by default; a larger one is refused before decoding.
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Bytes that decoding may take per allowed pixel: an image whose full decode (pixels x

@@ -1,6 +1,7 @@
 """From a scanned page to a clean, cropped, fixed-size ink image that ignores paper and scanner tone.
 
-Stages, in order: grey levels; background removal by Otsu's threshold (the ink is whatever is
+Stages, in order: grey levels; paper shading evened out (a photographed page is darker on one
+side, and a fixed threshold would take the shadow for ink); background removal by Otsu's threshold (the ink is whatever is
 clearly darker than the page, so the paper's grey level drops out); removal of scan specks;
 crop to the ink; optional stroke-width normalisation (skeleton redrawn with one pen width);
 scaling into a fixed canvas with the aspect ratio kept, centred.
@@ -13,12 +14,56 @@ from inkvoice.signature.images import DEFAULT_MAX_PIXELS, read_grey
 
 #: Least difference in grey level between paper and ink for a page to hold any writing.
 MIN_CONTRAST = 0.12
+#: Spread of the paper's own grey level over the page, as a share of its brightest, above which
+#: the page is evened out before the ink is found (a flat scan's paper varies by a few percent).
+SHADING_SPREAD = 0.1
 #: Least number of ink pixels (after speck removal) for a page to hold a signature.
 MIN_INK_PIXELS = 30
 
 
+def paper_level(grey):
+    """The paper's grey level under every pixel of ``grey``, the ink taken out.
+
+    The page's local maximum over windows wider than any stroke (on a copy reduced to about 64
+    pixels on its short side, so that the cost does not grow with the scan), smoothed, and
+    brought back to the page's size.
+    """
+    from scipy import ndimage
+
+    height, width = grey.shape
+    step = max(1, round(min(height, width) / 64))
+    rows, columns = max(1, height // step), max(1, width // step)
+    reduced = grey[: rows * step, : columns * step].reshape(rows, step, columns, step).max(axis=(1, 3))
+    window = max(3, round(min(rows, columns) / 8) | 1)
+    level = ndimage.uniform_filter(ndimage.maximum_filter(reduced, size=window, mode="nearest"), size=window,
+                                   mode="nearest")
+    level = ndimage.zoom(level, (height / rows, width / columns), order=1, mode="nearest", grid_mode=True)
+    return np.pad(level, ((0, max(0, height - level.shape[0])), (0, max(0, width - level.shape[1]))),
+                  mode="edge")[:height, :width]
+
+
+def even_paper(grey):
+    """``grey`` with the paper's shading divided out where the paper is unevenly lit; as it was otherwise."""
+    level = paper_level(grey)
+    brightest = float(np.percentile(level, 99))
+    if brightest <= 0 or brightest - float(np.percentile(level, 1)) <= SHADING_SPREAD * brightest:
+        return grey
+    return np.minimum(grey / np.maximum(level, 1e-3), 1.0).astype(np.float32)
+
+
+def _negative(grey):
+    """Whether ``grey`` is a dark page with light marks: a negative, or white ink on black.
+
+    Told from a page in shadow by how much of it is dark: a shadow darkens part of the paper,
+    a negative all of it but the marks.
+    """
+    page = float(np.median(grey))
+    return page < 0.5 and float(np.mean(grey < 0.5)) > 0.8 and float(np.percentile(grey, 99.95)) - page >= MIN_CONTRAST
+
+
 def ink_mask(grey, name="image"):
-    """Boolean ink mask of a grey page (True = ink), by Otsu's threshold with specks removed.
+    """Boolean ink mask of a grey page (True = ink), by Otsu's threshold on the evened-out page,
+    with specks removed.
 
     Parameters
     ----------
@@ -35,6 +80,10 @@ def ink_mask(grey, name="image"):
     from skimage.filters import threshold_otsu
 
     grey = np.asarray(grey, dtype=np.float32)
+    if _negative(grey):
+        raise DataError(f"{name}: light marks on a dark page (a negative?): a signature is read as dark ink on "
+                        "light paper")
+    grey = even_paper(grey)
     paper = float(np.median(grey))
     darkest = float(np.percentile(grey, 0.05))
     if paper - darkest < MIN_CONTRAST:

@@ -91,13 +91,33 @@ def read_audio(path, *, max_seconds=DEFAULT_MAX_SECONDS):
         raise DataError(f"{name}: the audio holds NaN or infinite samples")
     if samples.shape[0] < n_frames:
         raise DataError(f"{name}: the file is truncated ({samples.shape[0]} of {n_frames} frames)")
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    mono = _mix_down(samples)
     # Float files may hold values far outside [-1, 1] (up to 3e38); scaling them down in
     # float64 keeps every later sum of squares finite.
     peak = float(np.max(np.abs(mono)))
     if peak > 1.0:
         mono = mono / peak
     return np.ascontiguousarray(mono, dtype=np.float32), sample_rate
+
+
+# A mix holding less than this share of the channels' mean energy has cancelled itself out.
+_CANCELLED_MIX = 0.25
+
+
+def _mix_down(samples):
+    """One channel from ``samples`` (frames x channels): their mean, or the loudest channel where
+    the mean cancels out.
+
+    Channels in opposite phase (a balanced microphone taken on two inputs, a wire swapped) add up
+    to near silence, and the word would be lost to a mix that is right for every other file.
+    """
+    if samples.shape[1] == 1:
+        return samples[:, 0]
+    mono = samples.mean(axis=1)
+    channel_energy = np.einsum("ij,ij->j", samples, samples)
+    if float(mono @ mono) < _CANCELLED_MIX * float(channel_energy.mean()):
+        return samples[:, int(np.argmax(channel_energy))]
+    return mono
 
 
 # Sizes that mean "unknown when the header was written" (a stream), not a length.

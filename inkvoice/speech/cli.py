@@ -160,9 +160,9 @@ def predict(model_path, inputs, top_k, min_confidence, test_copies, as_json, max
             click.echo(json_line(record))
         else:
             extra = "  ".join(f"{row['label']}:{row['probability']:.3f}" for row in record["top"][1:])
-            reason = f"\t({record['reason']})" if "reason" in record else ""
+            reason = f"\t({printable(record['reason'])})" if "reason" in record else ""
             click.echo(f"{printable(record['file'])}\t{record['label']}\t{record['confidence']:.3f}"
-                       + (f"\t{extra}" if extra else "") + printable(reason))
+                       + (f"\t{extra}" if extra else "") + reason)
     if empty_folder or any("error" in record for record in records):
         sys.exit(1)
 

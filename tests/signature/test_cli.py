@@ -66,6 +66,38 @@ def test_verify_json_and_threshold_override(enrolled, samples_dir):
     assert all(json.loads(line)["verdict"] == "forged" for line in high.output.splitlines())
 
 
+def _shaded(image, kind):
+    """``image`` as a photograph of the page would show it: one side, or the corners, darker."""
+    height, width = image.shape
+    if kind == "side":
+        light = np.broadcast_to(np.linspace(1.0, 0.45, width), (height, width))
+    else:
+        rows, columns = np.mgrid[:height, :width]
+        light = 1 - 1.2 * np.hypot(rows / height - 0.5, columns / width - 0.5) ** 2
+    return (image * light).clip(0, 255).astype(np.uint8)
+
+
+def test_a_page_lit_unevenly_is_judged_as_its_flat_scan(enrolled, samples_dir, tmp_path):
+    from PIL import Image
+
+    model, store = enrolled
+    flat = [samples_dir / "writer5" / "genuine" / name for name in ("09.png", "10.png")]
+    flat += [samples_dir / "writer5" / "forged" / name for name in ("03.png", "04.png")]
+    shaded = []
+    for path in flat:
+        image = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+        for kind in ("side", "corners"):
+            shaded.append(tmp_path / f"{path.parent.name}-{path.stem}-{kind}.png")
+            Image.fromarray(_shaded(image, kind)).save(shaded[-1])
+    result = run("verify", model, "--writer", "writer5", "--store", store, "--json", "--no-cache", *flat, *shaded)
+    assert result.exit_code == 0, result.output
+    rows = {row["image"]: row for row in map(json.loads, result.output.splitlines())}
+    for index, path in enumerate(flat):
+        for copy in shaded[2 * index: 2 * index + 2]:
+            assert rows[str(copy)]["verdict"] == rows[str(path)]["verdict"] == path.parent.name, (copy, rows[str(copy)])
+            assert abs(rows[str(copy)]["score"] - rows[str(path)]["score"]) < 0.75, (copy, rows[str(copy)])
+
+
 def test_verify_dependent_mode_uses_its_stored_threshold(enrolled, sample_model, samples_dir):
     model, store = enrolled
     _, verifier = sample_model

@@ -68,6 +68,12 @@ def test_blank_page(tmp_path):
         preprocess(path)
 
 
+def test_a_negative_is_refused_as_such(tmp_path):
+    path = save_page(tmp_path / "negative.png", 1 - page(stroke_mask()))
+    with pytest.raises(DataError, match="negative.png: light marks on a dark page"):
+        preprocess(path)
+
+
 def test_pixel_limit_is_checked_before_decoding_and_can_be_raised(tmp_path):
     # 8000 x 8000 white pixels compress to a small file but would take 64 MB decoded.
     path = tmp_path / "bomb.png"

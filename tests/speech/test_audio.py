@@ -33,6 +33,15 @@ def test_stereo_is_mixed_to_mono(tmp_path):
     np.testing.assert_allclose(samples, left / 2, atol=1e-3)
 
 
+def test_channels_in_opposite_phase_are_not_cancelled_out(tmp_path):
+    """A balanced microphone taken on two inputs, or a swapped wire: the mean of the channels is silence."""
+    left = tone(440.0)
+    right = -0.9 * left
+    path = write(tmp_path / "opposite.wav", np.stack([left, right], axis=1))
+    samples, _ = read_audio(path)
+    np.testing.assert_allclose(samples, left, atol=1e-3)
+
+
 def test_other_rates_are_resampled_to_the_model_rate(tmp_path):
     path = write(tmp_path / "wide.wav", tone(440.0, seconds=0.5, rate=44100), rate=44100)
     samples = load_audio(path, sample_rate=8000)

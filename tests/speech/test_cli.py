@@ -119,6 +119,17 @@ def test_non_speech_is_answered_unknown_with_a_reason(demo_model, tmp_path):
     assert all(r["reason"] for r in records if r["label"] == "unknown")
 
 
+def test_plain_answers_give_unknowns_reason_in_its_own_column(demo_model, tmp_path, demo_dir):
+    model, _ = demo_model
+    silent = write(tmp_path / "silent.wav", np.zeros(8000))
+    spoken = sorted((demo_dir / "7").glob("*.wav"))[0]
+    result = run("predict", model, silent, spoken)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split("\t") == [str(silent), "unknown", "0.000", "(no speech found)"]
+    assert lines[1].split("\t")[:2] == [str(spoken), "7"] and "\\" not in lines[1]
+
+
 def test_transcribe_reads_a_paused_digit_string(demo_model, demo_dir, tmp_path):
     import soundfile
 
