@@ -192,14 +192,21 @@ def _fmt_before_data(data):
 
 
 def resample(samples, source_rate, target_rate):
-    """Resample ``samples`` from ``source_rate`` to ``target_rate`` Hz (no-op when equal)."""
+    """Resample ``samples`` from ``source_rate`` to ``target_rate`` Hz (no-op when equal).
+
+    SoX's high-quality resampler, called directly: through librosa it would first import
+    scipy.signal, a second and more of a one-file prediction. The length is librosa's (the
+    input's duration rounded up), so features are the same either way.
+    """
     if source_rate == target_rate:
         return samples
-    import librosa
+    import soxr
 
-    return librosa.resample(samples, orig_sr=source_rate, target_sr=target_rate, res_type="soxr_hq").astype(
-        np.float32
-    )
+    resampled = soxr.resample(samples, source_rate, target_rate, quality="soxr_hq")
+    length = int(np.ceil(samples.shape[0] * float(target_rate) / source_rate))
+    if resampled.shape[0] < length:
+        resampled = np.pad(resampled, (0, length - resampled.shape[0]))
+    return np.ascontiguousarray(resampled[:length], dtype=np.float32)
 
 
 def normalise_level(samples):

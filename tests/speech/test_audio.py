@@ -1,12 +1,14 @@
 """Audio in: formats, channels, rates, level, and one clear error per bad file (truncated, too short, ...)."""
 
+import struct
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from inkvoice.core.errors import DataError
-import struct
-
-from inkvoice.speech.audio import NoSpeechError, load_audio, read_audio
+from inkvoice.speech.audio import NoSpeechError, load_audio, read_audio, resample
 from tests.speech.conftest import RATE, tone, write
 
 
@@ -40,6 +42,23 @@ def test_channels_in_opposite_phase_are_not_cancelled_out(tmp_path):
     path = write(tmp_path / "opposite.wav", np.stack([left, right], axis=1))
     samples, _ = read_audio(path)
     np.testing.assert_allclose(samples, left, atol=1e-3)
+
+
+@pytest.mark.parametrize("rate", [4000, 11025, 22050, 44100, 48000, 96000])
+def test_resampling_gives_librosas_samples(rate):
+    """The same samples as librosa's soxr_hq route, so that features cached before stay valid."""
+    import librosa
+
+    clip = np.random.default_rng(rate).normal(0, 0.3, rate // 3 + 7).astype(np.float32)
+    expected = librosa.resample(clip, orig_sr=rate, target_sr=8000, res_type="soxr_hq").astype(np.float32)
+    np.testing.assert_array_equal(resample(clip, rate, 8000), expected)
+
+
+def test_resampling_does_not_import_scipy_signal():
+    """Importing scipy.signal is over a second of a one-file prediction of a 44.1 kHz recording."""
+    code = ("import sys, numpy as np; from inkvoice.speech.audio import resample; "
+            "resample(np.zeros(4410, np.float32), 44100, 8000); print('scipy.signal' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_other_rates_are_resampled_to_the_model_rate(tmp_path):
